@@ -1,0 +1,130 @@
+"""The `solaris` command: run the proxy with our hooks, migrate, check the ledger.
+
+    solaris run      start LiteLLM with solaris_hooks (embedded Postgres when no URL is set)
+    solaris migrate  apply the schema migrations and exit
+    solaris doctor   check the ledger invariants on a live database
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from solaris_hooks.database import database_url, url_variables
+from solaris_hooks.exceptions import SolarisError
+
+
+def _data_dir() -> Path:
+    path = Path(os.environ.get("SOLARIS_DATA_DIR", ".solaris")).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _master_key(data_dir: Path) -> tuple[str, bool]:
+    """LITELLM_MASTER_KEY, else one generated once and kept in the data dir."""
+    if os.environ.get("LITELLM_MASTER_KEY"):
+        return os.environ["LITELLM_MASTER_KEY"], False
+    key_file = data_dir / "master_key"
+    if key_file.exists():
+        return key_file.read_text(encoding="utf-8").strip(), False
+    key = "sk-" + secrets.token_urlsafe(32)
+    key_file.touch(mode=0o600)
+    key_file.write_text(key + "\n", encoding="utf-8")
+    return key, True
+
+
+def _ensure_database(environ: dict[str, str], data_dir: Path) -> str:
+    if any(environ.get(name) for name in url_variables):
+        return database_url(environ)
+    from solaris_hooks import embedded_postgres
+
+    print(f"solaris: starting embedded Postgres in {data_dir / 'pgdata'}", flush=True)
+    url = embedded_postgres.start(data_dir)
+    # Only our variable: LiteLLM seeing DATABASE_URL would try to run Prisma migrations.
+    environ["SOLARIS_DATABASE_URL"] = url
+    return url
+
+
+def run(args: argparse.Namespace) -> int:
+    config = Path(args.config).resolve()
+    if not config.is_file():
+        print(f"solaris: config file not found: {config}", file=sys.stderr)
+        return 2
+    environ = dict(os.environ)
+    data_dir = _data_dir()
+    url = _ensure_database(environ, data_dir)
+
+    from solaris_hooks.migrations import migrate
+    from solaris_hooks.settings import load_settings
+
+    load_settings(config, environ)  # fail here, readably, before the slow proxy start
+    migrate(url)
+
+    key, generated = _master_key(data_dir)
+    environ.update(
+        LITELLM_MASTER_KEY=key,
+        SOLARIS_CONFIG=str(config),
+        # No internet on many deployments: use the cost map shipped with LiteLLM.
+        LITELLM_LOCAL_MODEL_COST_MAP="True",
+    )
+    port = str(args.port or environ.get("PORT") or 4000)
+    host = args.host or environ.get("HOST") or "127.0.0.1"
+    litellm = Path(sys.executable).with_name("litellm")
+    command = [str(litellm), "--config", str(config), "--host", host, "--port", port]
+    print(f"solaris: proxy on http://{host}:{port}  (OpenAI-compatible API at /v1)", flush=True)
+    print(f"solaris: master key {key}" + ("  (generated, kept in " + str(data_dir / "master_key") + ")" if generated else ""), flush=True)
+    child = subprocess.Popen(command, env=environ)
+
+    def forward(signum: int, _frame: object) -> None:
+        child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    return child.wait()
+
+
+def migrate_command(args: argparse.Namespace) -> int:
+    from solaris_hooks.migrations import migrate
+
+    applied = migrate(database_url())
+    print(f"solaris: schema up to date ({len(applied)} migration(s) applied)")
+    return 0
+
+
+def doctor(args: argparse.Namespace) -> int:
+    from solaris_hooks.doctor import checks, diagnose
+
+    findings = diagnose(database_url())
+    for finding in findings:
+        print(f"FAIL  {finding.invariant}")
+        for row in finding.rows:
+            print(f"      {row}")
+    print(f"solaris doctor: {len(checks) - len(findings)} of {len(checks)} checks passed")
+    return 1 if findings else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="solaris", description="Per-user token quotas for the LiteLLM proxy.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="start the LiteLLM proxy with solaris_hooks")
+    run_parser.add_argument("--config", default=os.environ.get("SOLARIS_CONFIG", "litellm-config.yaml"))
+    run_parser.add_argument("--port", type=int)
+    run_parser.add_argument("--host")
+    run_parser.set_defaults(handler=run)
+    commands.add_parser("migrate", help="apply schema migrations").set_defaults(handler=migrate_command)
+    commands.add_parser("doctor", help="check the ledger invariants").set_defaults(handler=doctor)
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except SolarisError as error:
+        print(f"solaris: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Who pays for a call: the end user named by the client, else the key's own user.
+
+Order: the identity header (LibreChat sends `x-litellm-end-user-id`), then the body's
+`user`, then the user id of the LiteLLM key. A LibreChat that was not told how to fill
+its placeholder sends `{{LIBRECHAT_USER_EMAIL}}` literally; charging that string would
+make one account shared by everyone, so it is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from solaris_hooks.exceptions import IdentityRefused
+
+identity_length_max = 255
+
+
+def header_value(headers: Mapping[str, str] | None, name: str) -> str | None:
+    if not headers:
+        return None
+    wanted = name.lower()
+    for key, value in headers.items():
+        if key.lower() == wanted:
+            return value
+    return None
+
+
+def validate_identity(identity: str) -> str:
+    identity = identity.strip()
+    if not identity:
+        raise IdentityRefused("identity_missing")
+    if "{{" in identity or "}}" in identity:
+        raise IdentityRefused("identity_placeholder", identity=identity[:80])
+    if len(identity) > identity_length_max:
+        raise IdentityRefused("identity_too_long", length_max=identity_length_max)
+    if any(ord(character) < 32 or ord(character) == 127 for character in identity):
+        raise IdentityRefused("identity_invalid")
+    return identity
+
+
+def resolve_identity(data: dict, header_name: str, key_user_id: str | None) -> str:
+    headers = (data.get("proxy_server_request") or {}).get("headers")
+    for candidate in (header_value(headers, header_name), data.get("user"), key_user_id):
+        if candidate is None:
+            continue
+        if not isinstance(candidate, str):
+            raise IdentityRefused("identity_invalid")
+        return validate_identity(candidate)
+    raise IdentityRefused("identity_missing")

@@ -1,0 +1,130 @@
+"""The ledger operations, each one call of a SQL function in `solaris` (one round trip).
+
+Two-phase transfers as in DESIGN.md: reserve a pending debit, then settle, release or
+expire it. Amounts here are platform tokens (raw tokens × factor, rounded up).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from psycopg import AsyncConnection
+from psycopg.rows import class_row, dict_row
+
+
+@dataclass(frozen=True)
+class Balance:
+    user_id: str
+    status: str
+    credited_tokens: int
+    debited_tokens: int
+    reserved_tokens: int
+
+    @property
+    def remaining_tokens(self) -> int:
+        return self.credited_tokens - self.debited_tokens - self.reserved_tokens
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "user_id": self.user_id,
+            "status": self.status,
+            "credited_tokens": self.credited_tokens,
+            "used_tokens": self.debited_tokens,
+            "reserved_tokens": self.reserved_tokens,
+            "remaining_tokens": self.remaining_tokens,
+        }
+
+
+@dataclass(frozen=True)
+class Reservation:
+    outcome: str  # reserved | duplicate | exhausted | blocked | disabled
+    reserved: int
+    credited_tokens: int
+    debited_tokens: int
+    reserved_tokens: int
+
+    @property
+    def remaining_tokens(self) -> int:
+        return self.credited_tokens - self.debited_tokens - self.reserved_tokens
+
+
+async def reserve(
+    connection: AsyncConnection,
+    *,
+    user_id: str,
+    call_id: str,
+    wanted_tokens: int,
+    minimum_tokens: int,
+    default_tokens: int,
+    ttl_s: int,
+    model: str | None,
+    factor: float,
+) -> Reservation:
+    async with connection.cursor(row_factory=class_row(Reservation)) as cursor:
+        await cursor.execute(
+            "SELECT * FROM solaris.reserve(%s, %s, %s, %s, %s, %s, %s, %s)",
+            (user_id, call_id, wanted_tokens, minimum_tokens, default_tokens, ttl_s, model, Decimal(str(factor))),
+        )
+        row = await cursor.fetchone()
+    assert row is not None
+    return row
+
+
+async def resolve(
+    connection: AsyncConnection,
+    *,
+    call_id: str,
+    kind: str,
+    raw_tokens: int | None = None,
+    model: str | None = None,
+    cost_usd: float | None = None,
+) -> str:
+    """Settle, release or expire one call; returns the reservation's state afterwards.
+
+    A settle charges ceil(raw_tokens × the factor the call was reserved at), so a
+    settings reload between reserve and settle cannot change the price of a call.
+    """
+    cursor = await connection.execute(
+        "SELECT solaris.resolve(%s, %s, %s, %s, %s)",
+        (call_id, kind, raw_tokens, model, None if cost_usd is None else Decimal(str(cost_usd))),
+    )
+    row = await cursor.fetchone()
+    assert row is not None
+    return row[0]
+
+
+async def expire_due(connection: AsyncConnection, limit: int = 500) -> int:
+    cursor = await connection.execute("SELECT solaris.expire_due(%s)", (limit,))
+    row = await cursor.fetchone()
+    assert row is not None
+    return row[0]
+
+
+async def credit(
+    connection: AsyncConnection, *, user_id: str, tokens: int, default_tokens: int, actor: str, reason: str
+) -> Balance:
+    async with connection.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(
+            "SELECT * FROM solaris.credit(%s, %s, %s, %s, %s)", (user_id, tokens, default_tokens, actor, reason)
+        )
+        row = await cursor.fetchone()
+    assert row is not None
+    return _balance(row)
+
+
+async def balance(connection: AsyncConnection, user_id: str) -> Balance | None:
+    async with connection.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute("SELECT * FROM solaris.accounts WHERE user_id = %s", (user_id,))
+        row = await cursor.fetchone()
+    return None if row is None else _balance(row)
+
+
+def _balance(row: dict) -> Balance:
+    return Balance(
+        user_id=row["user_id"],
+        status=row["status"],
+        credited_tokens=row["credited_tokens"],
+        debited_tokens=row["debited_tokens"],
+        reserved_tokens=row["reserved_tokens"],
+    )

@@ -1,0 +1,193 @@
+-- The ledger: accounts hold running balances, every change to them has exactly one
+-- ledger row (DESIGN.md invariant 2), and reservations make each call id reservable
+-- once and resolvable once (invariant 3). Everything lives in schema "solaris":
+-- LiteLLM's Prisma sync may drop tables it does not know in "public".
+
+CREATE TABLE solaris.accounts (
+    user_id          text PRIMARY KEY CHECK (length(user_id) BETWEEN 1 AND 255),
+    email            text,
+    name             text,
+    locale           text,
+    status           text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'blocked', 'disabled')),
+    credited_tokens  bigint NOT NULL DEFAULT 0,
+    debited_tokens   bigint NOT NULL DEFAULT 0 CHECK (debited_tokens >= 0),
+    reserved_tokens  bigint NOT NULL DEFAULT 0 CHECK (reserved_tokens >= 0),
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    updated_at       timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE solaris.reservations (
+    call_id     text PRIMARY KEY CHECK (length(call_id) BETWEEN 1 AND 200),
+    user_id     text NOT NULL REFERENCES solaris.accounts (user_id),
+    tokens      bigint NOT NULL CHECK (tokens >= 0),
+    model       text,
+    factor      numeric NOT NULL,
+    state       text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'settled', 'released', 'expired')),
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    expires_at  timestamptz NOT NULL,
+    resolved_at timestamptz
+);
+CREATE INDEX reservations_pending_expiry ON solaris.reservations (expires_at) WHERE state = 'pending';
+CREATE INDEX reservations_user ON solaris.reservations (user_id);
+
+CREATE TABLE solaris.ledger (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    user_id         text NOT NULL REFERENCES solaris.accounts (user_id),
+    kind            text NOT NULL CHECK (kind IN ('grant', 'credit', 'reserve', 'settle', 'release', 'expire', 'adjust')),
+    -- The headline amount of the event, always >= 0; the deltas say what it did.
+    tokens          bigint NOT NULL CHECK (tokens >= 0),
+    credited_delta  bigint NOT NULL DEFAULT 0,
+    debited_delta   bigint NOT NULL DEFAULT 0,
+    reserved_delta  bigint NOT NULL DEFAULT 0,
+    raw_tokens      bigint,
+    model           text,
+    cost_usd        numeric,
+    call_id         text,
+    actor           text,
+    reason          text,
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX ledger_user_id ON solaris.ledger (user_id, id);
+CREATE INDEX ledger_created_at ON solaris.ledger (created_at);
+-- A call id appears at most once per kind: a duplicated event cannot write twice.
+CREATE UNIQUE INDEX ledger_call_kind ON solaris.ledger (call_id, kind) WHERE call_id IS NOT NULL;
+
+-- First sight of a user: the account and its default grant, exactly once even when
+-- several first requests race (the loser's INSERT waits on the key, then does nothing).
+CREATE FUNCTION solaris.provision(p_user text, p_tokens bigint) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO solaris.accounts (user_id, credited_tokens) VALUES (p_user, p_tokens)
+    ON CONFLICT (user_id) DO NOTHING;
+    IF FOUND THEN
+        INSERT INTO solaris.ledger (user_id, kind, tokens, credited_delta, actor, reason)
+        VALUES (p_user, 'grant', p_tokens, p_tokens, 'solaris', 'default allowance');
+    END IF;
+END $$;
+
+-- Reserve up to p_wanted tokens for a call, at least p_minimum, in one round trip.
+-- outcome: 'reserved' | 'duplicate' (this call id was reserved before) |
+--          'exhausted' (less than p_minimum left) | 'blocked' | 'disabled'
+CREATE FUNCTION solaris.reserve(
+    p_user text, p_call_id text, p_wanted bigint, p_minimum bigint,
+    p_default_tokens bigint, p_ttl_s integer, p_model text, p_factor numeric
+) RETURNS TABLE (outcome text, reserved bigint, credited_tokens bigint, debited_tokens bigint,
+                 reserved_tokens bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+    account solaris.accounts;
+    existing bigint;
+    amount bigint;
+BEGIN
+    PERFORM solaris.provision(p_user, p_default_tokens);
+    -- The row lock orders concurrent reservations of one user: each sees the last one's result.
+    SELECT * INTO account FROM solaris.accounts a WHERE a.user_id = p_user FOR UPDATE;
+    SELECT r.tokens INTO existing FROM solaris.reservations r WHERE r.call_id = p_call_id;
+    IF FOUND THEN
+        RETURN QUERY SELECT 'duplicate', existing, account.credited_tokens, account.debited_tokens,
+                            account.reserved_tokens;
+        RETURN;
+    END IF;
+    IF account.status <> 'active' THEN
+        RETURN QUERY SELECT account.status, 0::bigint, account.credited_tokens, account.debited_tokens,
+                            account.reserved_tokens;
+        RETURN;
+    END IF;
+    amount := least(p_wanted, account.credited_tokens - account.debited_tokens - account.reserved_tokens);
+    IF amount < p_minimum OR amount <= 0 THEN
+        RETURN QUERY SELECT 'exhausted', 0::bigint, account.credited_tokens, account.debited_tokens,
+                            account.reserved_tokens;
+        RETURN;
+    END IF;
+    UPDATE solaris.accounts a SET reserved_tokens = a.reserved_tokens + amount, updated_at = now()
+     WHERE a.user_id = p_user
+    RETURNING * INTO account;
+    INSERT INTO solaris.reservations (call_id, user_id, tokens, model, factor, expires_at)
+    VALUES (p_call_id, p_user, amount, p_model, p_factor, now() + make_interval(secs => p_ttl_s));
+    INSERT INTO solaris.ledger (user_id, kind, tokens, reserved_delta, model, call_id, actor)
+    VALUES (p_user, 'reserve', amount, amount, p_model, p_call_id, 'solaris');
+    RETURN QUERY SELECT 'reserved', amount, account.credited_tokens, account.debited_tokens,
+                        account.reserved_tokens;
+END $$;
+
+-- Resolve a pending reservation: 'settle' charges ceil(p_raw_tokens × the factor the
+-- call was reserved at), 'release' and 'expire' charge nothing. Returns the new state,
+-- or the old one when the call was resolved before (a duplicate or late event, which
+-- changes nothing), or 'unknown'.
+CREATE FUNCTION solaris.resolve(
+    p_call_id text, p_kind text, p_raw_tokens bigint, p_model text, p_cost_usd numeric
+) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+    reservation solaris.reservations;
+    new_state text := CASE p_kind WHEN 'settle' THEN 'settled' WHEN 'release' THEN 'released'
+                                  WHEN 'expire' THEN 'expired' END;
+    charged bigint := 0;
+BEGIN
+    IF new_state IS NULL THEN
+        RAISE EXCEPTION 'unknown resolution kind %', p_kind;
+    END IF;
+    SELECT * INTO reservation FROM solaris.reservations r WHERE r.call_id = p_call_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN 'unknown';
+    END IF;
+    IF reservation.state <> 'pending' THEN
+        RETURN reservation.state;
+    END IF;
+    IF p_kind = 'settle' THEN
+        charged := ceil(greatest(p_raw_tokens, 0) * reservation.factor);
+    END IF;
+    UPDATE solaris.reservations r SET state = new_state, resolved_at = now() WHERE r.call_id = p_call_id;
+    UPDATE solaris.accounts a
+       SET reserved_tokens = a.reserved_tokens - reservation.tokens,
+           debited_tokens = a.debited_tokens + charged,
+           updated_at = now()
+     WHERE a.user_id = reservation.user_id;
+    INSERT INTO solaris.ledger (user_id, kind, tokens, debited_delta, reserved_delta, raw_tokens, model,
+                                cost_usd, call_id, actor)
+    VALUES (reservation.user_id, p_kind, CASE p_kind WHEN 'settle' THEN charged ELSE reservation.tokens END,
+            charged, -reservation.tokens, p_raw_tokens, coalesce(p_model, reservation.model), p_cost_usd,
+            p_call_id, 'solaris');
+    RETURN new_state;
+END $$;
+
+-- Expire up to p_limit reservations past their TTL. SKIP LOCKED lets several replicas
+-- sweep at once without waiting on each other or on a settle in progress.
+CREATE FUNCTION solaris.expire_due(p_limit integer) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    due record;
+    expired integer := 0;
+BEGIN
+    FOR due IN
+        SELECT r.call_id FROM solaris.reservations r
+         WHERE r.state = 'pending' AND r.expires_at <= now()
+         ORDER BY r.expires_at
+         LIMIT p_limit
+         FOR UPDATE SKIP LOCKED
+    LOOP
+        IF solaris.resolve(due.call_id, 'expire', NULL, NULL, NULL) = 'expired' THEN
+            expired := expired + 1;
+        END IF;
+    END LOOP;
+    RETURN expired;
+END $$;
+
+-- An admin credit; provisions the user first so a credit given before their first
+-- call adds to the default allowance instead of replacing it.
+CREATE FUNCTION solaris.credit(
+    p_user text, p_tokens bigint, p_default_tokens bigint, p_actor text, p_reason text
+) RETURNS SETOF solaris.accounts
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF p_tokens <= 0 THEN
+        RAISE EXCEPTION 'credit must be positive, got %', p_tokens;
+    END IF;
+    PERFORM solaris.provision(p_user, p_default_tokens);
+    INSERT INTO solaris.ledger (user_id, kind, tokens, credited_delta, actor, reason)
+    VALUES (p_user, 'credit', p_tokens, p_tokens, p_actor, p_reason);
+    RETURN QUERY
+    UPDATE solaris.accounts a SET credited_tokens = a.credited_tokens + p_tokens, updated_at = now()
+     WHERE a.user_id = p_user
+    RETURNING a.*;
+END $$;

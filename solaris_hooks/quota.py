@@ -1,0 +1,170 @@
+"""The quota service: what the hooks and routes ask of the ledger, with its pool and sweeper.
+
+One instance per proxy process, owned by the registered callback. The pool opens lazily
+in the proxy's event loop (the callback is built while the proxy loads its config,
+before any request), and reconnects by itself when Postgres comes back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from solaris_hooks import ledger
+from solaris_hooks.database import connection_pool
+from solaris_hooks.estimate import Plan, plan_call, set_completion_bound
+from solaris_hooks.exceptions import AccountInactive, DatabaseUnavailable, QuotaExhausted
+from solaris_hooks.identity import resolve_identity
+from solaris_hooks.logs import log_event
+from solaris_hooks.settings import Settings
+
+# Bounds on background work, so a backlog is worked off in slices, never in one huge
+# transaction.
+expire_batch_size_max = 500
+
+
+class QuotaService:
+    def __init__(self, settings: Settings, database_url: str) -> None:
+        self.settings = settings
+        self._pool: AsyncConnectionPool = connection_pool(database_url, settings)
+        self._opened = False
+        self._open_lock = asyncio.Lock()
+        self._sweeper: asyncio.Task | None = None
+
+    # -- connections ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the pool and start the sweeper; idempotent, cheap after the first call."""
+        if self._opened:
+            return
+        async with self._open_lock:
+            if self._opened:
+                return
+            # wait=False: a proxy must come up even while Postgres is still starting.
+            await self._pool.open(wait=False)
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(), name="solaris-sweeper")
+            self._opened = True
+
+    async def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        await self._pool.close()
+        self._opened = False
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        await self.start()
+        try:
+            async with self._pool.connection() as connection:
+                yield connection
+        except (PoolTimeout, psycopg.OperationalError, psycopg.InterfaceError) as error:
+            raise DatabaseUnavailable(str(error)) from error
+
+    # -- the request path ----------------------------------------------------------
+
+    async def reserve_call(self, data: dict, call_type: str, key_user_id: str | None) -> str | None:
+        """Reserve the worst case of a call and bound its completion; raises a Refusal.
+
+        Returns the user charged, or None when the database is down and fail_mode is
+        open (the call then goes through unmetered).
+        """
+        settings = self.settings
+        user_id = resolve_identity(data, settings.identity_header, key_user_id)
+        call_id = str(data.get("litellm_call_id") or "")
+        model = str(data.get("model") or "") or None
+        plan = plan_call(data, call_type, settings.factor_for(model), settings.completion_tokens_default)
+        started = time.perf_counter()
+        try:
+            async with self.connection() as connection:
+                reservation = await ledger.reserve(
+                    connection,
+                    user_id=user_id,
+                    call_id=call_id,
+                    wanted_tokens=plan.wanted_tokens,
+                    minimum_tokens=plan.minimum_tokens,
+                    default_tokens=settings.default_tokens_per_user,
+                    ttl_s=settings.reservation_ttl_s,
+                    model=model,
+                    factor=plan.factor,
+                )
+        except DatabaseUnavailable as error:
+            if settings.fail_mode == "open":
+                log_event("fail_open", logging.WARNING, user_id=user_id, call_id=call_id, error=str(error))
+                return None
+            log_event("database_unavailable", logging.ERROR, user_id=user_id, call_id=call_id, error=str(error))
+            raise
+        self._apply(reservation, plan, data, user_id, call_id)
+        log_event(
+            "reserved",
+            logging.DEBUG,
+            user_id=user_id,
+            call_id=call_id,
+            tokens=reservation.reserved,
+            elapsed_ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+        return user_id
+
+    def _apply(self, reservation: ledger.Reservation, plan: Plan, data: dict, user_id: str, call_id: str) -> None:
+        if reservation.outcome in ("reserved", "duplicate"):
+            if plan.completion_tokens_max > 0:
+                set_completion_bound(data, plan.completion_bound(reservation.reserved))
+            return
+        fields = {
+            "credited_tokens": reservation.credited_tokens,
+            "used_tokens": reservation.debited_tokens,
+            "reserved_tokens": reservation.reserved_tokens,
+            "credits_email": self.settings.credits_email,
+        }
+        log_event(
+            "refused", user_id=user_id, call_id=call_id, reason=reservation.outcome,
+            wanted_tokens=plan.wanted_tokens, remaining_tokens=reservation.remaining_tokens,
+        )
+        if reservation.outcome == "exhausted":
+            raise QuotaExhausted(**fields)
+        raise AccountInactive(f"account_{reservation.outcome}", **fields)
+
+    async def settle_call(
+        self, call_id: str, raw_tokens: int, model: str | None, cost_usd: float | None
+    ) -> str:
+        async with self.connection() as connection:
+            state = await ledger.resolve(
+                connection, call_id=call_id, kind="settle", raw_tokens=raw_tokens, model=model, cost_usd=cost_usd
+            )
+        if state != "settled":
+            log_event("settle_ignored", logging.WARNING, call_id=call_id, state=state, raw_tokens=raw_tokens)
+        return state
+
+    async def release_call(self, call_id: str) -> str:
+        async with self.connection() as connection:
+            return await ledger.resolve(connection, call_id=call_id, kind="release")
+
+    # -- background ----------------------------------------------------------------
+
+    async def sweep_once(self) -> int:
+        expired_total = 0
+        async with self.connection() as connection:
+            while True:
+                expired = await ledger.expire_due(connection, expire_batch_size_max)
+                expired_total += expired
+                if expired < expire_batch_size_max:
+                    break
+        if expired_total:
+            log_event("reservations_expired", count=expired_total)
+        return expired_total
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.sweep_interval_s)
+            try:
+                await self.sweep_once()
+            except DatabaseUnavailable as error:
+                log_event("sweep_failed", logging.WARNING, error=str(error))
+            except Exception as error:  # a sweeper that dies silently would strand reservations
+                log_event("sweep_failed", logging.ERROR, error=repr(error))

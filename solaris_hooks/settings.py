@@ -1,0 +1,121 @@
+"""Typed settings: the `solaris_settings:` block of litellm-config.yaml, plus overrides.
+
+Precedence, strongest first: the environment variables that the deployment guides name
+(`DEFAULT_TOKENS_PER_USER`, `CONVERSION_FACTOR`, `CREDITS_EMAIL`), then the YAML block,
+then the defaults below. A YAML value may be `os.environ/NAME`, as in LiteLLM's own
+config. Anything invalid raises SettingsError naming the key, so the proxy refuses to
+start instead of enforcing a quota nobody intended.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Literal, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from solaris_hooks.exceptions import SettingsError
+
+settings_block = "solaris_settings"
+env_prefix = "os.environ/"
+
+# Environment variables that override a setting, as documented in the README.
+env_overrides: dict[str, str] = {
+    "DEFAULT_TOKENS_PER_USER": "default_tokens_per_user",
+    "CONVERSION_FACTOR": "conversion_factor",
+    "CREDITS_EMAIL": "credits_email",
+}
+
+
+# Platform tokens per raw token; bounded so a typo cannot make calls free or absurd.
+Factor = Annotated[float, Field(gt=0, le=1000)]
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    default_tokens_per_user: int = Field(1000, ge=0, le=10**12)
+    conversion_factor: Factor = 0.376
+    # Per model group (the `model_name` clients ask for); others use conversion_factor.
+    model_factors: dict[str, Factor] = Field(default_factory=dict)
+    credits_email: str = Field("", max_length=320)
+    locale: Literal["pt-BR", "en"] = "pt-BR"
+    # Longer than LiteLLM's default request timeout (600 s), so a slow call that still
+    # succeeds finds its reservation pending and is charged.
+    reservation_ttl_s: int = Field(900, ge=1, le=86_400)
+    sweep_interval_s: float = Field(30, gt=0, le=3600)
+    # Completion budget reserved, and written into the request, when a call sets no
+    # max_tokens: without a bound the upstream could spend more than we reserved.
+    completion_tokens_default: int = Field(4096, ge=1, le=1_000_000)
+    identity_header: str = Field("x-litellm-end-user-id", min_length=1, max_length=100)
+    fail_mode: Literal["closed", "open"] = "closed"
+    # 429 carries `x-should-retry: false` so OpenAI SDKs do not retry; 403 is never retried.
+    refusal_status_code: Literal[403, 429] = 429
+    db_pool_size_max: int = Field(10, ge=1, le=200)
+    db_timeout_s: float = Field(5, gt=0, le=120)
+
+    def factor_for(self, model: str | None) -> float:
+        return self.model_factors.get(model or "", self.conversion_factor)
+
+
+def _resolve_env_refs(value: object, key: str) -> object:
+    if isinstance(value, str) and value.startswith(env_prefix):
+        name = value[len(env_prefix) :]
+        if name not in os.environ:
+            raise SettingsError(f"{settings_block}.{key}: environment variable {name} is not set")
+        return os.environ[name]
+    if isinstance(value, dict):
+        return {k: _resolve_env_refs(v, f"{key}.{k}") for k, v in value.items()}
+    return value
+
+
+def settings_from_mapping(block: Mapping[str, object] | None, environ: Mapping[str, str] = os.environ) -> Settings:
+    """Build Settings from a parsed `solaris_settings` block and the environment."""
+    if block is None:
+        block = {}
+    if not isinstance(block, Mapping):
+        raise SettingsError(f"{settings_block}: must be a mapping of settings, got {type(block).__name__}")
+    values = {str(k): _resolve_env_refs(v, str(k)) for k, v in block.items()}
+    for env_name, key in env_overrides.items():
+        if environ.get(env_name, "").strip():
+            values[key] = environ[env_name].strip()
+    try:
+        return Settings(**values)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            where = ".".join(str(part) for part in item["loc"])
+            origin = next((env for env, key in env_overrides.items() if key == item["loc"][0]), None)
+            source = f" (from {origin})" if origin and environ.get(origin) else ""
+            problems.append(f"{settings_block}.{where}{source}: {item['msg']}, got {item.get('input')!r}")
+        raise SettingsError("; ".join(problems)) from None
+
+
+def find_config_path(environ: Mapping[str, str] = os.environ) -> Path | None:
+    """The YAML the proxy was started with, or None when none can be found."""
+    candidates: list[str | None] = [environ.get("SOLARIS_CONFIG")]
+    proxy_server = sys.modules.get("litellm.proxy.proxy_server")
+    candidates.append(getattr(proxy_server, "user_config_file_path", None))
+    candidates += [environ.get("CONFIG_FILE_PATH"), "litellm-config.yaml"]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file():
+            return Path(candidate)
+    return None
+
+
+def load_settings(config_path: Path | None = None, environ: Mapping[str, str] = os.environ) -> Settings:
+    """Read the `solaris_settings` block from the proxy's YAML (if any) and validate it."""
+    path = config_path or find_config_path(environ)
+    block = None
+    if path is not None:
+        try:
+            document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise SettingsError(f"cannot read {path}: {error}") from None
+        if not isinstance(document, dict):
+            raise SettingsError(f"{path}: the top level must be a mapping")
+        block = document.get(settings_block)
+    return settings_from_mapping(block, environ)
