@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     if not config.is_file():
         print(f"solaris: config file not found: {config}", file=sys.stderr)
         return 2
-    environ = dict(os.environ)
+    # An empty DATABASE_URL makes LiteLLM exit ("unsupported scheme"): treat it as unset.
+    environ = {name: value for name, value in os.environ.items() if not (name in url_variables and not value.strip())}
     data_dir = _data_dir()
     url = _ensure_database(environ, data_dir)
 

@@ -25,7 +25,8 @@ import litellm
 from litellm import CustomLLM
 from litellm.types.utils import GenericStreamingChunk, ModelResponse
 
-# Counts must match what the proxy's own accounting would compute for an OpenAI model.
+# cl100k, bundled with litellm and its fallback for unknown models: counts match what the
+# proxy itself would estimate, and nothing is downloaded.
 _TOKENIZER_MODEL = "gpt-3.5-turbo"
 _TOKENS_PER_CHUNK = 4
 _ECHO_CHARS = 40
@@ -54,7 +55,7 @@ def _reply(messages: list) -> str:
 def _answer(messages: list, optional_params: dict) -> tuple[list[int], str, dict]:
     """Token ids of the answer, its finish reason, and the usage block."""
     ids = litellm.encode(model=_TOKENIZER_MODEL, text=_reply(messages))
-    limit = optional_params.get("max_completion_tokens") or optional_params.get("max_tokens")
+    limit = optional_params.get("max_completion_tokens", optional_params.get("max_tokens"))
     finish_reason = "length" if limit is not None and len(ids) > limit else "stop"
     ids = ids[:limit] if limit is not None else ids
     prompt_tokens = litellm.token_counter(model=_TOKENIZER_MODEL, messages=messages)

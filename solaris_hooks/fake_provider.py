@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import socket
 import threading
 import time
 import uuid
@@ -28,19 +27,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from solaris_hooks.testing import free_port
+
 default_completion_tokens = 20
 _directive = re.compile(r"\[\[(tokens|fail|sleep)=([0-9.]+)\]\]")
 
 
 def count_prompt_tokens(messages: list[dict]) -> int:
-    """A deterministic stand-in for a tokenizer: words plus a per-message overhead."""
-    total = 3
-    for message in messages:
-        content = message.get("content") or ""
-        if isinstance(content, list):
-            content = " ".join(part.get("text", "") for part in content if isinstance(part, dict))
-        total += 4 + len(str(content).split())
-    return total
+    """Counted as OpenAI does for its chat models (tiktoken, shipped inside LiteLLM)."""
+    import litellm  # late: only the request path needs it, and it takes seconds to import
+
+    return int(litellm.token_counter(model="gpt-3.5-turbo", messages=messages))
 
 
 def _directives(messages: list[dict]) -> dict[str, float]:
@@ -136,12 +133,6 @@ def app() -> Starlette:
             Route("/v1/models", _models, methods=["GET"]),
         ]
     )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class FakeProvider:

@@ -1,0 +1,101 @@
+"""The LiteLLM hooks: reserve before a call, settle on success, release on failure.
+
+LiteLLM calls a hook only when it is defined on the registered class itself (not on a
+base class of ours), so every hook is written out here and delegates to QuotaService.
+Refusals become LiteLLM HTTPExceptions whose `error.message` an end user can read.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import HTTPException
+from litellm.integrations.custom_logger import CustomLogger
+
+from solaris_hooks import messages
+from solaris_hooks.exceptions import DatabaseUnavailable, QuotaExhausted, Refusal
+from solaris_hooks.logs import log_event
+from solaris_hooks.quota import QuotaService
+from solaris_hooks.settings import Settings
+
+
+def refusal_http_error(refusal: Refusal, settings: Settings) -> HTTPException:
+    status_code = settings.refusal_status_code if isinstance(refusal, QuotaExhausted) else refusal.status_code
+    params = {"header": settings.identity_header, "credits_email": settings.credits_email, **refusal.params}
+    text = messages.render(refusal.message_key, settings.locale, **params)
+    return HTTPException(
+        status_code=status_code,
+        detail={"error": {"message": text, "type": refusal.error_type, "code": refusal.message_key}},
+        # OpenAI SDKs retry 429s unless told not to; a used-up allowance will not heal in seconds.
+        headers={"x-should-retry": "false"},
+    )
+
+
+def unavailable_http_error(settings: Settings) -> HTTPException:
+    text = messages.render("database_unavailable", settings.locale)
+    return HTTPException(
+        status_code=503,
+        detail={"error": {"message": text, "type": "service_unavailable", "code": "quota_unavailable"}},
+        headers={"x-should-retry": "false"},
+    )
+
+
+def _raw_tokens(response_obj: object) -> int | None:
+    usage = getattr(response_obj, "usage", None)
+    if usage is None and isinstance(response_obj, dict):
+        usage = response_obj.get("usage")
+    if usage is None:
+        return None
+    read = usage.get if isinstance(usage, dict) else lambda name: getattr(usage, name, None)
+    total = read("total_tokens")
+    if total:
+        return int(total)
+    return int(read("prompt_tokens") or 0) + int(read("completion_tokens") or 0)
+
+
+class SolarisCallback(CustomLogger):
+    def __init__(self, service: QuotaService) -> None:
+        super().__init__()
+        self.service = service
+
+    async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type):
+        settings = self.service.settings
+        try:
+            await self.service.reserve_call(data, str(call_type), getattr(user_api_key_dict, "user_id", None))
+        except Refusal as refusal:
+            raise refusal_http_error(refusal, settings) from None
+        except DatabaseUnavailable:
+            raise unavailable_http_error(settings) from None
+        return data
+
+    async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
+        call_id = kwargs.get("litellm_call_id")
+        raw_tokens = _raw_tokens(response_obj)
+        if not call_id or raw_tokens is None:
+            log_event("settle_skipped", logging.WARNING, call_id=call_id, reason="no call id or usage")
+            return
+        logging_payload = kwargs.get("standard_logging_object") or {}
+        model = logging_payload.get("model_group") or kwargs.get("model")
+        try:
+            await self.service.settle_call(str(call_id), raw_tokens, model, kwargs.get("response_cost"))
+        except DatabaseUnavailable as error:
+            # The reservation stays pending and expires; the call is not charged twice.
+            log_event("settle_failed", logging.ERROR, call_id=call_id, raw_tokens=raw_tokens, error=str(error))
+
+    async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time):
+        await self._release(kwargs.get("litellm_call_id"))
+
+    async def async_post_call_failure_hook(
+        self, request_data: dict, original_exception, user_api_key_dict, traceback_str=None
+    ):
+        # LiteLLM may report a failure here, in the failure event, or both: release is idempotent.
+        await self._release(request_data.get("litellm_call_id"))
+        return None
+
+    async def _release(self, call_id: object) -> None:
+        if not call_id:
+            return
+        try:
+            await self.service.release_call(str(call_id))
+        except DatabaseUnavailable as error:
+            log_event("release_failed", logging.ERROR, call_id=call_id, error=str(error))

@@ -1,0 +1,112 @@
+"""Helpers for testing code that runs behind solaris_hooks: waits, the admin API, the ledger check.
+
+Used by this project's tests and benchmarks, and usable by anyone who deploys us.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, TypeVar
+
+import httpx
+
+from solaris_hooks.doctor import diagnose
+
+T = TypeVar("T")
+
+
+def wait_for(probe: Callable[[], T], timeout_s: float = 10, interval_s: float = 0.05, what: str = "condition") -> T:
+    """Poll until probe() returns something truthy; its value is returned."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not reached within {timeout_s} s (last value: {value!r})")
+        time.sleep(interval_s)
+
+
+def assert_ledger_consistent(database_url: str) -> None:
+    """Fail with the offending rows unless every ledger invariant holds."""
+    findings = diagnose(database_url)
+    assert not findings, "\n".join(f"{finding.invariant}: {finding.rows}" for finding in findings)
+
+
+class AdminClient:
+    """The `/solaris` admin API of a running proxy."""
+
+    def __init__(self, base_url: str, admin_key: str) -> None:
+        self.http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {admin_key}"}, timeout=30)
+
+    def account(self, user_id: str) -> dict | None:
+        response = self.http.get(f"/solaris/users/{user_id}")
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return response.json()
+
+    def add_tokens(self, user_id: str, tokens: int, reason: str = "test") -> dict:
+        response = self.http.post(f"/solaris/users/{user_id}/add-tokens", json={"tokens": tokens, "reason": reason})
+        response.raise_for_status()
+        return response.json()
+
+    def settled_account(self, user_id: str, timeout_s: float = 15) -> dict:
+        """The account once no call of the user is in flight (success logging is async)."""
+
+        def settled() -> dict | None:
+            account = self.account(user_id)
+            return account if account is not None and account["reserved_tokens"] == 0 else None
+
+        return wait_for(settled, timeout_s, what=f"no pending reservation for {user_id}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class ProxyProcess:
+    """`solaris run` as a child process on a free port, with its output in a log file."""
+
+    def __init__(self, config: Path, env: dict[str, str | None], log_path: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        command = [sys.executable, "-m", "solaris_hooks.cli", "run", "--config", str(config), "--port", str(self.port)]
+        self._log = open(log_path, "ab")
+        # A None value removes the variable from the child's environment.
+        child_env = {name: value for name, value in {**os.environ, **env}.items() if value is not None}
+        self.process = subprocess.Popen(command, env=child_env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout_s: float = 120) -> ProxyProcess:
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"proxy exited with {self.process.returncode}; see {self.log_path}:\n{self.log()[-3000:]}")
+            try:
+                return httpx.get(f"{self.base_url}/health/liveliness", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, timeout_s, interval_s=0.2, what=f"proxy on port {self.port}")
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self, timeout_s: float = 20) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode

@@ -1,0 +1,130 @@
+"""Session-wide real parts: one Postgres, one fake provider, one LiteLLM proxy with our hooks.
+
+A proxy start costs seconds, so every test shares one and isolates itself with a fresh
+user id. Postgres is `SOLARIS_DATABASE_URL`/`DATABASE_URL` when set, else an embedded
+pgserver in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import openai
+import pytest
+import yaml
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from solaris_hooks.fake_provider import FakeProvider  # noqa: E402
+from solaris_hooks.migrations import migrate  # noqa: E402
+from solaris_hooks.testing import AdminClient, ProxyProcess, assert_ledger_consistent  # noqa: E402
+
+artifacts_dir = Path(__file__).resolve().parent.parent / "test-artifacts"
+master_key = "sk-solaris-test-" + uuid.uuid4().hex
+credits_email = "creditos@example.com"
+premium_factor = 1.5
+
+# Settings the proxy under test runs with; tests read them instead of repeating numbers.
+proxy_settings = {
+    "default_tokens_per_user": 1000,
+    "conversion_factor": 0.376,
+    "model_factors": {"fake-premium": premium_factor},
+    "credits_email": credits_email,
+    "sweep_interval_s": 0.5,
+}
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    given = os.environ.get("SOLARIS_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if given:
+        migrate(given)
+        yield given
+        return
+    import pgserver
+
+    server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="delete")
+    url = server.get_uri()
+    migrate(url)
+    yield url
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def fake_provider() -> FakeProvider:
+    provider = FakeProvider().start()
+    yield provider
+    provider.stop()
+
+
+def write_proxy_config(path: Path, provider_url: str, settings: dict) -> Path:
+    models = [
+        {
+            "model_name": name,
+            "litellm_params": {"model": f"openai/{name}", "api_base": provider_url, "api_key": "fake-key"},
+        }
+        for name in ("fake-model", "fake-premium")
+    ]
+    config = {
+        "model_list": models,
+        "litellm_settings": {"callbacks": "solaris_hooks.callback.quota_callback", "num_retries": 0},
+        "router_settings": {"num_retries": 0},
+        "solaris_settings": settings,
+    }
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def proxy_env(database_url: str, data_dir: Path) -> dict[str, str | None]:
+    env: dict[str, str | None] = {
+        "SOLARIS_DATABASE_URL": database_url,
+        "LITELLM_MASTER_KEY": master_key,
+        "SOLARIS_DATA_DIR": str(data_dir),
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    }
+    # The machine's own overrides must not change what the tests expect.
+    for name in ("DEFAULT_TOKENS_PER_USER", "CONVERSION_FACTOR", "CREDITS_EMAIL", "DATABASE_URL"):
+        env[name] = None
+    return env
+
+
+@pytest.fixture(scope="session")
+def proxy(database_url: str, fake_provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> ProxyProcess:
+    artifacts_dir.mkdir(exist_ok=True)
+    work = tmp_path_factory.mktemp("proxy")
+    config = write_proxy_config(work / "litellm-config.yaml", fake_provider.base_url, proxy_settings)
+    process = ProxyProcess(config, proxy_env(database_url, work), artifacts_dir / "proxy.log")
+    process.wait_ready()
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def admin(proxy: ProxyProcess) -> AdminClient:
+    return AdminClient(proxy.base_url, master_key)
+
+
+@pytest.fixture
+def client(proxy: ProxyProcess) -> openai.OpenAI:
+    """The official client as LibreChat configures it; retries left at the SDK default."""
+    return openai.OpenAI(base_url=f"{proxy.base_url}/v1", api_key=master_key)
+
+
+@pytest.fixture
+def async_client(proxy: ProxyProcess) -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{proxy.base_url}/v1", api_key=master_key, max_retries=0)
+
+
+@pytest.fixture
+def user_id() -> str:
+    return f"user-{uuid.uuid4().hex[:12]}@example.com"
+
+
+@pytest.fixture(autouse=True)
+def ledger_replays(request: pytest.FixtureRequest):
+    """After every test that touched the database, the ledger replays to the balances."""
+    yield
+    if "database_url" in request.fixturenames:
+        assert_ledger_consistent(request.getfixturevalue("database_url"))

@@ -1,0 +1,148 @@
+"""The LiteLLM hooks called in-process, for events a real proxy only sends when it misbehaves."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import litellm
+import pytest
+from fastapi import HTTPException
+from litellm.proxy._types import UserAPIKeyAuth
+
+from solaris_hooks.hooks import SolarisCallback
+from solaris_hooks.quota import QuotaService
+from solaris_hooks.settings import Settings
+
+
+def request_data(user_id: str, call_id: str, text: str = "olá", **extra) -> dict:
+    return {
+        "model": "fake-model",
+        "messages": [{"role": "user", "content": text}],
+        "litellm_call_id": call_id,
+        "proxy_server_request": {"headers": {"X-LiteLLM-End-User-Id": user_id}},
+        **extra,
+    }
+
+
+def model_response(prompt_tokens: int, completion_tokens: int) -> litellm.ModelResponse:
+    return litellm.ModelResponse(
+        model="fake-model",
+        choices=[{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+        usage={"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+               "total_tokens": prompt_tokens + completion_tokens},
+    )
+
+
+def run_with_callback(database_url: str, scenario, **settings) -> object:
+    async def main():
+        service = QuotaService(Settings(**settings), database_url)
+        try:
+            return await scenario(SolarisCallback(service), service)
+        finally:
+            await service.close()
+
+    return asyncio.run(main())
+
+
+async def balance(service: QuotaService, user_id: str):
+    from solaris_hooks import ledger
+
+    async with service.connection() as connection:
+        return await ledger.balance(connection, user_id)
+
+
+key = UserAPIKeyAuth(user_id="key-owner")
+
+
+class TestSolarisCallback:
+    def test_a_duplicated_success_event_charges_once(self, database_url):
+        """LiteLLM's double logging cannot charge a call twice."""
+        user_id, call_id = f"dup-{uuid.uuid4().hex}", uuid.uuid4().hex
+
+        async def scenario(callback, service):
+            data = request_data(user_id, call_id)
+            await callback.async_pre_call_hook(key, None, data, "acompletion")
+            kwargs = {"litellm_call_id": call_id, "model": "fake-model", "response_cost": 0.001}
+            for _ in range(2):
+                await callback.async_log_success_event(kwargs, model_response(100, 50), None, None)
+            return await balance(service, user_id)
+
+        account = run_with_callback(database_url, scenario)
+        assert account.debited_tokens == 57  # ceil(150 × 0.376)
+        assert account.reserved_tokens == 0
+
+    def test_a_success_after_a_failure_release_is_ignored(self, database_url):
+        """A call resolved once stays resolved: a late success after release charges nothing."""
+        user_id, call_id = f"late-{uuid.uuid4().hex}", uuid.uuid4().hex
+
+        async def scenario(callback, service):
+            await callback.async_pre_call_hook(key, None, request_data(user_id, call_id), "acompletion")
+            await callback.async_post_call_failure_hook(request_data(user_id, call_id), RuntimeError("x"), key)
+            await callback.async_log_failure_event({"litellm_call_id": call_id}, None, None, None)
+            await callback.async_log_success_event({"litellm_call_id": call_id}, model_response(10, 10), None, None)
+            return await balance(service, user_id)
+
+        account = run_with_callback(database_url, scenario)
+        assert (account.debited_tokens, account.reserved_tokens) == (0, 0)
+
+    def test_the_pre_call_hook_writes_the_completion_bound(self, database_url):
+        """A call with no max_tokens leaves the hook with max_tokens set to what was reserved for."""
+        user_id = f"bound-{uuid.uuid4().hex}"
+
+        async def scenario(callback, service):
+            data = request_data(user_id, uuid.uuid4().hex)
+            await callback.async_pre_call_hook(key, None, data, "acompletion")
+            return data
+
+        data = run_with_callback(database_url, scenario, completion_tokens_default=300)
+        assert data["max_tokens"] == 300
+
+    def test_the_key_user_pays_when_the_client_names_no_one(self, database_url):
+        """Without header or body user, the key's own user id is the account."""
+        call_id = uuid.uuid4().hex
+        owner = UserAPIKeyAuth(user_id=f"owner-{uuid.uuid4().hex}")
+
+        async def scenario(callback, service):
+            data = {"model": "fake-model", "messages": [{"role": "user", "content": "oi"}], "litellm_call_id": call_id}
+            await callback.async_pre_call_hook(owner, None, data, "acompletion")
+            return await balance(service, owner.user_id)
+
+        account = run_with_callback(database_url, scenario)
+        assert account.reserved_tokens > 0
+
+    def test_an_unreachable_database_gives_a_readable_503_when_fail_closed(self):
+        """fail_mode closed: no database, no call, and the user is told why."""
+
+        async def scenario(callback, service):
+            with pytest.raises(HTTPException) as refused:
+                await callback.async_pre_call_hook(key, None, request_data("u", "c"), "acompletion")
+            return refused.value
+
+        error = run_with_callback("postgresql://nobody@127.0.0.1:1/none", scenario, db_timeout_s=0.5)
+        assert error.status_code == 503
+        assert "indisponível" in error.detail["error"]["message"]
+
+    def test_an_unreachable_database_lets_calls_through_when_fail_open(self):
+        """fail_mode open: the call goes on, unmetered."""
+
+        async def scenario(callback, service):
+            data = request_data("u", "c")
+            return await callback.async_pre_call_hook(key, None, data, "acompletion")
+
+        assert run_with_callback("postgresql://nobody@127.0.0.1:1/none", scenario, db_timeout_s=0.5, fail_mode="open")
+
+    def test_refusals_are_in_english_when_configured(self, database_url):
+        """locale: en renders the refusal in English."""
+        user_id = f"en-{uuid.uuid4().hex}"
+
+        async def scenario(callback, service):
+            with pytest.raises(HTTPException) as refused:
+                await callback.async_pre_call_hook(key, None, request_data(user_id, uuid.uuid4().hex), "acompletion")
+            return refused.value
+
+        error = run_with_callback(database_url, scenario, locale="en", default_tokens_per_user=0,
+                                  credits_email="more@example.com")
+        assert error.status_code == 429
+        assert "is used up" in error.detail["error"]["message"]
+        assert "more@example.com" in error.detail["error"]["message"]
