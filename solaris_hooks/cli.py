@@ -81,12 +81,17 @@ def run(args: argparse.Namespace) -> int:
     print(f"solaris: master key {key}" + ("  (generated, kept in " + str(data_dir / "master_key") + ")" if generated else ""), flush=True)
     child = subprocess.Popen(command, env=environ)
 
+    forwarded: list[int] = []
+
     def forward(signum: int, _frame: object) -> None:
+        forwarded.append(signum)
         child.send_signal(signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    return child.wait()
+    code = child.wait()
+    # Stopped because we were asked to stop: a clean exit, whatever the signal did to it.
+    return 0 if forwarded and code in (0, *(-signum for signum in forwarded)) else code
 
 
 def migrate_command(args: argparse.Namespace) -> int:

@@ -61,14 +61,14 @@ class Settings(BaseModel):
         return self.model_factors.get(model or "", self.conversion_factor)
 
 
-def _resolve_env_refs(value: object, key: str) -> object:
+def _resolve_env_refs(value: object, key: str, environ: Mapping[str, str]) -> object:
     if isinstance(value, str) and value.startswith(env_prefix):
         name = value[len(env_prefix) :]
-        if name not in os.environ:
+        if name not in environ:
             raise SettingsError(f"{settings_block}.{key}: environment variable {name} is not set")
-        return os.environ[name]
+        return environ[name]
     if isinstance(value, dict):
-        return {k: _resolve_env_refs(v, f"{key}.{k}") for k, v in value.items()}
+        return {k: _resolve_env_refs(v, f"{key}.{k}", environ) for k, v in value.items()}
     return value
 
 
@@ -78,7 +78,7 @@ def settings_from_mapping(block: Mapping[str, object] | None, environ: Mapping[s
         block = {}
     if not isinstance(block, Mapping):
         raise SettingsError(f"{settings_block}: must be a mapping of settings, got {type(block).__name__}")
-    values = {str(k): _resolve_env_refs(v, str(k)) for k, v in block.items()}
+    values = {str(k): _resolve_env_refs(v, str(k), environ) for k, v in block.items()}
     for env_name, key in env_overrides.items():
         if environ.get(env_name, "").strip():
             values[key] = environ[env_name].strip()

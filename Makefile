@@ -1,0 +1,32 @@
+# Two commands set up everything on a fresh machine with Python 3.11+:
+#   make run    the LiteLLM proxy with solaris_hooks on an embedded Postgres (port $PORT, default 4000)
+#   make test   the test suite against real parts (Postgres, LiteLLM proxy, fake provider)
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test lock clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "solaris-hooks needs Python 3.11 or newer")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -c constraints.txt pip setuptools wheel
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/solaris run
+
+test: install
+	$(BIN)/python -m pytest
+
+# Refresh the pinned versions after changing dependency ranges in pyproject.toml.
+lock: install
+	$(BIN)/python -m pip freeze --all --exclude-editable | grep -v '^-e' > constraints.txt
+
+clean:
+	rm -rf $(VENV) test-artifacts build *.egg-info

@@ -1,0 +1,43 @@
+"""What an installed wheel carries: templates and migrations, found without the source tree."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+repo = Path(__file__).resolve().parent.parent
+
+probe = """
+import solaris_hooks, solaris_hooks.messages as m, solaris_hooks.migrations as g
+print(solaris_hooks.__file__)
+print(m.render("quota_exhausted", credited_tokens=1000, used_tokens=1000, reserved_tokens=0, credits_email="c@x"))
+print(m.render("quota_exhausted", "en", credited_tokens=1000, used_tokens=1000, reserved_tokens=0, credits_email=""))
+print(len(g.available_migrations()))
+"""
+
+
+class TestWheel:
+    def test_the_wheel_carries_templates_and_migrations_that_load_from_it(self, tmp_path):
+        """Built and unpacked elsewhere, the package renders its messages and lists its migrations."""
+        subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", str(repo), "--no-deps", "--no-build-isolation", "-q",
+             "-w", str(tmp_path)],
+            check=True, capture_output=True, timeout=300,
+        )
+        wheel = next(tmp_path.glob("solaris_hooks-*.whl"))
+        names = zipfile.ZipFile(wheel).namelist()
+        assert "solaris_hooks/templates/messages/pt-BR.yaml" in names
+        assert "solaris_hooks/templates/messages/en.yaml" in names
+        assert any(name.startswith("solaris_hooks/migrations/0001_") for name in names)
+
+        unpacked = tmp_path / "site"
+        zipfile.ZipFile(wheel).extractall(unpacked)
+        result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                                env={"PYTHONPATH": str(unpacked), "PATH": "/usr/bin:/bin"}, timeout=60, check=True)
+        module_file, pt_br, english, migrations = result.stdout.strip().splitlines()
+        assert module_file.startswith(str(unpacked))
+        assert "acabou" in pt_br and "c@x" in pt_br
+        assert "used up" in english
+        assert int(migrations) >= 1
