@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 import uuid
@@ -66,14 +67,14 @@ class TestRun:
         config = tmp_path / "litellm-config.yaml"
         config.write_text("model_list: []\nsolaris_settings:\n  conversion_factor: -1\n")
         env = {**{k: v for k, v in fresh_machine_env.items() if v is not None},
-               **dict(__import__("os").environ), "SOLARIS_DATABASE_URL": database_url}
+               **dict(os.environ), "SOLARIS_DATABASE_URL": database_url}
         result = solaris("run", "--config", str(config), env=env)
         assert result.returncode == 2
         assert "solaris_settings.conversion_factor" in result.stderr
 
     def test_run_without_a_config_file_says_so(self, tmp_path):
         """A missing config is named, not a traceback."""
-        result = solaris("run", "--config", str(tmp_path / "nope.yaml"), env=dict(__import__("os").environ))
+        result = solaris("run", "--config", str(tmp_path / "nope.yaml"), env=dict(os.environ))
         assert result.returncode == 2
         assert "config file not found" in result.stderr
 
@@ -96,7 +97,7 @@ class TestDoctor:
         with psycopg.connect(scratch_database, autocommit=True) as connection:
             connection.execute("SELECT solaris.reserve('ana', 'c1', 100, 1, 1000, 60, 'm', 0.376)")
             connection.execute("SELECT solaris.resolve('c1', 'settle', 80, 'm', NULL)")
-        result = solaris("doctor", env={**dict(__import__("os").environ), "SOLARIS_DATABASE_URL": scratch_database})
+        result = solaris("doctor", env={**dict(os.environ), "SOLARIS_DATABASE_URL": scratch_database})
         assert result.returncode == 0, result.stdout
         assert "4 of 4 checks passed" in result.stdout
 
@@ -105,6 +106,6 @@ class TestDoctor:
         with psycopg.connect(scratch_database, autocommit=True) as connection:
             connection.execute("SELECT solaris.provision('bia', 1000)")
             connection.execute("UPDATE solaris.accounts SET credited_tokens = 5000 WHERE user_id = 'bia'")
-        result = solaris("doctor", env={**dict(__import__("os").environ), "SOLARIS_DATABASE_URL": scratch_database})
+        result = solaris("doctor", env={**dict(os.environ), "SOLARIS_DATABASE_URL": scratch_database})
         assert result.returncode == 1
         assert "replaying the ledger" in result.stdout and "bia" in result.stdout

@@ -37,7 +37,7 @@ class TestCompletionLimit:
         limit = completion_limit(budget, prompt, factor)
         if limit > 0:
             assert platform_tokens(prompt + limit, factor) <= budget
-        assert platform_tokens(prompt + limit + 1, factor) > budget or limit == 0 and platform_tokens(prompt + 1, factor) > budget
+        assert platform_tokens(prompt + limit + 1, factor) > budget
 
 
 class TestPlan:

@@ -146,3 +146,21 @@ class TestSolarisCallback:
         assert error.status_code == 429
         assert "is used up" in error.detail["error"]["message"]
         assert "more@example.com" in error.detail["error"]["message"]
+
+    @pytest.mark.parametrize(("status", "words"), [("blocked", "bloqueado"), ("disabled", "desativada")])
+    def test_blocked_and_disabled_users_get_their_own_message(self, database_url, status, words):
+        """An admin-blocked or disabled user gets a 403 saying so, not the quota message."""
+        user_id = f"{status}-{uuid.uuid4().hex}"
+
+        async def scenario(callback, service):
+            await callback.async_pre_call_hook(key, None, request_data(user_id, uuid.uuid4().hex), "acompletion")
+            async with service.connection() as connection:
+                await connection.execute("UPDATE solaris.accounts SET status = %s WHERE user_id = %s", (status, user_id))
+            with pytest.raises(HTTPException) as refused:
+                await callback.async_pre_call_hook(key, None, request_data(user_id, uuid.uuid4().hex), "acompletion")
+            return refused.value
+
+        error = run_with_callback(database_url, scenario, credits_email="admin@example.com")
+        assert error.status_code == 403
+        assert words in error.detail["error"]["message"]
+        assert "admin@example.com" in error.detail["error"]["message"]
