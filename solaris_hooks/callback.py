@@ -9,6 +9,7 @@ side effects on import.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 
@@ -16,9 +17,11 @@ from solaris_hooks.database import database_url
 from solaris_hooks.hooks import SolarisCallback
 from solaris_hooks.logs import log_event, logger
 from solaris_hooks.migrations import migrate
+from solaris_hooks.outbox import Outbox
 from solaris_hooks.quota import QuotaService
 from solaris_hooks.routes import mount_routes
 from solaris_hooks.settings import load_settings
+from solaris_hooks.smtp import smtp_settings_from_env
 
 
 def _configure_logging() -> None:
@@ -36,11 +39,27 @@ def build_callback() -> SolarisCallback:
     settings = load_settings()
     url = database_url()
     applied = migrate(url)
+    smtp_settings = smtp_settings_from_env()
     service = QuotaService(settings, url)
+    service.run_in_background(service.sweep_forever)
+    if smtp_settings is not None:
+        service.run_in_background(Outbox(service.connection, settings, smtp_settings).run_forever)
     mount_routes(service)
+    _start_soon(service)
     log_event("started", migrations_applied=applied, factor=settings.conversion_factor,
-              default_tokens_per_user=settings.default_tokens_per_user, fail_mode=settings.fail_mode)
+              default_tokens_per_user=settings.default_tokens_per_user, fail_mode=settings.fail_mode,
+              mail="on" if smtp_settings else "off (SMTP_HOST unset: alerts wait in the outbox)")
     return SolarisCallback(service)
+
+
+def _start_soon(service: QuotaService) -> None:
+    """Start the sweeper and mailer now if the proxy's loop runs (it does while LiteLLM
+    loads its config); otherwise the first hook or route starts them."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    loop.create_task(service.start())
 
 
 quota_callback = build_callback()

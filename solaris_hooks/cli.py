@@ -3,6 +3,7 @@
     solaris run      start LiteLLM with solaris_hooks (embedded Postgres when no URL is set)
     solaris migrate  apply the schema migrations and exit
     solaris doctor   check the ledger invariants on a live database
+    solaris mail flush   send the alert e-mails that are due, now
 """
 
 from __future__ import annotations
@@ -114,6 +115,35 @@ def doctor(args: argparse.Namespace) -> int:
     return 1 if findings else 0
 
 
+def mail_flush(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from solaris_hooks.outbox import Outbox
+    from solaris_hooks.quota import QuotaService
+    from solaris_hooks.settings import load_settings
+    from solaris_hooks.smtp import smtp_settings_from_env
+
+    smtp_settings = smtp_settings_from_env()
+    if smtp_settings is None:
+        print("solaris: SMTP_HOST is not set: nothing can be sent (alerts stay in the outbox)", file=sys.stderr)
+        return 2
+    settings = load_settings(Path(args.config) if args.config else None)
+
+    async def flush():
+        service = QuotaService(settings, database_url())
+        try:
+            return await Outbox(service.connection, settings, smtp_settings).flush()
+        finally:
+            await service.close()
+
+    report = asyncio.run(flush())
+    print(f"solaris mail: {report.sent} sent, {report.failed} failed (will retry), {report.dead} dead, "
+          f"{report.no_address} without address")
+    for error in report.errors:
+        print(f"  {error}")
+    return 1 if report.failed or report.dead else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="solaris", description="Per-user token quotas for the LiteLLM proxy.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -124,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.set_defaults(handler=run)
     commands.add_parser("migrate", help="apply schema migrations").set_defaults(handler=migrate_command)
     commands.add_parser("doctor", help="check the ledger invariants").set_defaults(handler=doctor)
+    mail = commands.add_parser("mail", help="alert e-mails").add_subparsers(dest="mail_command", required=True)
+    flush_parser = mail.add_parser("flush", help="send the alert e-mails that are due, now")
+    flush_parser.add_argument("--config", default=os.environ.get("SOLARIS_CONFIG"))
+    flush_parser.set_defaults(handler=mail_flush)
     args = parser.parse_args(argv)
     try:
         return args.handler(args)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Sequence
 
 from psycopg import AsyncConnection
 from psycopg.rows import class_row, dict_row
@@ -60,11 +61,13 @@ async def reserve(
     ttl_s: int,
     model: str | None,
     factor: float,
+    thresholds: Sequence[float] = (),
 ) -> Reservation:
     async with connection.cursor(row_factory=class_row(Reservation)) as cursor:
         await cursor.execute(
-            "SELECT * FROM solaris.reserve(%s, %s, %s, %s, %s, %s, %s, %s)",
-            (user_id, call_id, wanted_tokens, minimum_tokens, default_tokens, ttl_s, model, Decimal(str(factor))),
+            "SELECT * FROM solaris.reserve(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (user_id, call_id, wanted_tokens, minimum_tokens, default_tokens, ttl_s, model, Decimal(str(factor)),
+             _levels(thresholds)),
         )
         row = await cursor.fetchone()
     assert row is not None
@@ -79,6 +82,7 @@ async def resolve(
     raw_tokens: int | None = None,
     model: str | None = None,
     cost_usd: float | None = None,
+    thresholds: Sequence[float] = (),
 ) -> str:
     """Settle, release or expire one call; returns the reservation's state afterwards.
 
@@ -86,8 +90,8 @@ async def resolve(
     settings reload between reserve and settle cannot change the price of a call.
     """
     cursor = await connection.execute(
-        "SELECT solaris.resolve(%s, %s, %s, %s, %s)",
-        (call_id, kind, raw_tokens, model, None if cost_usd is None else Decimal(str(cost_usd))),
+        "SELECT solaris.resolve(%s, %s, %s, %s, %s, %s)",
+        (call_id, kind, raw_tokens, model, None if cost_usd is None else Decimal(str(cost_usd)), _levels(thresholds)),
     )
     row = await cursor.fetchone()
     assert row is not None
@@ -102,11 +106,19 @@ async def expire_due(connection: AsyncConnection, limit: int = 500) -> int:
 
 
 async def credit(
-    connection: AsyncConnection, *, user_id: str, tokens: int, default_tokens: int, actor: str, reason: str
+    connection: AsyncConnection,
+    *,
+    user_id: str,
+    tokens: int,
+    default_tokens: int,
+    actor: str,
+    reason: str,
+    thresholds: Sequence[float] = (),
 ) -> Balance:
     async with connection.cursor(row_factory=dict_row) as cursor:
         await cursor.execute(
-            "SELECT * FROM solaris.credit(%s, %s, %s, %s, %s)", (user_id, tokens, default_tokens, actor, reason)
+            "SELECT * FROM solaris.credit(%s, %s, %s, %s, %s, %s)",
+            (user_id, tokens, default_tokens, actor, reason, _levels(thresholds)),
         )
         row = await cursor.fetchone()
     assert row is not None
@@ -118,6 +130,11 @@ async def balance(connection: AsyncConnection, user_id: str) -> Balance | None:
         await cursor.execute("SELECT * FROM solaris.accounts WHERE user_id = %s", (user_id,))
         row = await cursor.fetchone()
     return None if row is None else _balance(row)
+
+
+def _levels(thresholds: Sequence[float]) -> list[Decimal]:
+    """Alert thresholds as exact decimals, so 0.8 × 1000 is 800 in SQL, not 800.0000001."""
+    return [Decimal(str(threshold)) for threshold in thresholds]
 
 
 def _balance(row: dict) -> Balance:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable, Coroutine
 
 import psycopg
 from psycopg import AsyncConnection
@@ -36,12 +36,17 @@ class QuotaService:
         self._pool: AsyncConnectionPool = connection_pool(database_url, settings)
         self._opened = False
         self._open_lock = asyncio.Lock()
-        self._sweeper: asyncio.Task | None = None
+        self._background: list[Callable[[], Coroutine[None, None, None]]] = []
+        self._tasks: list[asyncio.Task] = []
 
     # -- connections ---------------------------------------------------------------
 
+    def run_in_background(self, loop_forever: Callable[[], Coroutine[None, None, None]]) -> None:
+        """Register a task (the sweeper, the mailer) to run from start() until close()."""
+        self._background.append(loop_forever)
+
     async def start(self) -> None:
-        """Open the pool and start the sweeper; idempotent, cheap after the first call."""
+        """Open the pool and start the background tasks; idempotent, cheap after the first call."""
         if self._opened:
             return
         async with self._open_lock:
@@ -49,12 +54,14 @@ class QuotaService:
                 return
             # wait=False: a proxy must come up even while Postgres is still starting.
             await self._pool.open(wait=False)
-            self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(), name="solaris-sweeper")
+            loop = asyncio.get_running_loop()
+            self._tasks = [loop.create_task(task(), name=task.__qualname__) for task in self._background]
             self._opened = True
 
     async def close(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._pool.close()
         self._opened = False
 
@@ -93,6 +100,7 @@ class QuotaService:
                     ttl_s=settings.reservation_ttl_s,
                     model=model,
                     factor=plan.factor,
+                    thresholds=settings.alert_thresholds,
                 )
         except DatabaseUnavailable as error:
             if settings.fail_mode == "open":
@@ -127,7 +135,13 @@ class QuotaService:
             wanted_tokens=plan.wanted_tokens, remaining_tokens=reservation.remaining_tokens,
         )
         if reservation.outcome == "exhausted":
-            raise QuotaExhausted(**fields)
+            # Past the last warning it is "used up" (and the block e-mail goes out, see
+            # solaris.reserve); before it, only this call is too big for what is left.
+            last_warning = max(self.settings.alert_thresholds, default=1.0)
+            if reservation.debited_tokens >= reservation.credited_tokens * last_warning:
+                raise QuotaExhausted(**fields)
+            raise QuotaExhausted("quota_insufficient", needed_tokens=plan.minimum_tokens,
+                                 remaining_tokens=max(0, reservation.remaining_tokens), **fields)
         raise AccountInactive(f"account_{reservation.outcome}", **fields)
 
     async def settle_call(
@@ -135,7 +149,8 @@ class QuotaService:
     ) -> str:
         async with self.connection() as connection:
             state = await ledger.resolve(
-                connection, call_id=call_id, kind="settle", raw_tokens=raw_tokens, model=model, cost_usd=cost_usd
+                connection, call_id=call_id, kind="settle", raw_tokens=raw_tokens, model=model, cost_usd=cost_usd,
+                thresholds=self.settings.alert_thresholds,
             )
         if state != "settled":
             log_event("settle_ignored", logging.WARNING, call_id=call_id, state=state, raw_tokens=raw_tokens)
@@ -159,7 +174,7 @@ class QuotaService:
             log_event("reservations_expired", count=expired_total)
         return expired_total
 
-    async def _sweep_forever(self) -> None:
+    async def sweep_forever(self) -> None:
         while True:
             await asyncio.sleep(self.settings.sweep_interval_s)
             try:

@@ -10,16 +10,17 @@ from __future__ import annotations
 import hmac
 import os
 import sys
-from typing import Callable
+from datetime import datetime
+from typing import Callable, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from solaris_hooks import ledger
+from solaris_hooks import ledger, outbox
 from solaris_hooks.exceptions import DatabaseUnavailable
 from solaris_hooks.identity import identity_length_max
 from solaris_hooks.logs import log_event
@@ -97,6 +98,30 @@ class AddTokensIn(BaseModel):
     reason: str = Field(min_length=1, max_length=500, description="Why, for the ledger.")
 
 
+class AlertOut(BaseModel):
+    id: int
+    user_id: str
+    kind: Literal["usage", "credit"]
+    threshold: float | None = Field(description="Usage fraction that raised it; 1.0 is the block notice.")
+    status: Literal[outbox.statuses]  # type: ignore[valid-type]
+    attempts: int
+    last_error: str | None
+    recipients: str | None
+    credited_tokens: int
+    used_tokens: int
+    tokens: int | None = Field(description="Tokens credited, for a credit receipt.")
+    created_at: datetime
+    next_attempt_at: datetime
+    sent_at: datetime | None
+
+
+class AlertPage(BaseModel):
+    alerts: list[AlertOut]
+    total: int
+    limit: int
+    offset: int
+
+
 class HealthOut(BaseModel):
     status: str
     database: str
@@ -138,9 +163,33 @@ def build_router(service: QuotaService) -> APIRouter:
                 default_tokens=service.settings.default_tokens_per_user,
                 actor=actor,
                 reason=body.reason,
+                thresholds=service.settings.alert_thresholds,
             )
         log_event("credited", user_id=user_id, tokens=body.tokens, actor=actor)
         return AccountOut(**updated.as_dict())
+
+    @router.get("/alerts", response_model=AlertPage)
+    async def alerts(
+        status: Literal[outbox.statuses] | None = None,  # type: ignore[valid-type]
+        user_id: str | None = Query(None, min_length=1, max_length=identity_length_max),
+        limit: int = Query(50, ge=1, le=500),
+        offset: int = Query(0, ge=0, le=10_000_000),
+    ) -> AlertPage:
+        async with service.connection() as connection:
+            rows, total = await outbox.list_alerts(connection, status=status, user_id=user_id, limit=limit,
+                                                   offset=offset)
+        return AlertPage(alerts=[AlertOut(**row) for row in rows], total=total, limit=limit, offset=offset)
+
+    @router.post("/alerts/{alert_id}/retry", response_model=AlertOut)
+    async def retry_alert(alert_id: int = Path(ge=1, le=2**63 - 1), actor: str = Depends(require_admin)) -> AlertOut:
+        async with service.connection() as connection:
+            row, previous = await outbox.retry_dead(connection, alert_id)
+        if row is None:
+            raise ApiError(404, "alert_not_found", f"no alert with id {alert_id}")
+        if previous != "dead":
+            raise ApiError(409, "alert_not_dead", f"only dead alerts can be retried; alert {alert_id} is {previous}")
+        log_event("alert_requeued", alert_id=alert_id, user_id=row["user_id"], actor=actor)
+        return AlertOut(**row)
 
     return router
 

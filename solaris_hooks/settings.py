@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from solaris_hooks.exceptions import SettingsError
 
@@ -32,6 +32,7 @@ env_overrides: dict[str, str] = {
 
 # Platform tokens per raw token; bounded so a typo cannot make calls free or absurd.
 Factor = Annotated[float, Field(gt=0, le=1000)]
+Threshold = Annotated[float, Field(gt=0, lt=1)]
 
 
 class Settings(BaseModel):
@@ -54,8 +55,23 @@ class Settings(BaseModel):
     fail_mode: Literal["closed", "open"] = "closed"
     # 429 carries `x-should-retry: false` so OpenAI SDKs do not retry; 403 is never retried.
     refusal_status_code: Literal[403, 429] = 429
+    # Usage fractions that warn by e-mail; the block at 1.0 is always added.
+    alert_thresholds: list[Threshold] = Field(default_factory=lambda: [0.8, 0.95], max_length=10)
+    brand_name: str = Field("IA SOLARIS", min_length=1, max_length=100)
+    # The outbox worker: how often it looks for due mail, how long a claim lasts (longer
+    # than an SMTP attempt can take, so a live sender never loses its claim), and retries.
+    mail_poll_interval_s: float = Field(5, gt=0, le=3600)
+    mail_lease_s: float = Field(120, gt=0, le=86_400)
+    mail_attempts_max: int = Field(8, ge=1, le=100)
+    mail_backoff_base_s: float = Field(30, gt=0, le=86_400)
+    mail_backoff_max_s: float = Field(3600, gt=0, le=7 * 86_400)
     db_pool_size_max: int = Field(10, ge=1, le=200)
     db_timeout_s: float = Field(5, gt=0, le=120)
+
+    @field_validator("alert_thresholds")
+    @classmethod
+    def _sorted_unique(cls, thresholds: list[float]) -> list[float]:
+        return sorted(set(thresholds))
 
     def factor_for(self, model: str | None) -> float:
         return self.model_factors.get(model or "", self.conversion_factor)
