@@ -67,10 +67,10 @@ _no_address = """UPDATE solaris.alerts SET status = 'no_address', claimed_until 
                   WHERE id = %(id)s AND claimed_by = %(worker)s AND status = 'sending'"""
 
 
-def backoff_s(attempts: int, settings: Settings, rng: random.Random = random.Random()) -> float:
+def backoff_s(attempts: int, settings: Settings) -> float:
     """Exponential in the attempts made, capped, with jitter so failed senders spread out."""
     ceiling = min(settings.mail_backoff_max_s, settings.mail_backoff_base_s * 2 ** max(0, attempts - 1))
-    return ceiling * rng.uniform(0.5, 1.0)
+    return ceiling * random.uniform(0.5, 1.0)
 
 
 @dataclass

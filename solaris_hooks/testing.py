@@ -10,6 +10,9 @@ import socket
 import subprocess
 import sys
 import time
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as default_policy
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -110,3 +113,50 @@ class ProxyProcess:
                 self.process.wait()
         self._log.close()
         return self.process.returncode
+
+
+class MailCatcher:
+    """A real SMTP server (aiosmtpd) on loopback that keeps what it receives.
+
+    stop() and start() again on the same port simulate a mail server outage.
+    """
+
+    def __init__(self, port: int | None = None, **server_options: object) -> None:
+        self.port = port or free_port()
+        self.received: list[EmailMessage] = []
+        self._server_options = server_options
+        self._controller = None
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # aiosmtpd handler hook
+        message = message_from_bytes(envelope.original_content or envelope.content, policy=default_policy)
+        message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
+        self.received.append(message)
+        return "250 Message accepted for delivery"
+
+    def start(self) -> MailCatcher:
+        from aiosmtpd.controller import Controller
+
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port, **self._server_options)
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def to(self, address: str) -> list[EmailMessage]:
+        """Messages whose envelope included address (To, Cc or Bcc)."""
+        return [message for message in self.received if address in message["X-Envelope-To"].split(", ")]
+
+    def wait_for(self, address: str, count: int, timeout_s: float = 15) -> list[EmailMessage]:
+        return wait_for(lambda: len(self.to(address)) >= count and self.to(address), timeout_s,
+                        what=f"{count} message(s) to {address}")
+
+
+def text_part(message: EmailMessage) -> str:
+    return message.get_body(preferencelist=("plain",)).get_content()
+
+
+def html_part(message: EmailMessage) -> str:
+    return message.get_body(preferencelist=("html",)).get_content()

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import os
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import openai
+import psycopg
 import pytest
 import yaml
+from psycopg.conninfo import make_conninfo
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from solaris_hooks.fake_provider import FakeProvider  # noqa: E402
 from solaris_hooks.migrations import migrate  # noqa: E402
-from solaris_hooks.testing import AdminClient, ProxyProcess, assert_ledger_consistent  # noqa: E402
+from solaris_hooks.testing import AdminClient, MailCatcher, ProxyProcess, assert_ledger_consistent  # noqa: E402
 
 artifacts_dir = Path(__file__).resolve().parent.parent / "test-artifacts"
 master_key = "sk-solaris-test-" + uuid.uuid4().hex
@@ -33,7 +36,9 @@ proxy_settings = {
     "model_factors": {"fake-premium": premium_factor},
     "credits_email": credits_email,
     "sweep_interval_s": 0.5,
+    "mail_poll_interval_s": 0.2,
 }
+admin_email = "chefe@example.com"
 
 
 @pytest.fixture(scope="session")
@@ -50,6 +55,36 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     migrate(url)
     yield url
     server.cleanup()
+
+
+@contextmanager
+def scratch_database(database_url: str, migrated: bool = True):
+    """A database of its own on the same server, for tests whose workers see every row."""
+    name = f"solaris_scratch_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    url = make_conninfo(database_url, dbname=name)
+    if migrated:
+        migrate(url)
+    try:
+        yield url
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def empty_database(database_url: str) -> str:
+    with scratch_database(database_url, migrated=False) as url:
+        yield url
+
+
+@pytest.fixture
+def own_database(database_url: str) -> str:
+    """A migrated database that only this test uses; its ledger must replay too."""
+    with scratch_database(database_url) as url:
+        yield url
+        assert_ledger_consistent(url)
 
 
 @pytest.fixture(scope="session")
@@ -91,11 +126,22 @@ def proxy_env(database_url: str, data_dir: Path) -> dict[str, str | None]:
 
 
 @pytest.fixture(scope="session")
-def proxy(database_url: str, fake_provider: FakeProvider, tmp_path_factory: pytest.TempPathFactory) -> ProxyProcess:
+def mail_catcher() -> MailCatcher:
+    """The SMTP server the session's proxy sends its alerts to."""
+    catcher = MailCatcher().start()
+    yield catcher
+    catcher.stop()
+
+
+@pytest.fixture(scope="session")
+def proxy(database_url: str, fake_provider: FakeProvider, mail_catcher: MailCatcher,
+          tmp_path_factory: pytest.TempPathFactory) -> ProxyProcess:
     artifacts_dir.mkdir(exist_ok=True)
     work = tmp_path_factory.mktemp("proxy")
     config = write_proxy_config(work / "litellm-config.yaml", fake_provider.base_url, proxy_settings)
-    process = ProxyProcess(config, proxy_env(database_url, work), artifacts_dir / "proxy.log")
+    mail_env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(mail_catcher.port), "SMTP_SECURITY": "none",
+                "SMTP_FROM": "IA SOLARIS <quota@solaris.example>", "ADMIN_EMAILS": admin_email}
+    process = ProxyProcess(config, {**proxy_env(database_url, work), **mail_env}, artifacts_dir / "proxy.log")
     process.wait_ready()
     yield process
     process.stop()

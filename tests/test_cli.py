@@ -11,11 +11,8 @@ from pathlib import Path
 
 import openai
 import psycopg
-import pytest
-from psycopg.conninfo import make_conninfo
 
 from conftest import artifacts_dir
-from solaris_hooks.migrations import migrate
 from solaris_hooks.testing import AdminClient, ProxyProcess
 
 repo = Path(__file__).resolve().parent.parent
@@ -79,33 +76,23 @@ class TestRun:
         assert "config file not found" in result.stderr
 
 
-@pytest.fixture
-def scratch_database(database_url):
-    name = f"solaris_doctor_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(database_url, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    url = make_conninfo(database_url, dbname=name)
-    migrate(url)
-    yield url
-    with psycopg.connect(database_url, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-
-
 class TestDoctor:
-    def test_doctor_passes_on_a_consistent_ledger(self, scratch_database):
+    def test_doctor_passes_on_a_consistent_ledger(self, own_database):
         """A ledger written only through our functions passes every check."""
-        with psycopg.connect(scratch_database, autocommit=True) as connection:
+        with psycopg.connect(own_database, autocommit=True) as connection:
             connection.execute("SELECT solaris.reserve('ana', 'c1', 100, 1, 1000, 60, 'm', 0.376)")
             connection.execute("SELECT solaris.resolve('c1', 'settle', 80, 'm', NULL)")
-        result = solaris("doctor", env={**dict(os.environ), "SOLARIS_DATABASE_URL": scratch_database})
+        result = solaris("doctor", env={**dict(os.environ), "SOLARIS_DATABASE_URL": own_database})
         assert result.returncode == 0, result.stdout
         assert "4 of 4 checks passed" in result.stdout
 
-    def test_doctor_names_an_account_that_does_not_replay(self, scratch_database):
+    def test_doctor_names_an_account_that_does_not_replay(self, own_database):
         """A balance edited behind the ledger's back is reported with its user, exit code 1."""
-        with psycopg.connect(scratch_database, autocommit=True) as connection:
+        with psycopg.connect(own_database, autocommit=True) as connection:
             connection.execute("SELECT solaris.provision('bia', 1000)")
             connection.execute("UPDATE solaris.accounts SET credited_tokens = 5000 WHERE user_id = 'bia'")
-        result = solaris("doctor", env={**dict(os.environ), "SOLARIS_DATABASE_URL": scratch_database})
+        result = solaris("doctor", env={**dict(os.environ), "SOLARIS_DATABASE_URL": own_database})
+        with psycopg.connect(own_database, autocommit=True) as connection:
+            connection.execute("UPDATE solaris.accounts SET credited_tokens = 1000 WHERE user_id = 'bia'")
         assert result.returncode == 1
         assert "replaying the ledger" in result.stdout and "bia" in result.stdout

@@ -164,3 +164,19 @@ class TestSolarisCallback:
         assert error.status_code == 403
         assert words in error.detail["error"]["message"]
         assert "admin@example.com" in error.detail["error"]["message"]
+
+    def test_a_call_too_big_for_what_is_left_is_told_so_not_that_the_quota_ended(self, database_url):
+        """With half the allowance left, a huge prompt is refused with a 'send a shorter message' text."""
+        user_id = f"big-{uuid.uuid4().hex}"
+
+        async def scenario(callback, service):
+            with pytest.raises(HTTPException) as refused:
+                await callback.async_pre_call_hook(
+                    key, None, request_data(user_id, uuid.uuid4().hex, "palavra " * 3000), "acompletion")
+            return refused.value
+
+        error = run_with_callback(database_url, scenario)
+        message = error.detail["error"]["message"]
+        assert error.status_code == 429
+        assert "mensagem mais curta" in message and "restam 1000" in message
+        assert "acabou" not in message

@@ -13,31 +13,21 @@ from solaris_hooks.exceptions import MigrationError
 from solaris_hooks.migrations import available_migrations, migrate
 
 
-@pytest.fixture
-def fresh_database(database_url):
-    name = f"solaris_migrations_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(database_url, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    yield make_conninfo(database_url, dbname=name)
-    with psycopg.connect(database_url, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-
-
 class TestMigrate:
-    def test_a_second_run_applies_nothing(self, fresh_database):
+    def test_a_second_run_applies_nothing(self, empty_database):
         """Migrations are recorded and applied once."""
-        first = migrate(fresh_database)
+        first = migrate(empty_database)
         assert first == [migration.version for migration in available_migrations()]
-        assert migrate(fresh_database) == []
+        assert migrate(empty_database) == []
 
-    def test_replicas_starting_together_apply_each_migration_once(self, fresh_database):
+    def test_replicas_starting_together_apply_each_migration_once(self, empty_database):
         """Four concurrent migrate() calls on an empty database: each version applied by exactly one."""
         results: list[list[int]] = []
         errors: list[BaseException] = []
 
         def start_replica():
             try:
-                results.append(migrate(fresh_database))
+                results.append(migrate(empty_database))
             except BaseException as error:  # surfaced below
                 errors.append(error)
 
@@ -50,10 +40,10 @@ class TestMigrate:
         applied = sorted(version for result in results for version in result)
         assert applied == [migration.version for migration in available_migrations()]
 
-    def test_nothing_is_created_in_public(self, fresh_database):
+    def test_nothing_is_created_in_public(self, empty_database):
         """LiteLLM's Prisma owns `public`; our objects all live in `solaris`."""
-        migrate(fresh_database)
-        with psycopg.connect(fresh_database) as connection:
+        migrate(empty_database)
+        with psycopg.connect(empty_database) as connection:
             public = connection.execute(
                 """SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                     WHERE n.nspname = 'public'"""

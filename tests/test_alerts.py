@@ -1,0 +1,411 @@
+"""Usage alerts: raised once in the ledger's transaction, rendered, and delivered through a real SMTP server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from decimal import Decimal
+
+import pytest
+
+from solaris_hooks import emails, ledger
+from solaris_hooks.emails import Alert
+from solaris_hooks.outbox import Outbox, Report, retry_dead
+from solaris_hooks.quota import QuotaService
+from solaris_hooks.settings import Settings
+from solaris_hooks.smtp import SmtpSettings, smtp_settings_from_env
+from solaris_hooks.testing import MailCatcher, free_port, html_part, text_part
+
+thresholds = [0.8, 0.95]
+fast_retries = {"mail_backoff_base_s": 0.05, "mail_backoff_max_s": 0.2, "mail_lease_s": 30}
+
+
+def settings(**overrides) -> Settings:
+    return Settings(**{"credits_email": "creditos@example.com", **fast_retries, **overrides})
+
+
+def smtp_for(catcher_port: int, **overrides) -> SmtpSettings:
+    return SmtpSettings(host="127.0.0.1", port=catcher_port, from_address="IA SOLARIS <quota@solaris.example>",
+                        timeout_s=5, **overrides)
+
+
+def run(own_database: str, scenario, **settings_overrides):
+    async def main():
+        service = QuotaService(settings(**settings_overrides), own_database)
+        try:
+            return await scenario(service)
+        finally:
+            await service.close()
+
+    return asyncio.run(main())
+
+
+async def spend(service: QuotaService, user_id: str, tokens: int) -> None:
+    """One call of `tokens` platform tokens (factor 1), reserved and settled."""
+    call_id = uuid.uuid4().hex
+    async with service.connection() as connection:
+        reservation = await ledger.reserve(
+            connection, user_id=user_id, call_id=call_id, wanted_tokens=tokens, minimum_tokens=1,
+            default_tokens=1000, ttl_s=60, model="m", factor=1.0, thresholds=thresholds,
+        )
+        assert reservation.outcome == "reserved", reservation
+        await ledger.resolve(connection, call_id=call_id, kind="settle", raw_tokens=tokens, thresholds=thresholds)
+
+
+async def refuse(service: QuotaService, user_id: str, tokens: int) -> str:
+    async with service.connection() as connection:
+        reservation = await ledger.reserve(
+            connection, user_id=user_id, call_id=uuid.uuid4().hex, wanted_tokens=tokens, minimum_tokens=tokens,
+            default_tokens=1000, ttl_s=60, model="m", factor=1.0, thresholds=thresholds,
+        )
+    return reservation.outcome
+
+
+async def alerts_of(service: QuotaService, user_id: str) -> list[tuple]:
+    async with service.connection() as connection:
+        cursor = await connection.execute(
+            "SELECT kind, threshold, status FROM solaris.alerts WHERE user_id = %s ORDER BY id", (user_id,))
+        return [(kind, None if level is None else float(level), status) for kind, level, status in
+                await cursor.fetchall()]
+
+
+@pytest.fixture
+def user_id() -> str:
+    return f"alert-{uuid.uuid4().hex[:10]}@example.com"
+
+
+@pytest.fixture
+def catcher():
+    server = MailCatcher().start()
+    yield server
+    server.stop()
+
+
+class TestThresholds:
+    def test_crossing_80_then_95_raises_one_alert_each(self, own_database, user_id):
+        """Spending past 80 %, within it, then past 95 %: two alerts, in that order."""
+
+        async def scenario(service):
+            for tokens in (700, 150, 20, 100):  # 70 %, 85 %, 87 %, 97 %
+                await spend(service, user_id, tokens)
+            return await alerts_of(service, user_id)
+
+        assert run(own_database, scenario) == [("usage", 0.8, "pending"), ("usage", 0.95, "pending")]
+
+    def test_a_jump_over_several_thresholds_sends_only_the_highest(self, own_database, user_id):
+        """0 → 96 % in one call: the 95 % alert is sent, the 80 % one recorded as covered."""
+
+        async def scenario(service):
+            await spend(service, user_id, 960)
+            return await alerts_of(service, user_id)
+
+        assert run(own_database, scenario) == [("usage", 0.8, "covered"), ("usage", 0.95, "pending")]
+
+    def test_reaching_100_percent_raises_the_block_notice(self, own_database, user_id):
+        """A settle that uses the whole allowance raises the 1.0 alert, covering those passed over."""
+
+        async def scenario(service):
+            await spend(service, user_id, 850)
+            await spend(service, user_id, 150)
+            return await alerts_of(service, user_id)
+
+        assert run(own_database, scenario) == [
+            ("usage", 0.8, "pending"), ("usage", 0.95, "covered"), ("usage", 1.0, "pending")]
+
+    def test_a_refusal_past_the_last_warning_raises_the_block_notice_once(self, own_database, user_id):
+        """At 96 % a refused call means the user is blocked: one notice, however often refused."""
+
+        async def scenario(service):
+            await spend(service, user_id, 960)
+            outcomes = [await refuse(service, user_id, 100) for _ in range(3)]
+            return outcomes, await alerts_of(service, user_id)
+
+        outcomes, alerts = run(own_database, scenario)
+        assert outcomes == ["exhausted"] * 3
+        assert alerts == [("usage", 0.8, "covered"), ("usage", 0.95, "pending"), ("usage", 1.0, "pending")]
+
+    def test_a_refusal_well_before_the_end_raises_nothing(self, own_database, user_id):
+        """A prompt too big for the 50 % left is refused without telling the user they are blocked."""
+
+        async def scenario(service):
+            await spend(service, user_id, 500)
+            assert await refuse(service, user_id, 800) == "exhausted"
+            return await alerts_of(service, user_id)
+
+        assert run(own_database, scenario) == []
+
+    def test_credits_re_arm_the_thresholds(self, own_database, user_id):
+        """After a credit brings usage under 80 %, crossing it again alerts again; a receipt is queued."""
+
+        async def scenario(service):
+            await spend(service, user_id, 850)
+            async with service.connection() as connection:
+                await ledger.credit(connection, user_id=user_id, tokens=1000, default_tokens=1000, actor="t",
+                                    reason="r", thresholds=thresholds)
+            await spend(service, user_id, 800)  # 1650 / 2000 = 82.5 %
+            return await alerts_of(service, user_id)
+
+        assert run(own_database, scenario) == [
+            ("usage", 0.8, "pending"), ("credit", None, "pending"), ("usage", 0.8, "pending")]
+
+    def test_a_small_credit_keeps_what_is_still_true(self, own_database, user_id):
+        """A credit that leaves usage above 80 % does not re-send the 80 % alert."""
+
+        async def scenario(service):
+            await spend(service, user_id, 960)
+            async with service.connection() as connection:
+                await ledger.credit(connection, user_id=user_id, tokens=50, default_tokens=1000, actor="t",
+                                    reason="r", thresholds=thresholds)
+            await spend(service, user_id, 5)
+            return await alerts_of(service, user_id)
+
+        alerts = run(own_database, scenario)
+        assert [alert for alert in alerts if alert[0] == "usage" and alert[2] == "pending"] == [("usage", 0.95, "pending")]
+
+
+def alert(**overrides) -> Alert:
+    values = dict(id=41, user_id="ana@example.com", kind="usage", threshold=Decimal("0.8"), credited_tokens=1000,
+                  used_tokens=812, tokens=None, attempts=1, email=None, name="Ana", locale=None)
+    return Alert(**{**values, **overrides})
+
+
+class TestEmails:
+    @pytest.mark.parametrize(("locale", "words"), [("pt-BR", "Você já usou 812 dos 1000"),
+                                                    ("en", "You have used 812 of the 1000")])
+    def test_both_locales_render_with_the_numbers(self, locale, words):
+        """pt-BR and English: subject, text and HTML parts carry the usage."""
+        subject, text, html = emails.render(alert(locale=locale), settings())
+        assert "80%" in subject and "IA SOLARIS" in subject
+        assert words in text and "188" in text
+        assert "<strong>812</strong>" in html and "<strong>188</strong>" in html
+
+    def test_html_in_a_users_name_is_escaped(self):
+        """A name with markup shows as text in the HTML part, never as markup."""
+        _, text, html = emails.render(alert(name='<script>alert("x")</script>'), settings())
+        assert "<script>" not in html
+        assert "&lt;script&gt;" in html
+        assert '<script>alert("x")</script>' in text  # plain text needs no escaping
+
+    def test_the_brand_name_is_a_setting(self):
+        """brand_name changes subject and body."""
+        subject, text, _ = emails.render(alert(), settings(brand_name="Acme IA"))
+        assert subject.startswith("Acme IA:") and "Acme IA" in text
+
+    def test_the_recipient_is_the_stored_email_else_the_identity(self):
+        """Stored e-mail first; an e-mail-shaped identity next; otherwise nobody."""
+        assert emails.recipient(alert(email="ana.work@example.com")) == "ana.work@example.com"
+        assert emails.recipient(alert()) == "ana@example.com"
+        assert emails.recipient(alert(user_id="65f0c0ffee65f0c0ffee65f0")) is None
+        assert emails.recipient(alert(user_id="a@b.c\r\nBcc: x@y.z")) is None
+
+    def test_the_message_id_is_stable_per_alert(self):
+        """Composing the same alert twice gives the same Message-ID; another alert, another one."""
+        smtp = smtp_for(25)
+        first = emails.compose(alert(), settings(), smtp)["Message-ID"]
+        assert first == emails.compose(alert(attempts=3), settings(), smtp)["Message-ID"]
+        assert first != emails.compose(alert(id=42), settings(), smtp)["Message-ID"]
+        assert first.endswith("@solaris.example>")
+
+
+async def queue_alerts(service: QuotaService, user_id: str, *spends: int) -> None:
+    for tokens in spends:
+        await spend(service, user_id, tokens)
+
+
+class TestOutbox:
+    def test_80_and_95_are_each_delivered_once_with_the_right_numbers(self, own_database, user_id, catcher):
+        """Two alerts, two e-mails, each with the numbers of its crossing in both parts."""
+
+        async def scenario(service):
+            outbox = Outbox(service.connection, service.settings, smtp_for(catcher.port))
+            await spend(service, user_id, 810)
+            await outbox.flush()
+            await spend(service, user_id, 150)
+            await outbox.flush()
+            await outbox.flush()
+            return await alerts_of(service, user_id)
+
+        alerts = run(own_database, scenario)
+        assert alerts == [("usage", 0.8, "sent"), ("usage", 0.95, "sent")]
+        first, second = catcher.to(user_id)
+        assert "80%" in first["Subject"] and "810 dos 1000" in text_part(first) and "<strong>190</strong>" in html_part(first)
+        assert "95%" in second["Subject"] and "960 dos 1000" in text_part(second) and "<strong>40</strong>" in html_part(second)
+
+    def test_the_block_notice_names_the_credits_address_and_copies_admins(self, own_database, user_id, catcher):
+        """At 100 % the user is told whom to write to; ADMIN_EMAILS get a Bcc."""
+
+        async def scenario(service):
+            smtp = smtp_for(catcher.port, admin_emails=("chefe@example.com",))
+            await spend(service, user_id, 1000)
+            await Outbox(service.connection, service.settings, smtp).flush()
+
+        run(own_database, scenario)
+        (notice,) = catcher.to(user_id)
+        assert "acabou" in notice["Subject"]
+        assert "creditos@example.com" in text_part(notice)
+        assert 'href="mailto:creditos@example.com"' in html_part(notice)
+        assert catcher.to("chefe@example.com") == [notice]
+        assert "chefe@example.com" not in notice["To"]
+
+    def test_a_credit_sends_a_receipt(self, own_database, user_id, catcher):
+        """An admin credit e-mails the user how much was added and what is left."""
+
+        async def scenario(service):
+            async with service.connection() as connection:
+                await ledger.credit(connection, user_id=user_id, tokens=500, default_tokens=1000, actor="t",
+                                    reason="r", thresholds=thresholds)
+            await Outbox(service.connection, service.settings, smtp_for(catcher.port)).flush()
+
+        run(own_database, scenario)
+        (receipt,) = catcher.to(user_id)
+        assert "500 tokens" in receipt["Subject"]
+        assert "restam 1500" in text_part(receipt)
+
+    def test_an_smtp_outage_is_retried_then_delivered_once(self, own_database, user_id):
+        """Mail server down: the alert fails and waits; once it is back, exactly one e-mail arrives."""
+        port = free_port()
+
+        async def scenario(service):
+            outbox = Outbox(service.connection, service.settings, smtp_for(port))
+            await spend(service, user_id, 850)
+            down = await outbox.flush()
+            failed = await alerts_of(service, user_id)
+            catcher = MailCatcher(port).start()
+            try:
+                await asyncio.sleep(0.25)  # past the backoff
+                up = await outbox.flush()
+                again = await outbox.flush()
+                return down, failed, up, again, await alerts_of(service, user_id), catcher.to(user_id)
+            finally:
+                catcher.stop()
+
+        down, failed, up, again, alerts, received = run(own_database, scenario)
+        assert (down.failed, down.sent) == (1, 0) and "Connection refused" in down.errors[0]
+        assert failed == [("usage", 0.8, "failed")]
+        assert (up.sent, again.handled) == (1, 0)
+        assert alerts == [("usage", 0.8, "sent")]
+        assert len(received) == 1
+
+    def test_after_the_last_attempt_an_alert_is_dead_and_can_be_requeued(self, own_database, user_id, catcher):
+        """attempts_max failures make it dead; retry_dead puts it back and it is delivered."""
+
+        async def scenario(service):
+            broken = Outbox(service.connection, service.settings, smtp_for(free_port()))
+            await spend(service, user_id, 850)
+            for _ in range(3):
+                await asyncio.sleep(0.25)
+                await broken.flush()
+            dead = await alerts_of(service, user_id)
+            async with service.connection() as connection:
+                alert_id = (await (await connection.execute(
+                    "SELECT id FROM solaris.alerts WHERE user_id = %s", (user_id,))).fetchone())[0]
+                row, previous = await retry_dead(connection, alert_id)
+            await Outbox(service.connection, service.settings, smtp_for(catcher.port)).flush()
+            return dead, previous, row, await alerts_of(service, user_id)
+
+        dead, previous, row, alerts = run(own_database, scenario, mail_attempts_max=3)
+        assert dead == [("usage", 0.8, "dead")]
+        assert previous == "dead" and row["status"] == "pending" and row["attempts"] == 0
+        assert alerts == [("usage", 0.8, "sent")]
+        assert len(catcher.to(user_id)) == 1
+
+    def test_two_workers_never_deliver_the_same_alert_twice(self, own_database, catcher):
+        """Two outboxes on one database, flushing at once: every alert arrives exactly once."""
+        users = [f"pair-{index}-{uuid.uuid4().hex[:6]}@example.com" for index in range(20)]
+
+        async def scenario(service):
+            for user in users:
+                await spend(service, user, 850)
+            workers = [Outbox(service.connection, service.settings, smtp_for(catcher.port), worker_id=f"w{n}")
+                       for n in range(2)]
+            return await asyncio.gather(*(worker.flush() for worker in workers))
+
+        reports = run(own_database, scenario)
+        assert sum(report.sent for report in reports) == 20
+        received = [message for user in users for message in catcher.to(user)]
+        assert len(received) == 20
+        assert len({message["Message-ID"] for message in received}) == 20
+
+    def test_a_crash_between_claim_and_send_still_delivers(self, own_database, user_id, catcher):
+        """A worker that claimed and died: its lease runs out, another worker delivers, once."""
+
+        async def scenario(service):
+            await spend(service, user_id, 850)
+            # Its mail server is unreachable, so when it comes back its only effect is a failure report.
+            crashed = Outbox(service.connection, service.settings, smtp_for(free_port()), worker_id="crashed")
+            claimed = await crashed.claim()
+            assert [alert.user_id for alert in claimed if alert.user_id == user_id] == [user_id]
+            survivor = Outbox(service.connection, service.settings, smtp_for(catcher.port), worker_id="survivor")
+            before_expiry = await survivor.flush()
+            await asyncio.sleep(1.2)
+            after_expiry = await survivor.flush()
+            # The crashed worker comes back and reports a failure: too late, nothing changes.
+            await crashed.deliver([alert for alert in claimed if alert.user_id == user_id][0], Report())
+            return before_expiry, after_expiry, await alerts_of(service, user_id)
+
+        before, after, alerts = run(own_database, scenario, mail_lease_s=1)
+        assert before.sent == 0 and after.sent >= 1
+        assert alerts == [("usage", 0.8, "sent")]
+        assert len(catcher.to(user_id)) == 1
+
+    def test_an_alert_without_address_is_recorded_and_not_retried(self, own_database, catcher):
+        """A user known only by a LibreChat id gets no e-mail: status no_address, once."""
+        user = "65f0c0ffee" + uuid.uuid4().hex[:14]
+
+        async def scenario(service):
+            outbox = Outbox(service.connection, service.settings, smtp_for(catcher.port))
+            await spend(service, user, 850)
+            first = await outbox.flush()
+            second = await outbox.flush()
+            return first, second, await alerts_of(service, user)
+
+        first, second, alerts = run(own_database, scenario)
+        assert (first.no_address, second.handled) == (1, 0)
+        assert alerts == [("usage", 0.8, "no_address")]
+
+    def test_smtp_passwords_never_reach_the_logs(self, own_database, user_id, caplog):
+        """A login the server refuses is logged with the alert id, never with the password."""
+        from aiosmtpd.smtp import AuthResult
+
+        password = "s3cr3t-" + uuid.uuid4().hex
+        catcher = MailCatcher(auth_require_tls=False,
+                              authenticator=lambda *args: AuthResult(success=False, handled=False)).start()
+
+        async def scenario(service):
+            smtp = smtp_for(catcher.port, username="quota", password=password)
+            await spend(service, user_id, 850)
+            return await Outbox(service.connection, service.settings, smtp).flush()
+
+        try:
+            with caplog.at_level(logging.INFO, logger="solaris_hooks"):
+                report = run(own_database, scenario)
+        finally:
+            catcher.stop()
+        assert report.failed == 1
+        assert "mail_failed" in caplog.text and user_id in caplog.text
+        assert password not in caplog.text
+        assert password not in repr(smtp_for(25, username="u", password=password))
+
+
+class TestSmtpSettings:
+    def test_no_smtp_host_means_mail_is_off(self):
+        """Without SMTP_HOST there are no SMTP settings: alerts wait in the outbox."""
+        assert smtp_settings_from_env({}) is None
+
+    def test_the_environment_sets_everything(self):
+        """SMTP_* and ADMIN_EMAILS are read, with the port defaulting by security."""
+        smtp = smtp_settings_from_env({"SMTP_HOST": "mail.example.com", "SMTP_SECURITY": "starttls",
+                                       "SMTP_USERNAME": "u", "SMTP_PASSWORD": "p", "SMTP_FROM": "q@example.com",
+                                       "ADMIN_EMAILS": "a@example.com, b@example.com"})
+        assert (smtp.port, smtp.security, smtp.from_address) == (587, "starttls", "q@example.com")
+        assert smtp.admin_emails == ("a@example.com", "b@example.com")
+
+    def test_a_bad_value_names_the_variable(self):
+        """SMTP_PORT=abc is reported as SMTP_PORT."""
+        from solaris_hooks.exceptions import SettingsError
+
+        with pytest.raises(SettingsError, match="SMTP_PORT"):
+            smtp_settings_from_env({"SMTP_HOST": "h", "SMTP_PORT": "abc"})
+        with pytest.raises(SettingsError, match="SMTP_SECURITY"):
+            smtp_settings_from_env({"SMTP_HOST": "h", "SMTP_SECURITY": "tls13"})
