@@ -15,6 +15,9 @@ print(solaris_hooks.__file__)
 print(m.render("quota_exhausted", credited_tokens=1000, used_tokens=1000, reserved_tokens=0, credits_email="c@x"))
 print(m.render("quota_exhausted", "en", credited_tokens=1000, used_tokens=1000, reserved_tokens=0, credits_email=""))
 print(len(g.available_migrations()))
+import solaris_hooks.emails as e, solaris_hooks.settings as s
+alert = e.Alert(1, "a@b.co", "usage", 0.8, 1000, 800, None, 1, None, None, None)
+print(e.render(alert, s.Settings())[0])
 """
 
 
@@ -30,14 +33,18 @@ class TestWheel:
         names = zipfile.ZipFile(wheel).namelist()
         assert "solaris_hooks/templates/messages/pt-BR.yaml" in names
         assert "solaris_hooks/templates/messages/en.yaml" in names
+        assert "solaris_hooks/templates/email/base.html" in names
+        assert "solaris_hooks/templates/email/pt-BR/warning.html" in names
+        assert "solaris_hooks/templates/email/en/credit.txt" in names
         assert any(name.startswith("solaris_hooks/migrations/0001_") for name in names)
 
         unpacked = tmp_path / "site"
         zipfile.ZipFile(wheel).extractall(unpacked)
         result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
                                 env={"PYTHONPATH": str(unpacked), "PATH": "/usr/bin:/bin"}, timeout=60, check=True)
-        module_file, pt_br, english, migrations = result.stdout.strip().splitlines()
+        module_file, pt_br, english, migrations, subject = result.stdout.strip().splitlines()
         assert module_file.startswith(str(unpacked))
         assert "acabou" in pt_br and "c@x" in pt_br
         assert "used up" in english
         assert int(migrations) >= 1
+        assert subject == "IA SOLARIS: você já usou 80% da sua cota"
