@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from functools import partial
 
 from solaris_hooks.database import database_url
 from solaris_hooks.hooks import SolarisCallback
@@ -19,6 +20,7 @@ from solaris_hooks.logs import log_event, logger
 from solaris_hooks.migrations import migrate
 from solaris_hooks.outbox import Outbox
 from solaris_hooks.quota import QuotaService
+from solaris_hooks.refill import refill_forever
 from solaris_hooks.routes import mount_routes
 from solaris_hooks.settings import load_settings
 from solaris_hooks.smtp import smtp_settings_from_env
@@ -42,8 +44,11 @@ def build_callback() -> SolarisCallback:
     smtp_settings = smtp_settings_from_env()
     service = QuotaService(settings, url)
     service.run_in_background(service.sweep_forever)
+    service.run_in_background(partial(refill_forever, service.connection, lambda: service.settings.refill))
     if smtp_settings is not None:
-        service.run_in_background(Outbox(service.connection, settings, smtp_settings).run_forever)
+        outbox = Outbox(service.connection, settings, smtp_settings)
+        service.on_reload(partial(setattr, outbox, "settings"))
+        service.run_in_background(outbox.run_forever)
     mount_routes(service)
     _start_soon(service)
     log_event("started", migrations_applied=applied, factor=settings.conversion_factor,

@@ -4,6 +4,10 @@
     ├── SettingsError          a bad `solaris_settings` value; stops the proxy at start-up
     ├── DatabaseUnavailable    Postgres cannot be reached (fail_mode decides what callers see)
     ├── MigrationError         the `solaris` schema could not be brought up to date
+    ├── AdminError             an admin request (API or CLI) that cannot be done as asked
+    │   ├── NotFound           no such user or alert (404)
+    │   ├── Conflict           it exists already, or is in the wrong state (409)
+    │   └── InvalidInput       the request itself is wrong (422)
     └── Refusal                a call we will not let through; carries what the client is told
         ├── IdentityRefused    no usable end-user identity (400)
         ├── QuotaExhausted     the allowance is used up (429 or 403, never retried)
@@ -32,6 +36,33 @@ class MigrationError(SolarisError):
     """A schema migration failed."""
 
 
+class AdminError(SolarisError):
+    """Carries the HTTP status and a stable code; the message is meant for a person."""
+
+    status_code: int = 400
+    code: str = "bad_request"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.code
+
+
+class NotFound(AdminError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(AdminError):
+    status_code = 409
+    code = "conflict"
+
+
+class InvalidInput(AdminError):
+    status_code = 422
+    code = "invalid_request"
+
+
 class Refusal(SolarisError):
     """A request we refuse, with the status and message the client should get."""
 
@@ -44,9 +75,15 @@ class Refusal(SolarisError):
         self.params = params
         super().__init__(f"{self.message_key} {params}")
 
+    @property
+    def reason(self) -> str:
+        """A short label for metrics and logs: quota_exhausted -> exhausted, account_blocked -> blocked."""
+        return self.message_key.split("_", 1)[-1] if "_" in self.message_key else self.message_key
+
 
 class IdentityRefused(Refusal):
     status_code = 400
+    reason = "identity"  # type: ignore[assignment]
 
 
 class QuotaExhausted(Refusal):

@@ -33,7 +33,8 @@ def validate_identity(identity: str) -> str:
         raise IdentityRefused("identity_placeholder", identity=identity[:80])
     if len(identity) > identity_length_max:
         raise IdentityRefused("identity_too_long", length_max=identity_length_max)
-    if any(ord(character) < 32 or ord(character) == 127 for character in identity):
+    # U+FFFD is what undecodable bytes (not UTF-8) became on the way in.
+    if any(ord(character) < 32 or ord(character) == 127 or character == "\ufffd" for character in identity):
         raise IdentityRefused("identity_invalid")
     return identity
 

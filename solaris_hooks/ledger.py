@@ -67,11 +67,17 @@ async def reserve(
         await cursor.execute(
             "SELECT * FROM solaris.reserve(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (user_id, call_id, wanted_tokens, minimum_tokens, default_tokens, ttl_s, model, Decimal(str(factor)),
-             _levels(thresholds)),
+             decimal_levels(thresholds)),
         )
         row = await cursor.fetchone()
     assert row is not None
     return row
+
+
+@dataclass(frozen=True)
+class Resolution:
+    state: str  # settled | released | expired | unknown (never reserved)
+    charged_tokens: int  # 0 unless this call settled it now
 
 
 async def resolve(
@@ -83,19 +89,21 @@ async def resolve(
     model: str | None = None,
     cost_usd: float | None = None,
     thresholds: Sequence[float] = (),
-) -> str:
-    """Settle, release or expire one call; returns the reservation's state afterwards.
+) -> Resolution:
+    """Settle, release or expire one call.
 
     A settle charges ceil(raw_tokens × the factor the call was reserved at), so a
     settings reload between reserve and settle cannot change the price of a call.
     """
-    cursor = await connection.execute(
-        "SELECT solaris.resolve(%s, %s, %s, %s, %s, %s)",
-        (call_id, kind, raw_tokens, model, None if cost_usd is None else Decimal(str(cost_usd)), _levels(thresholds)),
-    )
-    row = await cursor.fetchone()
+    async with connection.cursor(row_factory=class_row(Resolution)) as cursor:
+        await cursor.execute(
+            "SELECT * FROM solaris.resolve(%s, %s, %s, %s, %s, %s)",
+            (call_id, kind, raw_tokens, model, None if cost_usd is None else Decimal(str(cost_usd)),
+             decimal_levels(thresholds)),
+        )
+        row = await cursor.fetchone()
     assert row is not None
-    return row[0]
+    return row
 
 
 async def expire_due(connection: AsyncConnection, limit: int = 500) -> int:
@@ -118,7 +126,7 @@ async def credit(
     async with connection.cursor(row_factory=dict_row) as cursor:
         await cursor.execute(
             "SELECT * FROM solaris.credit(%s, %s, %s, %s, %s, %s)",
-            (user_id, tokens, default_tokens, actor, reason, _levels(thresholds)),
+            (user_id, tokens, default_tokens, actor, reason, decimal_levels(thresholds)),
         )
         row = await cursor.fetchone()
     assert row is not None
@@ -132,7 +140,7 @@ async def balance(connection: AsyncConnection, user_id: str) -> Balance | None:
     return None if row is None else _balance(row)
 
 
-def _levels(thresholds: Sequence[float]) -> list[Decimal]:
+def decimal_levels(thresholds: Sequence[float]) -> list[Decimal]:
     """Alert thresholds as exact decimals, so 0.8 × 1000 is 800 in SQL, not 800.0000001."""
     return [Decimal(str(threshold)) for threshold in thresholds]
 

@@ -20,9 +20,10 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from solaris_hooks import ledger
 from solaris_hooks.database import connection_pool
 from solaris_hooks.estimate import Plan, plan_call, set_completion_bound
-from solaris_hooks.exceptions import AccountInactive, DatabaseUnavailable, QuotaExhausted
+from solaris_hooks.exceptions import AccountInactive, DatabaseUnavailable, QuotaExhausted, Refusal
 from solaris_hooks.identity import resolve_identity
 from solaris_hooks.logs import log_event
+from solaris_hooks.metrics import Metrics
 from solaris_hooks.settings import Settings
 
 # Bounds on background work, so a backlog is worked off in slices, never in one huge
@@ -34,12 +35,23 @@ class QuotaService:
     def __init__(self, settings: Settings, database_url: str) -> None:
         self.settings = settings
         self._pool: AsyncConnectionPool = connection_pool(database_url, settings)
+        self.metrics = Metrics()
         self._opened = False
         self._open_lock = asyncio.Lock()
         self._background: list[Callable[[], Coroutine[None, None, None]]] = []
         self._tasks: list[asyncio.Task] = []
+        self._settings_listeners: list[Callable[[Settings], None]] = []
 
     # -- connections ---------------------------------------------------------------
+
+    def reload(self, settings: Settings) -> None:
+        """Use new settings from the next call on (and tell whoever asked to know)."""
+        self.settings = settings
+        for listener in self._settings_listeners:
+            listener(settings)
+
+    def on_reload(self, listener: Callable[[Settings], None]) -> None:
+        self._settings_listeners.append(listener)
 
     def run_in_background(self, loop_forever: Callable[[], Coroutine[None, None, None]]) -> None:
         """Register a task (the sweeper, the mailer) to run from start() until close()."""
@@ -55,7 +67,8 @@ class QuotaService:
             # wait=False: a proxy must come up even while Postgres is still starting.
             await self._pool.open(wait=False)
             loop = asyncio.get_running_loop()
-            self._tasks = [loop.create_task(task(), name=task.__qualname__) for task in self._background]
+            self._tasks = [loop.create_task(task(), name=f"solaris-{getattr(task, '__name__', 'task')}")
+                           for task in self._background]
             self._opened = True
 
     async def close(self) -> None:
@@ -82,12 +95,24 @@ class QuotaService:
         Returns the user charged, or None when the database is down and fail_mode is
         open (the call then goes through unmetered).
         """
+        started = time.perf_counter()
+        try:
+            return await self._reserve_call(data, call_type, key_user_id)
+        except Refusal as refusal:
+            self.metrics.refusals.labels(reason=refusal.reason).inc()
+            raise
+        except DatabaseUnavailable:
+            self.metrics.refusals.labels(reason="database_unavailable").inc()
+            raise
+        finally:
+            self.metrics.pre_call_seconds.observe(time.perf_counter() - started)
+
+    async def _reserve_call(self, data: dict, call_type: str, key_user_id: str | None) -> str | None:
         settings = self.settings
         user_id = resolve_identity(data, settings.identity_header, key_user_id)
         call_id = str(data.get("litellm_call_id") or "")
         model = str(data.get("model") or "") or None
         plan = plan_call(data, call_type, settings.factor_for(model), settings.completion_tokens_default)
-        started = time.perf_counter()
         try:
             async with self.connection() as connection:
                 reservation = await ledger.reserve(
@@ -109,14 +134,6 @@ class QuotaService:
             log_event("database_unavailable", logging.ERROR, user_id=user_id, call_id=call_id, error=str(error))
             raise
         self._apply(reservation, plan, data, user_id, call_id)
-        log_event(
-            "reserved",
-            logging.DEBUG,
-            user_id=user_id,
-            call_id=call_id,
-            tokens=reservation.reserved,
-            elapsed_ms=round((time.perf_counter() - started) * 1000, 2),
-        )
         return user_id
 
     def _apply(self, reservation: ledger.Reservation, plan: Plan, data: dict, user_id: str, call_id: str) -> None:
@@ -146,17 +163,20 @@ class QuotaService:
 
     async def settle_call(
         self, call_id: str, raw_tokens: int, model: str | None, cost_usd: float | None
-    ) -> str:
+    ) -> ledger.Resolution:
         async with self.connection() as connection:
-            state = await ledger.resolve(
+            resolution = await ledger.resolve(
                 connection, call_id=call_id, kind="settle", raw_tokens=raw_tokens, model=model, cost_usd=cost_usd,
                 thresholds=self.settings.alert_thresholds,
             )
-        if state != "settled":
-            log_event("settle_ignored", logging.WARNING, call_id=call_id, state=state, raw_tokens=raw_tokens)
-        return state
+        if resolution.state == "settled":
+            self.metrics.charged_tokens.labels(model=model or "unknown").inc(resolution.charged_tokens)
+        else:
+            log_event("settle_ignored", logging.WARNING, call_id=call_id, state=resolution.state,
+                      raw_tokens=raw_tokens)
+        return resolution
 
-    async def release_call(self, call_id: str) -> str:
+    async def release_call(self, call_id: str) -> ledger.Resolution:
         async with self.connection() as connection:
             return await ledger.resolve(connection, call_id=call_id, kind="release")
 

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from solaris_hooks.exceptions import SettingsError
+from solaris_hooks.refill import RefillSettings
 
 settings_block = "solaris_settings"
 env_prefix = "os.environ/"
@@ -55,6 +56,8 @@ class Settings(BaseModel):
     fail_mode: Literal["closed", "open"] = "closed"
     # 429 carries `x-should-retry: false` so OpenAI SDKs do not retry; 403 is never retried.
     refusal_status_code: Literal[403, 429] = 429
+    # Periodic renewal of every allowance; none when absent.
+    refill: RefillSettings | None = None
     # Usage fractions that warn by e-mail; the block at 1.0 is always added.
     alert_thresholds: list[Threshold] = Field(default_factory=lambda: [0.8, 0.95], max_length=10)
     brand_name: str = Field("IA SOLARIS", min_length=1, max_length=100)
@@ -110,6 +113,34 @@ def settings_from_mapping(block: Mapping[str, object] | None, environ: Mapping[s
         raise SettingsError("; ".join(problems)) from None
 
 
+def describe_settings(environ: Mapping[str, str] = os.environ) -> dict[str, dict[str, object]]:
+    """Every effective setting with its source: `env NAME`, `yaml`, `yaml (os.environ/NAME)`
+    or `default`. Mail settings come from the environment; the password is masked."""
+    path = find_config_path(environ)
+    block = read_block(path) or {}
+    settings = settings_from_mapping(block, environ)
+    described: dict[str, dict[str, object]] = {}
+    for key, value in settings.model_dump(mode="json").items():
+        override = next((env for env, target in env_overrides.items() if target == key and environ.get(env, "").strip()),
+                        None)
+        if override:
+            source = f"env {override}"
+        elif key in block:
+            raw = block[key]
+            source = f"yaml ({raw})" if isinstance(raw, str) and raw.startswith(env_prefix) else "yaml"
+        else:
+            source = "default"
+        described[key] = {"value": value, "source": source}
+    for name in ("SMTP_HOST", "SMTP_PORT", "SMTP_SECURITY", "SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_FROM",
+                 "ADMIN_EMAILS"):
+        if environ.get(name):
+            value = "********" if name == "SMTP_PASSWORD" else environ[name]
+            described[name.lower()] = {"value": value, "source": f"env {name}"}
+    if path is not None:
+        described["config_file"] = {"value": str(path), "source": "SOLARIS_CONFIG or the proxy's --config"}
+    return described
+
+
 def find_config_path(environ: Mapping[str, str] = os.environ) -> Path | None:
     """The YAML the proxy was started with, or None when none can be found."""
     candidates: list[str | None] = [environ.get("SOLARIS_CONFIG")]
@@ -122,16 +153,19 @@ def find_config_path(environ: Mapping[str, str] = os.environ) -> Path | None:
     return None
 
 
+def read_block(path: Path | None) -> Mapping[str, object] | None:
+    """The raw `solaris_settings` block of a config file (None when absent)."""
+    if path is None:
+        return None
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise SettingsError(f"cannot read {path}: {error}") from None
+    if not isinstance(document, dict):
+        raise SettingsError(f"{path}: the top level must be a mapping")
+    return document.get(settings_block)
+
+
 def load_settings(config_path: Path | None = None, environ: Mapping[str, str] = os.environ) -> Settings:
     """Read the `solaris_settings` block from the proxy's YAML (if any) and validate it."""
-    path = config_path or find_config_path(environ)
-    block = None
-    if path is not None:
-        try:
-            document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise SettingsError(f"cannot read {path}: {error}") from None
-        if not isinstance(document, dict):
-            raise SettingsError(f"{path}: the top level must be a mapping")
-        block = document.get(settings_block)
-    return settings_from_mapping(block, environ)
+    return settings_from_mapping(read_block(config_path or find_config_path(environ)), environ)

@@ -121,12 +121,14 @@ class TestRefusal:
         ask(client, user_id, "[[tokens=5]] de novo")
         assert admin.settled_account(user_id)["used_tokens"] > balance["used_tokens"]
 
-    def test_an_unresolved_librechat_placeholder_is_refused(self, client, admin):
+    def test_an_unresolved_librechat_placeholder_is_refused(self, client, database_url):
         """`{{LIBRECHAT_USER_EMAIL}}` sent literally gets a 400 that says how to configure LibreChat."""
         with pytest.raises(openai.BadRequestError) as refused:
             ask(client, "{{LIBRECHAT_USER_EMAIL}}")
         assert "librechat.yaml" in refused.value.body["message"]
-        assert admin.http.get("/solaris/users/{{LIBRECHAT_USER_EMAIL}}").status_code == 404
+        with psycopg.connect(database_url) as connection:
+            accounts = connection.execute("SELECT count(*) FROM solaris.accounts WHERE user_id LIKE '%{{%'").fetchone()
+        assert accounts == (0,)
 
     def test_an_empty_identity_is_refused(self, client):
         """An empty identity header is a 400, not an account named ''."""
@@ -183,7 +185,7 @@ class TestLedgerEvents:
                 "SELECT kind FROM solaris.ledger WHERE user_id = %s ORDER BY id", (user_id,))]
             assert kinds == ["grant", "reserve", "expire"]
             late = connection.execute(
-                "SELECT solaris.resolve(%s, 'settle', 500, NULL, NULL)", (f"stranded-{user_id}",)
+                "SELECT state FROM solaris.resolve(%s, 'settle', 500, NULL, NULL)", (f"stranded-{user_id}",)
             ).fetchone()[0]
             assert late == "expired"
         assert admin.account(user_id)["used_tokens"] == 0

@@ -139,12 +139,25 @@ BEGIN
     END IF;
 END $$;
 
+-- The allowance period new accounts start in: the refill task moves it forward (see
+-- solaris.refill), so a user first seen mid-period is not refilled on top of the grant.
+CREATE TABLE solaris.refill_state (
+    singleton      boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    current_period text NOT NULL
+);
+INSERT INTO solaris.refill_state (current_period) VALUES ('initial');
+
 -- First sight of a user: the account and its default grant, exactly once even when
 -- several first requests race (the loser's INSERT waits on the key, then does nothing).
 CREATE FUNCTION solaris.provision(p_user text, p_tokens bigint) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO solaris.accounts (user_id, credited_tokens) VALUES (p_user, p_tokens)
+    -- The common case, a known user, costs one index probe and no write.
+    IF EXISTS (SELECT 1 FROM solaris.accounts a WHERE a.user_id = p_user) THEN
+        RETURN;
+    END IF;
+    INSERT INTO solaris.accounts (user_id, credited_tokens, period)
+    VALUES (p_user, p_tokens, (SELECT current_period FROM solaris.refill_state))
     ON CONFLICT (user_id) DO NOTHING;
     IF FOUND THEN
         INSERT INTO solaris.ledger (user_id, kind, tokens, credited_delta, actor, reason)
@@ -203,13 +216,13 @@ BEGIN
 END $$;
 
 -- Resolve a pending reservation: 'settle' charges ceil(p_raw_tokens × the factor the
--- call was reserved at), 'release' and 'expire' charge nothing. Returns the new state,
--- or the old one when the call was resolved before (a duplicate or late event, which
--- changes nothing), or 'unknown'.
+-- call was reserved at), 'release' and 'expire' charge nothing. Returns the new state and
+-- the tokens charged, or the old state and 0 when the call was resolved before (a
+-- duplicate or late event, which changes nothing), or 'unknown'.
 CREATE FUNCTION solaris.resolve(
     p_call_id text, p_kind text, p_raw_tokens bigint, p_model text, p_cost_usd numeric,
     p_thresholds numeric[] DEFAULT '{}'
-) RETURNS text
+) RETURNS TABLE (state text, charged_tokens bigint)
 LANGUAGE plpgsql AS $$
 DECLARE
     reservation solaris.reservations;
@@ -222,10 +235,12 @@ BEGIN
     END IF;
     SELECT * INTO reservation FROM solaris.reservations r WHERE r.call_id = p_call_id FOR UPDATE;
     IF NOT FOUND THEN
-        RETURN 'unknown';
+        RETURN QUERY SELECT 'unknown', 0::bigint;
+        RETURN;
     END IF;
     IF reservation.state <> 'pending' THEN
-        RETURN reservation.state;
+        RETURN QUERY SELECT reservation.state, 0::bigint;
+        RETURN;
     END IF;
     IF p_kind = 'settle' THEN
         charged := ceil(greatest(p_raw_tokens, 0) * reservation.factor);
@@ -244,7 +259,7 @@ BEGIN
     IF charged > 0 THEN
         PERFORM solaris.raise_usage_alert(reservation.user_id, p_thresholds, false);
     END IF;
-    RETURN new_state;
+    RETURN QUERY SELECT new_state, charged;
 END $$;
 
 -- Expire up to p_limit reservations past their TTL. SKIP LOCKED lets several replicas
@@ -262,7 +277,7 @@ BEGIN
          LIMIT p_limit
          FOR UPDATE SKIP LOCKED
     LOOP
-        IF solaris.resolve(due.call_id, 'expire', NULL, NULL, NULL) = 'expired' THEN
+        IF (SELECT r.state FROM solaris.resolve(due.call_id, 'expire', NULL, NULL, NULL) r) = 'expired' THEN
             expired := expired + 1;
         END IF;
     END LOOP;

@@ -1,0 +1,328 @@
+"""What admins do to accounts, for the API and the CLI alike: list, create, update,
+credit (idempotently), adjust, bulk grant, import, and read a user's ledger.
+
+Every change runs in one transaction with its audit row.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Sequence
+
+import psycopg
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from solaris_hooks import audit
+from solaris_hooks.emails import is_email_address
+from solaris_hooks.exceptions import Conflict, InvalidInput, NotFound
+from solaris_hooks.identity import identity_length_max, validate_identity
+from solaris_hooks.ledger import decimal_levels
+from solaris_hooks.messages import locales
+
+statuses = ("active", "blocked", "disabled")
+ledger_kinds = ("grant", "credit", "reserve", "settle", "release", "expire", "adjust")
+sort_orders = {
+    "usage": "debited_tokens::numeric / greatest(credited_tokens, 1)",
+    "remaining": "credited_tokens - debited_tokens - reserved_tokens",
+    "used": "debited_tokens",
+    "created": "created_at",
+    "user_id": "user_id",
+}
+import_rows_max = 10_000
+bulk_users_max = 10_000
+
+account_columns = """user_id, email, name, locale, status, credited_tokens, debited_tokens AS used_tokens,
+    reserved_tokens, credited_tokens - debited_tokens - reserved_tokens AS remaining_tokens, period,
+    created_at, updated_at"""
+
+
+def check_user_id(user_id: str) -> str:
+    """Identities follow the same rules as in calls, so an admin cannot create a user no call could reach."""
+    from solaris_hooks.exceptions import IdentityRefused
+
+    try:
+        return validate_identity(user_id)
+    except IdentityRefused:
+        raise InvalidInput(
+            f"user_id must be 1 to {identity_length_max} characters of plain text, without '{{{{' or control characters"
+        ) from None
+
+
+def check_profile(email: str | None = None, locale: str | None = None) -> None:
+    if email is not None and email != "" and not is_email_address(email):
+        raise InvalidInput(f"email: {email[:80]!r} is not an e-mail address")
+    if locale is not None and locale not in locales:
+        raise InvalidInput(f"locale: must be one of {', '.join(locales)}")
+
+
+async def get(connection: AsyncConnection, user_id: str) -> dict | None:
+    async with connection.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(f"SELECT {account_columns} FROM solaris.accounts WHERE user_id = %s", (user_id,))
+        return await cursor.fetchone()
+
+
+async def require(connection: AsyncConnection, user_id: str) -> dict:
+    found = await get(connection, user_id)
+    if found is None:
+        raise NotFound(f"no user {user_id!r}: users appear after their first call, a credit or `create`",
+                       "user_not_found")
+    return found
+
+
+async def page(
+    connection: AsyncConnection,
+    *,
+    search: str | None = None,
+    status: str | None = None,
+    sort: str = "created",
+    order: Literal["asc", "desc"] = "desc",
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[dict], int]:
+    """A page of accounts and how many match; search looks in id, e-mail and name."""
+    where = """WHERE (%(status)s::text IS NULL OR status = %(status)s)
+                 AND (%(pattern)s::text IS NULL OR user_id ILIKE %(pattern)s OR email ILIKE %(pattern)s
+                      OR name ILIKE %(pattern)s)"""
+    pattern = None
+    if search:
+        # Searched literally: % and _ typed by an admin are not wildcards.
+        pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    params = {"status": status, "pattern": pattern, "limit": limit, "offset": offset}
+    direction = "ASC" if order == "asc" else "DESC"
+    async with connection.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(f"SELECT count(*) AS total FROM solaris.accounts {where}", params)
+        total = (await cursor.fetchone())["total"]
+        await cursor.execute(
+            f"""SELECT {account_columns} FROM solaris.accounts {where}
+                ORDER BY {sort_orders[sort]} {direction}, user_id LIMIT %(limit)s OFFSET %(offset)s""",
+            params,
+        )
+        return await cursor.fetchall(), total
+
+
+async def create(
+    connection: AsyncConnection, *, user_id: str, tokens: int, email: str | None, name: str | None,
+    locale: str | None, actor: str,
+) -> dict:
+    user_id = check_user_id(user_id)
+    check_profile(email, locale)
+    async with connection.transaction():
+        cursor = await connection.execute(
+            "SELECT user_id FROM solaris.create_account(%s, %s, %s, %s, %s, %s)",
+            (user_id, tokens, email or None, name or None, locale, actor),
+        )
+        if await cursor.fetchone() is None:
+            raise Conflict(f"user {user_id!r} already exists", "user_exists")
+        created = await get(connection, user_id)
+        await audit.record(connection, actor=actor, action="user.create", user_id=user_id, after=created)
+    return created
+
+
+async def update(connection: AsyncConnection, user_id: str, changes: dict, actor: str) -> dict:
+    """Change e-mail, name, locale or status; an empty string clears e-mail or name."""
+    allowed = {"email", "name", "locale", "status"}
+    unknown = set(changes) - allowed
+    if unknown:
+        raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}")
+    check_profile(changes.get("email"), changes.get("locale"))
+    if "status" in changes and changes["status"] not in statuses:
+        raise InvalidInput(f"status: must be one of {', '.join(statuses)}")
+    values = {key: (value or None) if key in ("email", "name") else value for key, value in changes.items()}
+    async with connection.transaction():
+        before = await require(connection, user_id)
+        if values:
+            assignments = ", ".join(f"{key} = %({key})s" for key in sorted(values))
+            await connection.execute(
+                f"UPDATE solaris.accounts SET {assignments}, updated_at = now() WHERE user_id = %(user_id)s",
+                {**values, "user_id": user_id},
+            )
+        after = await get(connection, user_id)
+        await audit.record(connection, actor=actor, action="user.update", user_id=user_id,
+                           before=before, after=after, details={"changed": sorted(values)})
+    return after
+
+
+def request_hash(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Credit:
+    account: dict
+    replayed: bool  # True when an Idempotency-Key answered with the first request's result
+
+
+async def credit(
+    connection: AsyncConnection, *, user_id: str, tokens: int, reason: str, actor: str, default_tokens: int,
+    thresholds: Sequence[float], idempotency_key: str | None = None,
+) -> Credit:
+    """Add tokens (provisioning an unknown user with the default allowance first).
+
+    With an idempotency key, the first request's answer is stored in the same
+    transaction; a retry with the same key and body gets it back without crediting again,
+    and one with the same key but another body is refused.
+    """
+    user_id = check_user_id(user_id)
+    fingerprint = request_hash("credit", user_id, tokens, reason)
+    async with connection.transaction():
+        if idempotency_key is not None:
+            # A concurrent twin waits here on the key's index entry until this commits.
+            cursor = await connection.execute(
+                "INSERT INTO solaris.idempotency_keys (key, request_hash) VALUES (%s, %s) ON CONFLICT DO NOTHING "
+                "RETURNING key", (idempotency_key, fingerprint))
+            if await cursor.fetchone() is None:
+                cursor = await connection.execute(
+                    "SELECT request_hash, response FROM solaris.idempotency_keys WHERE key = %s", (idempotency_key,))
+                stored_hash, response = await cursor.fetchone()
+                if stored_hash != fingerprint:
+                    raise Conflict("this Idempotency-Key was used for a different request; use a new key",
+                                   "idempotency_key_reused")
+                return Credit(response, replayed=True)
+        before = await get(connection, user_id)
+        await connection.execute(
+            "SELECT 1 FROM solaris.credit(%s, %s, %s, %s, %s, %s)",
+            (user_id, tokens, default_tokens, actor, reason, decimal_levels(thresholds)),
+        )
+        after = await get(connection, user_id)
+        await audit.record(connection, actor=actor, action="credit", user_id=user_id, before=before, after=after,
+                           details={"tokens": tokens, "reason": reason, "idempotency_key": idempotency_key})
+        if idempotency_key is not None:
+            await connection.execute("UPDATE solaris.idempotency_keys SET response = %s WHERE key = %s",
+                                     (Jsonb(after, dumps=audit._dumps), idempotency_key))
+    return Credit(after, replayed=False)
+
+
+async def adjust(
+    connection: AsyncConnection, *, user_id: str, tokens: int, target: str, reason: str, actor: str,
+    thresholds: Sequence[float],
+) -> dict:
+    if tokens == 0:
+        raise InvalidInput("tokens: an adjustment must change something (not 0)")
+    if not reason.strip():
+        raise InvalidInput("reason: an adjustment needs a reason")
+    async with connection.transaction():
+        before = await require(connection, user_id)
+        try:
+            await connection.execute("SELECT 1 FROM solaris.adjust(%s, %s, %s, %s, %s, %s)",
+                                     (user_id, tokens, target, actor, reason, decimal_levels(thresholds)))
+        except psycopg.errors.NumericValueOutOfRange:
+            raise Conflict(f"this adjustment would make the user's {target} tokens negative",
+                           "adjustment_too_large") from None
+        after = await get(connection, user_id)
+        await audit.record(connection, actor=actor, action="adjust", user_id=user_id, before=before, after=after,
+                           details={"tokens": tokens, "target": target, "reason": reason})
+    return after
+
+
+async def bulk_credit(
+    connection: AsyncConnection, *, user_ids: Sequence[str] | None, tokens: int, reason: str, actor: str,
+    thresholds: Sequence[float],
+) -> int:
+    """Credit every active user (user_ids None) or exactly the users listed; unknown ids
+    refuse the whole request, so a typo never silently skips someone."""
+    if user_ids is not None:
+        user_ids = sorted(set(user_ids))
+        if not user_ids or len(user_ids) > bulk_users_max:
+            raise InvalidInput(f"user_ids: give 1 to {bulk_users_max} users, or leave it out for every active user")
+    async with connection.transaction():
+        if user_ids is not None:
+            cursor = await connection.execute(
+                "SELECT array(SELECT unnest(%s::text[]) EXCEPT SELECT user_id FROM solaris.accounts)", (user_ids,))
+            missing = (await cursor.fetchone())[0]
+            if missing:
+                shown = ", ".join(repr(user) for user in sorted(missing)[:10])
+                raise NotFound(f"unknown users ({len(missing)}): {shown}; nothing was credited", "user_not_found")
+        cursor = await connection.execute("SELECT solaris.bulk_credit(%s, %s, %s, %s, %s)",
+                                          (user_ids, tokens, actor, reason, decimal_levels(thresholds)))
+        count = (await cursor.fetchone())[0]
+        await audit.record(connection, actor=actor, action="bulk_credit",
+                           details={"tokens": tokens, "reason": reason, "users": count,
+                                    "scope": "listed" if user_ids is not None else "all active"})
+    return count
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    created: int
+    updated: int
+
+
+async def import_csv(connection: AsyncConnection, text: str, *, actor: str, default_tokens: int) -> ImportReport:
+    """Create or update users from CSV with a header row: user_id, and optionally email,
+    name, locale, tokens (first grant, for new users). All rows or none."""
+    reader = csv.DictReader(io.StringIO(text))
+    fields = set(reader.fieldnames or ())
+    if "user_id" not in fields:
+        raise InvalidInput("the CSV needs a header row with a user_id column (and optionally email, name, "
+                           "locale, tokens)")
+    unknown = fields - {"user_id", "email", "name", "locale", "tokens"}
+    if unknown:
+        raise InvalidInput(f"unknown CSV column(s): {', '.join(sorted(unknown))}")
+    rows = []
+    problems = []
+    for line, row in enumerate(reader, start=2):
+        if len(rows) >= import_rows_max:
+            raise InvalidInput(f"at most {import_rows_max} users per import")
+        try:
+            user_id = check_user_id(row.get("user_id") or "")
+            check_profile(row.get("email") or None, row.get("locale") or None)
+            tokens_text = (row.get("tokens") or "").strip()
+            tokens = default_tokens if not tokens_text else int(tokens_text)
+            if not 0 <= tokens <= 10**12:
+                raise InvalidInput("tokens: must be between 0 and 10^12")
+        except ValueError:
+            problems.append(f"line {line}: tokens must be a whole number")
+            continue
+        except InvalidInput as error:
+            problems.append(f"line {line}: {error.message}")
+            continue
+        rows.append((user_id, row.get("email") or None, row.get("name") or None, row.get("locale") or None, tokens))
+    if problems:
+        raise InvalidInput("nothing imported: " + "; ".join(problems[:20]))
+    if not rows:
+        raise InvalidInput("the CSV has no users")
+    created = updated = 0
+    async with connection.transaction():
+        for user_id, email, name, locale, tokens in rows:
+            cursor = await connection.execute(
+                "SELECT user_id FROM solaris.create_account(%s, %s, %s, %s, %s, %s)",
+                (user_id, tokens, email, name, locale, actor))
+            if await cursor.fetchone() is not None:
+                created += 1
+                continue
+            await connection.execute(
+                """UPDATE solaris.accounts SET email = coalesce(%s, email), name = coalesce(%s, name),
+                          locale = coalesce(%s, locale), updated_at = now() WHERE user_id = %s""",
+                (email, name, locale, user_id))
+            updated += 1
+        await audit.record(connection, actor=actor, action="import",
+                           details={"created": created, "updated": updated, "rows": len(rows)})
+    return ImportReport(created, updated)
+
+
+async def ledger_page(
+    connection: AsyncConnection, user_id: str, *, kind: str | None, start: datetime | None, end: datetime | None,
+    limit: int, offset: int,
+) -> tuple[list[dict], int]:
+    await require(connection, user_id)
+    where = """WHERE user_id = %(user)s AND (%(kind)s::text IS NULL OR kind = %(kind)s)
+                 AND (%(start)s::timestamptz IS NULL OR created_at >= %(start)s)
+                 AND (%(end)s::timestamptz IS NULL OR created_at < %(end)s)"""
+    params = {"user": user_id, "kind": kind, "start": start, "end": end, "limit": limit, "offset": offset}
+    async with connection.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(f"SELECT count(*) AS total FROM solaris.ledger {where}", params)
+        total = (await cursor.fetchone())["total"]
+        await cursor.execute(
+            f"""SELECT id, kind, tokens, credited_delta, debited_delta, reserved_delta, raw_tokens, model,
+                       cost_usd::float8 AS cost_usd, call_id, actor, reason, created_at
+                  FROM solaris.ledger {where} ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s""",
+            params,
+        )
+        return await cursor.fetchall(), total

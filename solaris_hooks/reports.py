@@ -1,0 +1,250 @@
+"""Usage statistics and reports, computed in SQL from the ledger.
+
+Usage is what the ledger charged: `settle` rows (one per call) and `adjust` rows (an
+admin's correction of what was used). Tokens charged are their `debited_delta`; raw
+tokens, requests and active users come from settle rows only. Periods are UTC days,
+ISO weeks (starting on Monday) or months; a period with no usage has no row.
+"""
+
+from __future__ import annotations
+
+import csv
+from contextlib import aclosing
+from dataclasses import astuple, dataclass, fields
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import AsyncIterator, Literal, TextIO
+
+from psycopg import AsyncConnection
+from psycopg.rows import class_row
+from pydantic import BaseModel, Field
+
+from solaris_hooks.exceptions import InvalidInput
+
+GroupBy = Literal["day", "week", "month"]
+range_default = timedelta(days=30)
+range_max = timedelta(days=3 * 366)
+top_users_count = 10
+# One row per user and period; 1,000 users by day over 3 years is about a million.
+usage_rows_max = 1_000_000
+# Spreadsheets run a cell that starts with one of these as a formula (CSV injection).
+formula_prefixes = ("=", "+", "-", "@", "\t", "\r")
+
+
+# -- the range asked for ---------------------------------------------------------------
+
+
+def parse_range(from_text: str | None, to_text: str | None, now: datetime | None = None) -> tuple[datetime, datetime]:
+    """[start, end) in UTC from the `from` and `to` a person typed; the last 30 days by default.
+
+    A date as `to` includes that whole day; a datetime as `to` is exclusive. A datetime
+    without a UTC offset is taken as UTC.
+    """
+    end = _parse_bound("to", to_text, is_end=True) if to_text else (now or datetime.now(UTC))
+    start = _parse_bound("from", from_text, is_end=False) if from_text else end - range_default
+    if start >= end:
+        raise InvalidInput(f"`from` ({start:%Y-%m-%d %H:%M:%S} UTC) must be before `to` ({end:%Y-%m-%d %H:%M:%S} UTC)",
+                           code="invalid_range")
+    if end - start > range_max:
+        raise InvalidInput(f"the range covers {(end - start).days} days; at most {range_max.days} (about 3 years) "
+                           "can be reported at once", code="invalid_range")
+    return start, end
+
+
+def _parse_bound(name: str, text: str, is_end: bool) -> datetime:
+    text = text.strip()
+    try:
+        try:
+            day = date.fromisoformat(text)
+        except ValueError:
+            moment = datetime.fromisoformat(text)
+            return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+        return datetime.combine(day + timedelta(days=1) if is_end else day, time(0), tzinfo=UTC)
+    except ValueError:
+        shown = text if len(text) <= 40 else text[:40] + "…"
+        raise InvalidInput(f"`{name}` is not a date: {shown!r}; write YYYY-MM-DD or an ISO datetime such as "
+                           "2025-01-31T13:45:00Z (in a URL, write a + offset as %2B)", code="invalid_date") from None
+    except OverflowError:
+        raise InvalidInput(f"`{name}` is out of range: {text!r}", code="invalid_date") from None
+
+
+# -- /solaris/stats --------------------------------------------------------------------
+
+
+class Usage(BaseModel):
+    tokens_charged: int = Field(description="Platform tokens charged: settle and adjust rows' debited_delta.")
+    raw_tokens: int = Field(description="Provider tokens of the settled calls.")
+    cost_usd: float = Field(description="Sum of LiteLLM's response_cost.")
+    requests: int = Field(description="Settled calls.")
+
+
+class Totals(Usage):
+    active_users: int = Field(description="Users with at least one settled call in the range.")
+    blocked_users: int = Field(description="Users who reached 100 % of their allowance in the range (block notice).")
+    admin_blocked_users: int = Field(description="Accounts an admin blocked, now.")
+
+
+class PeriodUsage(Usage):
+    period_start: date
+    active_users: int
+
+
+class UserUsage(BaseModel):
+    user_id: str
+    email: str | None
+    name: str | None
+    tokens_charged: int
+    requests: int
+    cost_usd: float
+
+
+class ModelUsage(Usage):
+    model: str | None
+
+
+class Stats(BaseModel):
+    start: datetime = Field(alias="from", description="Inclusive, UTC.")
+    end: datetime = Field(alias="to", description="Exclusive, UTC.")
+    group_by: GroupBy
+    totals: Totals
+    series: list[PeriodUsage] = Field(description="One entry per period with usage, oldest first.")
+    top_users: list[UserUsage] = Field(description=f"The {top_users_count} users charged the most.")
+    models: list[ModelUsage] = Field(description="Per model, most tokens charged first.")
+
+
+# One scan of the range (an index-only scan of ledger_usage, see 0003_report_indexes.sql)
+# feeds two groupings at once: per period and user, and per model. Everything else is
+# rolled up from those few thousand rows.
+_stats_query = """
+WITH usage AS MATERIALIZED (
+    SELECT date_trunc(%(group_by)s, created_at, 'UTC') AS period_start, user_id, model,
+           GROUPING(model) = 0 AS per_model,
+           sum(debited_delta) AS tokens_charged,
+           coalesce(sum(raw_tokens) FILTER (WHERE kind = 'settle'), 0) AS raw_tokens,
+           coalesce(sum(cost_usd), 0) AS cost_usd,
+           count(*) FILTER (WHERE kind = 'settle') AS requests
+      FROM solaris.ledger
+     WHERE kind IN ('settle', 'adjust') AND created_at >= %(start)s AND created_at < %(end)s
+     GROUP BY GROUPING SETS ((1, 2), (3))
+), per_user_period AS (
+    SELECT * FROM usage WHERE NOT per_model
+)
+SELECT
+    (SELECT json_build_object(
+                'tokens_charged', coalesce(sum(tokens_charged), 0), 'raw_tokens', coalesce(sum(raw_tokens), 0),
+                'cost_usd', coalesce(sum(cost_usd), 0), 'requests', coalesce(sum(requests), 0),
+                'active_users', count(DISTINCT user_id) FILTER (WHERE requests > 0),
+                'blocked_users', (SELECT count(DISTINCT user_id) FROM solaris.alerts
+                                   WHERE kind = 'usage' AND threshold = 1.0
+                                     AND created_at >= %(start)s AND created_at < %(end)s),
+                'admin_blocked_users', (SELECT count(*) FROM solaris.accounts WHERE status = 'blocked'))
+       FROM per_user_period) AS totals,
+    (SELECT coalesce(json_agg(series ORDER BY period_start), '[]')
+       FROM (SELECT (period_start AT TIME ZONE 'UTC')::date AS period_start, sum(tokens_charged) AS tokens_charged,
+                    sum(raw_tokens) AS raw_tokens, sum(cost_usd) AS cost_usd, sum(requests) AS requests,
+                    count(*) FILTER (WHERE requests > 0) AS active_users
+               FROM per_user_period GROUP BY period_start) series) AS series,
+    (SELECT coalesce(json_agg(top ORDER BY tokens_charged DESC, user_id), '[]')
+       FROM (SELECT per_user.*, account.email, account.name
+               FROM (SELECT user_id, sum(tokens_charged) AS tokens_charged, sum(requests) AS requests,
+                            sum(cost_usd) AS cost_usd
+                       FROM per_user_period GROUP BY user_id
+                      ORDER BY tokens_charged DESC, user_id LIMIT %(top)s) per_user
+               JOIN solaris.accounts account USING (user_id)) top) AS top_users,
+    (SELECT coalesce(json_agg(usage ORDER BY tokens_charged DESC, model), '[]')
+       FROM (SELECT model, tokens_charged, raw_tokens, cost_usd, requests FROM usage WHERE per_model) usage) AS models
+"""
+
+
+async def stats(connection: AsyncConnection, start: datetime, end: datetime, group_by: GroupBy) -> Stats:
+    async with connection.transaction():
+        # Enough memory to hash the per-user groups of a long range instead of sorting them
+        # on disk, and no JIT: compiling costs more than these aggregates take.
+        await connection.execute("SET LOCAL work_mem = '64MB'; SET LOCAL jit = off")
+        cursor = await connection.execute(
+            _stats_query, {"group_by": group_by, "start": start, "end": end, "top": top_users_count})
+        totals, series, top_users, models = await cursor.fetchone()
+    return Stats.model_validate({"from": start, "to": end, "group_by": group_by, "totals": totals,
+                                 "series": series, "top_users": top_users, "models": models})
+
+
+# -- usage per user and period (the CSV report and `solaris report`) -------------------
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    period_start: date
+    user_id: str
+    email: str | None
+    name: str | None
+    status: str
+    tokens_charged: int
+    raw_tokens: int
+    cost_usd: Decimal
+    requests: int
+    credited_tokens: int
+    remaining_tokens: int
+
+
+usage_columns = tuple(field.name for field in fields(UsageRow))
+_text_columns = {"user_id", "email", "name", "status"}
+
+_usage_query = """
+SELECT (usage.period_start AT TIME ZONE 'UTC')::date AS period_start, usage.user_id, account.email, account.name,
+       account.status, usage.tokens_charged, usage.raw_tokens, usage.cost_usd, usage.requests,
+       account.credited_tokens,
+       account.credited_tokens - account.debited_tokens - account.reserved_tokens AS remaining_tokens
+  FROM (SELECT date_trunc(%(group_by)s, created_at, 'UTC') AS period_start, user_id,
+               sum(debited_delta) AS tokens_charged,
+               coalesce(sum(raw_tokens) FILTER (WHERE kind = 'settle'), 0) AS raw_tokens,
+               coalesce(sum(cost_usd), 0) AS cost_usd,
+               count(*) FILTER (WHERE kind = 'settle') AS requests
+          FROM solaris.ledger
+         WHERE kind IN ('settle', 'adjust') AND created_at >= %(start)s AND created_at < %(end)s
+         GROUP BY 1, 2) usage
+  JOIN solaris.accounts account USING (user_id)
+ ORDER BY usage.period_start, usage.user_id
+ LIMIT %(limit)s
+"""
+
+
+async def usage_rows(connection: AsyncConnection, start: datetime, end: datetime, group_by: GroupBy,
+                     limit: int) -> AsyncIterator[UsageRow]:
+    """Usage per user and period, oldest period first, at most `limit` rows, fetched in batches."""
+    async with connection.transaction():  # a server-side cursor lives in a transaction
+        async with connection.cursor(name="usage_report", row_factory=class_row(UsageRow)) as cursor:
+            cursor.itersize = 5000
+            await connection.execute("SET LOCAL work_mem = '64MB'; SET LOCAL jit = off")
+            await cursor.execute(_usage_query, {"group_by": group_by, "start": start, "end": end, "limit": limit})
+            async for row in cursor:
+                yield row
+
+
+def csv_cells(row: UsageRow) -> list[str]:
+    """A row as CSV cells; text a user chose cannot start a spreadsheet formula."""
+    cells = []
+    for name, value in zip(usage_columns, astuple(row)):
+        if value is None:
+            cells.append("")
+        elif isinstance(value, Decimal):
+            cells.append(format(value, "f"))  # 0.00000000, never 0E-8
+        elif name in _text_columns and str(value).startswith(formula_prefixes):
+            cells.append("'" + str(value))
+        else:
+            cells.append(str(value))
+    return cells
+
+
+async def write_usage_csv(connection: AsyncConnection, out: TextIO, start: datetime, end: datetime,
+                          group_by: GroupBy, rows_max: int = usage_rows_max) -> tuple[int, bool]:
+    """Write the usage CSV (header first) to `out`; returns the rows written and whether rows_max cut it."""
+    writer = csv.writer(out)
+    writer.writerow(usage_columns)
+    written = 0
+    async with aclosing(usage_rows(connection, start, end, group_by, rows_max + 1)) as rows:
+        async for row in rows:
+            if written == rows_max:
+                return written, True
+            writer.writerow(csv_cells(row))
+            written += 1
+    return written, False
