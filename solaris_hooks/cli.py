@@ -1,9 +1,16 @@
-"""The `solaris` command: run the proxy with our hooks, migrate, check the ledger.
+"""The `solaris` command: run the proxy with our hooks, and administer the ledger.
 
-    solaris run      start LiteLLM with solaris_hooks (embedded Postgres when no URL is set)
-    solaris migrate  apply the schema migrations and exit
-    solaris doctor   check the ledger invariants on a live database
-    solaris mail flush   send the alert e-mails that are due, now
+    solaris run                   start LiteLLM with solaris_hooks (embedded Postgres when no URL is set)
+    solaris users list|show|create|set-status
+    solaris credits add           add tokens to a user
+    solaris report                usage per user and period, as a table or CSV
+    solaris doctor                check the database, the ledger, the outbox, SMTP and the config
+    solaris migrate               apply the schema migrations
+    solaris mail flush            send the alert e-mails that are due, now
+
+Every command but `run` talks to the database directly (SOLARIS_DATABASE_URL,
+DATABASE_URL, or the embedded Postgres in SOLARIS_DATA_DIR), so it works while the proxy
+is stopped.
 """
 
 from __future__ import annotations
@@ -17,7 +24,9 @@ import sys
 from pathlib import Path
 
 from solaris_hooks.database import database_url, url_variables
-from solaris_hooks.exceptions import SolarisError
+from solaris_hooks.cli_report import add_report_command
+from solaris_hooks.cli_users import add_user_commands
+from solaris_hooks.exceptions import AdminError, SolarisError
 
 
 def _data_dir() -> Path:
@@ -49,6 +58,16 @@ def _ensure_database(environ: dict[str, str], data_dir: Path) -> str:
     # Only our variable: LiteLLM seeing DATABASE_URL would try to run Prisma migrations.
     environ["SOLARIS_DATABASE_URL"] = url
     return url
+
+
+def cli_database_url() -> str:
+    """The configured URL, else the embedded Postgres that `solaris run` uses (started if
+    the proxy is not running, and stopped again when this command exits)."""
+    if any(os.environ.get(name, "").strip() for name in url_variables):
+        return database_url()
+    from solaris_hooks import embedded_postgres
+
+    return embedded_postgres.start(_data_dir())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,21 +117,20 @@ def run(args: argparse.Namespace) -> int:
 def migrate_command(args: argparse.Namespace) -> int:
     from solaris_hooks.migrations import migrate
 
-    applied = migrate(database_url())
+    applied = migrate(cli_database_url())
     print(f"solaris: schema up to date ({len(applied)} migration(s) applied)")
     return 0
 
 
 def doctor(args: argparse.Namespace) -> int:
-    from solaris_hooks.doctor import checks, diagnose
+    from solaris_hooks.doctor import run_checks
 
-    findings = diagnose(database_url())
-    for finding in findings:
-        print(f"FAIL  {finding.invariant}")
-        for row in finding.rows:
-            print(f"      {row}")
-    print(f"solaris doctor: {len(checks) - len(findings)} of {len(checks)} checks passed")
-    return 1 if findings else 0
+    results = run_checks(cli_database_url, Path(args.config) if args.config else None)
+    for result in results:
+        print(f"{'ok  ' if result.ok else 'FAIL'}  {result.name}: {result.detail}")
+    failed = sum(not result.ok for result in results)
+    print(f"solaris doctor: {len(results) - failed} of {len(results)} checks passed")
+    return 1 if failed else 0
 
 
 def mail_flush(args: argparse.Namespace) -> int:
@@ -130,7 +148,7 @@ def mail_flush(args: argparse.Namespace) -> int:
     settings = load_settings(Path(args.config) if args.config else None)
 
     async def flush():
-        service = QuotaService(settings, database_url())
+        service = QuotaService(settings, cli_database_url())
         try:
             return await Outbox(service.connection, settings, smtp_settings).flush()
         finally:
@@ -153,7 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--host")
     run_parser.set_defaults(handler=run)
     commands.add_parser("migrate", help="apply schema migrations").set_defaults(handler=migrate_command)
-    commands.add_parser("doctor", help="check the ledger invariants").set_defaults(handler=doctor)
+    doctor_parser = commands.add_parser("doctor", help="check the database, the ledger, the outbox, SMTP and the config")
+    doctor_parser.add_argument("--config", default=os.environ.get("SOLARIS_CONFIG"))
+    doctor_parser.set_defaults(handler=doctor)
+    add_user_commands(commands)
+    add_report_command(commands)
     mail = commands.add_parser("mail", help="alert e-mails").add_subparsers(dest="mail_command", required=True)
     flush_parser = mail.add_parser("flush", help="send the alert e-mails that are due, now")
     flush_parser.add_argument("--config", default=os.environ.get("SOLARIS_CONFIG"))
@@ -161,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.handler(args)
+    except AdminError as error:
+        print(f"solaris: {error.message}", file=sys.stderr)
+        return 1
     except SolarisError as error:
         print(f"solaris: {error}", file=sys.stderr)
         return 2

@@ -1,12 +1,17 @@
-"""Checks of DESIGN.md's invariants on a live database (`solaris doctor`, and the tests).
+"""`solaris doctor`: is this deployment healthy? One line per check, non-zero exit on a problem.
 
-Each check is one query that returns the rows breaking the invariant, so a report names
-the users and calls to look at.
+The ledger invariants (DESIGN.md) are each one query returning the rows that break them,
+so a report names the users and calls to look at; the tests run the same queries after
+every test.
 """
 
 from __future__ import annotations
 
+import smtplib
+import ssl
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
 import psycopg
 
@@ -69,3 +74,93 @@ def diagnose(url: str) -> list[Finding]:
                 if rows:
                     findings.append(Finding(invariant, rows))
     return findings
+
+
+# Outbox rows waiting longer than this mean mail is not going out.
+outbox_backlog_age_max_s = 3600
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+
+
+def _check_config(config: Path | None) -> CheckResult:
+    from solaris_hooks.exceptions import SettingsError
+    from solaris_hooks.settings import find_config_path, load_settings
+
+    try:
+        load_settings(config)
+    except SettingsError as error:
+        return CheckResult("config", False, str(error))
+    path = config or find_config_path()
+    return CheckResult("config", True, f"{path} is valid" if path else "no config file found: defaults apply")
+
+
+def _check_smtp() -> CheckResult:
+    from solaris_hooks.exceptions import SettingsError
+    from solaris_hooks.smtp import smtp_settings_from_env
+
+    try:
+        smtp = smtp_settings_from_env()
+    except SettingsError as error:
+        return CheckResult("smtp", False, str(error))
+    if smtp is None:
+        return CheckResult("smtp", True, "not configured (SMTP_HOST unset): alerts wait in the outbox")
+    try:
+        context = ssl.create_default_context()
+        client = (smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=smtp.timeout_s, context=context)
+                  if smtp.security == "ssl" else smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout_s))
+        with client:
+            if smtp.security == "starttls":
+                client.starttls(context=context)
+            if smtp.username:
+                client.login(smtp.username, smtp.password.get_secret_value() if smtp.password else "")
+            client.noop()
+    except (OSError, smtplib.SMTPException) as error:
+        return CheckResult("smtp", False, f"{smtp.host}:{smtp.port} unreachable: {type(error).__name__}: {error}")
+    return CheckResult("smtp", True, f"{smtp.host}:{smtp.port} answers")
+
+
+def _database_checks(connection: psycopg.Connection) -> list[CheckResult]:
+    from solaris_hooks.migrations import available_migrations, schema
+
+    results = []
+    if connection.execute(f"SELECT to_regclass('{schema}.schema_migrations')").fetchone()[0] is None:
+        return [CheckResult("migrations", False, "the solaris schema does not exist: run `solaris migrate`")]
+    applied = {row[0] for row in connection.execute(f"SELECT version FROM {schema}.schema_migrations")}
+    missing = [migration.version for migration in available_migrations() if migration.version not in applied]
+    results.append(CheckResult("migrations", not missing,
+                               f"missing {missing}: run `solaris migrate`" if missing else f"{len(applied)} applied"))
+    with connection.transaction():
+        # One snapshot for all ledger checks, so a call in flight cannot look like a fault.
+        connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        for invariant, query in checks:
+            rows = connection.execute(query + " LIMIT 20").fetchall()
+            results.append(CheckResult(invariant, not rows, f"{len(rows)} offending: {rows}" if rows else "holds"))
+    statuses = dict(connection.execute(
+        """SELECT status, count(*) FROM solaris.alerts
+            WHERE status = 'dead'
+               OR (status IN ('pending', 'failed') AND created_at < now() - make_interval(secs => %s))
+            GROUP BY status""", (outbox_backlog_age_max_s,)).fetchall())
+    waiting = statuses.get("pending", 0) + statuses.get("failed", 0)
+    dead = statuses.get("dead", 0)
+    results.append(CheckResult(
+        "outbox", not waiting and not dead,
+        f"{waiting} alert(s) waiting over {outbox_backlog_age_max_s // 60} min, {dead} dead "
+        "(see GET /solaris/alerts)" if waiting or dead else "no backlog, no dead letters"))
+    return results
+
+
+def run_checks(url_source: Callable[[], str], config: Path | None = None) -> list[CheckResult]:
+    results = [_check_config(config)]
+    try:
+        with psycopg.connect(url_source(), connect_timeout=10, autocommit=True) as connection:
+            results.append(CheckResult("database", True, "reachable"))
+            results += _database_checks(connection)
+    except Exception as error:  # any reason the database cannot be checked is the finding itself
+        results.append(CheckResult("database", False, f"{type(error).__name__}: {error}"))
+    results.append(_check_smtp())
+    return results

@@ -18,6 +18,7 @@ from functools import cache
 import jinja2
 
 from solaris_hooks.messages import normalise_locale, templates_dir
+from solaris_hooks.refill import next_refill_at
 from solaris_hooks.settings import Settings
 from solaris_hooks.smtp import SmtpSettings
 
@@ -94,9 +95,18 @@ def context(alert: Alert, settings: Settings, renewal_date: str | None = None, u
     }
 
 
+def renewal_date(settings: Settings, locale: str) -> str | None:
+    """When the allowance renews, written the way the reader writes dates."""
+    if settings.refill is None:
+        return None
+    day = next_refill_at(settings.refill).date()
+    return day.strftime("%d/%m/%Y") if locale == "pt-BR" else day.isoformat()
+
+
 def render(alert: Alert, settings: Settings, **extra: str | None) -> tuple[str, str, str]:
     """(subject, text, html) in the user's locale, else the configured one."""
     locale = normalise_locale(alert.locale or settings.locale)
+    extra.setdefault("renewal_date", renewal_date(settings, locale))
     values = context(alert, settings, **extra)
     environment = _environment()
     subject = environment.get_template(f"{locale}/{alert.template}.subject.txt").render(values)

@@ -1,8 +1,8 @@
 """Usage statistics and reports, computed in SQL from the ledger.
 
-Usage is what the ledger charged: `settle` rows (one per call) and `adjust` rows (an
-admin's correction of what was used). Tokens charged are their `debited_delta`; raw
-tokens, requests and active users come from settle rows only. Periods are UTC days,
+Usage is what the ledger charged: `settle` rows (one per call) and `adjust` rows that
+correct what was used (an adjustment of the allowance is not usage). Tokens charged are
+their `debited_delta`; raw tokens, requests and active users come from settle rows only. Periods are UTC days,
 ISO weeks (starting on Monday) or months; a period with no usage has no row.
 """
 
@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import csv
 from contextlib import aclosing
-from dataclasses import astuple, dataclass, fields
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import AsyncIterator, Literal, TextIO
+from typing import AsyncIterator, Literal, NamedTuple, TextIO
 
 from psycopg import AsyncConnection
-from psycopg.rows import class_row
+from psycopg.rows import args_row
 from pydantic import BaseModel, Field
 
 from solaris_hooks.exceptions import InvalidInput
@@ -27,6 +26,7 @@ range_max = timedelta(days=3 * 366)
 top_users_count = 10
 # One row per user and period; 1,000 users by day over 3 years is about a million.
 usage_rows_max = 1_000_000
+usage_batch_size = 5000
 # Spreadsheets run a cell that starts with one of these as a formula (CSV injection).
 formula_prefixes = ("=", "+", "-", "@", "\t", "\r")
 
@@ -43,7 +43,7 @@ def parse_range(from_text: str | None, to_text: str | None, now: datetime | None
     end = _parse_bound("to", to_text, is_end=True) if to_text else (now or datetime.now(UTC))
     start = _parse_bound("from", from_text, is_end=False) if from_text else end - range_default
     if start >= end:
-        raise InvalidInput(f"`from` ({start:%Y-%m-%d %H:%M:%S} UTC) must be before `to` ({end:%Y-%m-%d %H:%M:%S} UTC)",
+        raise InvalidInput(f"`from` ({from_text}) must be before `to` ({to_text or 'now'})",
                            code="invalid_range")
     if end - start > range_max:
         raise InvalidInput(f"the range covers {(end - start).days} days; at most {range_max.days} (about 3 years) "
@@ -80,7 +80,7 @@ class Usage(BaseModel):
 
 class Totals(Usage):
     active_users: int = Field(description="Users with at least one settled call in the range.")
-    blocked_users: int = Field(description="Users who reached 100 % of their allowance in the range (block notice).")
+    blocked_users: int = Field(description="Users told in the range that they were blocked (the usage alert at 100 %).")
     admin_blocked_users: int = Field(description="Accounts an admin blocked, now.")
 
 
@@ -113,11 +113,11 @@ class Stats(BaseModel):
 
 
 # One scan of the range (an index-only scan of ledger_usage, see 0003_report_indexes.sql)
-# feeds two groupings at once: per period and user, and per model. Everything else is
-# rolled up from those few thousand rows.
+# feeds two groupings at once: per period and user, and per model. Totals, series and top
+# users are rolled up from the per-period-and-user groups, far fewer than ledger rows.
 _stats_query = """
 WITH usage AS MATERIALIZED (
-    SELECT date_trunc(%(group_by)s, created_at, 'UTC') AS period_start, user_id, model,
+    SELECT date_trunc(%(group_by)s, created_at) AS period_start, user_id, model,
            GROUPING(model) = 0 AS per_model,
            sum(debited_delta) AS tokens_charged,
            coalesce(sum(raw_tokens) FILTER (WHERE kind = 'settle'), 0) AS raw_tokens,
@@ -125,42 +125,48 @@ WITH usage AS MATERIALIZED (
            count(*) FILTER (WHERE kind = 'settle') AS requests
       FROM solaris.ledger
      WHERE kind IN ('settle', 'adjust') AND created_at >= %(start)s AND created_at < %(end)s
+       AND (kind = 'settle' OR debited_delta <> 0)
      GROUP BY GROUPING SETS ((1, 2), (3))
-), per_user_period AS (
-    SELECT * FROM usage WHERE NOT per_model
+), per_user AS MATERIALIZED (
+    SELECT user_id, sum(tokens_charged) AS tokens_charged, sum(raw_tokens) AS raw_tokens,
+           sum(cost_usd) AS cost_usd, sum(requests) AS requests
+      FROM usage WHERE NOT per_model GROUP BY user_id
 )
 SELECT
     (SELECT json_build_object(
                 'tokens_charged', coalesce(sum(tokens_charged), 0), 'raw_tokens', coalesce(sum(raw_tokens), 0),
                 'cost_usd', coalesce(sum(cost_usd), 0), 'requests', coalesce(sum(requests), 0),
-                'active_users', count(DISTINCT user_id) FILTER (WHERE requests > 0),
+                'active_users', count(*) FILTER (WHERE requests > 0),
                 'blocked_users', (SELECT count(DISTINCT user_id) FROM solaris.alerts
                                    WHERE kind = 'usage' AND threshold = 1.0
                                      AND created_at >= %(start)s AND created_at < %(end)s),
                 'admin_blocked_users', (SELECT count(*) FROM solaris.accounts WHERE status = 'blocked'))
-       FROM per_user_period) AS totals,
-    (SELECT coalesce(json_agg(series ORDER BY period_start), '[]')
-       FROM (SELECT (period_start AT TIME ZONE 'UTC')::date AS period_start, sum(tokens_charged) AS tokens_charged,
+       FROM per_user) AS totals,
+    (SELECT coalesce(json_agg(period ORDER BY period_start), '[]')
+       FROM (SELECT period_start::date AS period_start, sum(tokens_charged) AS tokens_charged,
                     sum(raw_tokens) AS raw_tokens, sum(cost_usd) AS cost_usd, sum(requests) AS requests,
                     count(*) FILTER (WHERE requests > 0) AS active_users
-               FROM per_user_period GROUP BY period_start) series) AS series,
+               FROM usage WHERE NOT per_model GROUP BY period_start) period) AS series,
     (SELECT coalesce(json_agg(top ORDER BY tokens_charged DESC, user_id), '[]')
-       FROM (SELECT per_user.*, account.email, account.name
-               FROM (SELECT user_id, sum(tokens_charged) AS tokens_charged, sum(requests) AS requests,
-                            sum(cost_usd) AS cost_usd
-                       FROM per_user_period GROUP BY user_id
-                      ORDER BY tokens_charged DESC, user_id LIMIT %(top)s) per_user
+       FROM (SELECT per_user.user_id, account.email, account.name, per_user.tokens_charged, per_user.requests,
+                    per_user.cost_usd
+               FROM (SELECT * FROM per_user ORDER BY tokens_charged DESC, user_id LIMIT %(top)s) per_user
                JOIN solaris.accounts account USING (user_id)) top) AS top_users,
-    (SELECT coalesce(json_agg(usage ORDER BY tokens_charged DESC, model), '[]')
-       FROM (SELECT model, tokens_charged, raw_tokens, cost_usd, requests FROM usage WHERE per_model) usage) AS models
+    (SELECT coalesce(json_agg(per_model ORDER BY tokens_charged DESC, model), '[]')
+       FROM (SELECT model, tokens_charged, raw_tokens, cost_usd, requests FROM usage WHERE per_model) per_model)
+       AS models
 """
+# Periods start at UTC midnight; date_trunc in the session's time zone is also twice as fast
+# as date_trunc(…, 'UTC'). With more memory a long range's groups are hashed instead of
+# sorted (90 days by day: 0.45 s instead of 1 s on 1M ledger rows); only what a query
+# needs is taken, and beyond that it spills to disk. No JIT: compiling would cost more than
+# these aggregates take.
+_report_session = "SET LOCAL timezone = 'UTC'; SET LOCAL work_mem = '128MB'; SET LOCAL jit = off"
 
 
 async def stats(connection: AsyncConnection, start: datetime, end: datetime, group_by: GroupBy) -> Stats:
     async with connection.transaction():
-        # Enough memory to hash the per-user groups of a long range instead of sorting them
-        # on disk, and no JIT: compiling costs more than these aggregates take.
-        await connection.execute("SET LOCAL work_mem = '64MB'; SET LOCAL jit = off")
+        await connection.execute(_report_session)
         cursor = await connection.execute(
             _stats_query, {"group_by": group_by, "start": start, "end": end, "top": top_users_count})
         totals, series, top_users, models = await cursor.fetchone()
@@ -171,8 +177,7 @@ async def stats(connection: AsyncConnection, start: datetime, end: datetime, gro
 # -- usage per user and period (the CSV report and `solaris report`) -------------------
 
 
-@dataclass(frozen=True)
-class UsageRow:
+class UsageRow(NamedTuple):
     period_start: date
     user_id: str
     email: str | None
@@ -186,21 +191,22 @@ class UsageRow:
     remaining_tokens: int
 
 
-usage_columns = tuple(field.name for field in fields(UsageRow))
-_text_columns = {"user_id", "email", "name", "status"}
+usage_columns = UsageRow._fields
+text_columns = {"user_id", "email", "name", "status"}
 
 _usage_query = """
-SELECT (usage.period_start AT TIME ZONE 'UTC')::date AS period_start, usage.user_id, account.email, account.name,
+SELECT usage.period_start::date AS period_start, usage.user_id, account.email, account.name,
        account.status, usage.tokens_charged, usage.raw_tokens, usage.cost_usd, usage.requests,
        account.credited_tokens,
        account.credited_tokens - account.debited_tokens - account.reserved_tokens AS remaining_tokens
-  FROM (SELECT date_trunc(%(group_by)s, created_at, 'UTC') AS period_start, user_id,
-               sum(debited_delta) AS tokens_charged,
-               coalesce(sum(raw_tokens) FILTER (WHERE kind = 'settle'), 0) AS raw_tokens,
+  FROM (SELECT date_trunc(%(group_by)s, created_at) AS period_start, user_id,
+               sum(debited_delta)::bigint AS tokens_charged,
+               coalesce(sum(raw_tokens) FILTER (WHERE kind = 'settle'), 0)::bigint AS raw_tokens,
                coalesce(sum(cost_usd), 0) AS cost_usd,
                count(*) FILTER (WHERE kind = 'settle') AS requests
           FROM solaris.ledger
          WHERE kind IN ('settle', 'adjust') AND created_at >= %(start)s AND created_at < %(end)s
+           AND (kind = 'settle' OR debited_delta <> 0)
          GROUP BY 1, 2) usage
   JOIN solaris.accounts account USING (user_id)
  ORDER BY usage.period_start, usage.user_id
@@ -208,43 +214,47 @@ SELECT (usage.period_start AT TIME ZONE 'UTC')::date AS period_start, usage.user
 """
 
 
-async def usage_rows(connection: AsyncConnection, start: datetime, end: datetime, group_by: GroupBy,
-                     limit: int) -> AsyncIterator[UsageRow]:
-    """Usage per user and period, oldest period first, at most `limit` rows, fetched in batches."""
+async def usage_batches(connection: AsyncConnection, start: datetime, end: datetime, group_by: GroupBy,
+                        limit: int) -> AsyncIterator[list[UsageRow]]:
+    """Usage per user and period, oldest period first, at most `limit` rows, in batches.
+
+    A server-side cursor, so a report of a million rows never sits in memory at once.
+    """
     async with connection.transaction():  # a server-side cursor lives in a transaction
-        async with connection.cursor(name="usage_report", row_factory=class_row(UsageRow)) as cursor:
-            cursor.itersize = 5000
-            await connection.execute("SET LOCAL work_mem = '64MB'; SET LOCAL jit = off")
+        # Every row will be read: plan for the whole result, not for the first rows fast.
+        await connection.execute(_report_session + "; SET LOCAL cursor_tuple_fraction = 1")
+        async with connection.cursor(name="usage_report", row_factory=args_row(UsageRow)) as cursor:
             await cursor.execute(_usage_query, {"group_by": group_by, "start": start, "end": end, "limit": limit})
-            async for row in cursor:
-                yield row
+            while batch := await cursor.fetchmany(usage_batch_size):
+                yield batch
 
 
 def csv_cells(row: UsageRow) -> list[str]:
     """A row as CSV cells; text a user chose cannot start a spreadsheet formula."""
     cells = []
-    for name, value in zip(usage_columns, astuple(row)):
+    for name, value in zip(usage_columns, row):
         if value is None:
             cells.append("")
         elif isinstance(value, Decimal):
             cells.append(format(value, "f"))  # 0.00000000, never 0E-8
-        elif name in _text_columns and str(value).startswith(formula_prefixes):
-            cells.append("'" + str(value))
+        elif name in text_columns and value.startswith(formula_prefixes):
+            cells.append("'" + value)
         else:
             cells.append(str(value))
     return cells
 
 
 async def write_usage_csv(connection: AsyncConnection, out: TextIO, start: datetime, end: datetime,
-                          group_by: GroupBy, rows_max: int = usage_rows_max) -> tuple[int, bool]:
+                          group_by: GroupBy, rows_max: int) -> tuple[int, bool]:
     """Write the usage CSV (header first) to `out`; returns the rows written and whether rows_max cut it."""
     writer = csv.writer(out)
     writer.writerow(usage_columns)
-    written = 0
-    async with aclosing(usage_rows(connection, start, end, group_by, rows_max + 1)) as rows:
-        async for row in rows:
-            if written == rows_max:
-                return written, True
-            writer.writerow(csv_cells(row))
-            written += 1
-    return written, False
+    fetched = written = 0
+    # One row more than rows_max tells whether rows_max cut the report.
+    async with aclosing(usage_batches(connection, start, end, group_by, rows_max + 1)) as batches:
+        async for batch in batches:
+            fetched += len(batch)
+            kept = batch[:rows_max - written]
+            writer.writerows(map(csv_cells, kept))
+            written += len(kept)
+    return written, fetched > rows_max

@@ -39,6 +39,10 @@ proxy_settings = {
     "mail_poll_interval_s": 0.2,
 }
 admin_email = "chefe@example.com"
+# Extra keys of the session proxy: one admin with an alias, one without, one read-only.
+admin_key_ana = "sk-admin-ana-" + uuid.uuid4().hex
+admin_key_anonymous = "sk-admin-" + uuid.uuid4().hex
+viewer_key = "sk-viewer-" + uuid.uuid4().hex
 
 
 @pytest.fixture(scope="session")
@@ -141,7 +145,9 @@ def proxy(database_url: str, fake_provider: FakeProvider, mail_catcher: MailCatc
     config = write_proxy_config(work / "litellm-config.yaml", fake_provider.base_url, proxy_settings)
     mail_env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(mail_catcher.port), "SMTP_SECURITY": "none",
                 "SMTP_FROM": "IA SOLARIS <quota@solaris.example>", "ADMIN_EMAILS": admin_email}
-    process = ProxyProcess(config, {**proxy_env(database_url, work), **mail_env}, artifacts_dir / "proxy.log")
+    key_env = {"SOLARIS_ADMIN_KEYS": f"ana={admin_key_ana}, {admin_key_anonymous}",
+               "SOLARIS_VIEWER_KEYS": viewer_key}
+    process = ProxyProcess(config, {**proxy_env(database_url, work), **mail_env, **key_env}, artifacts_dir / "proxy.log")
     process.wait_ready()
     yield process
     process.stop()

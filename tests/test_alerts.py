@@ -187,6 +187,17 @@ class TestEmails:
         assert "&lt;script&gt;" in html
         assert '<script>alert("x")</script>' in text  # plain text needs no escaping
 
+    def test_the_renewal_date_is_given_when_a_refill_is_set(self):
+        """With a monthly refill the e-mail says when the allowance renews, as dd/mm/yyyy in pt-BR."""
+        from solaris_hooks.refill import RefillSettings, next_refill_at
+
+        refill = RefillSettings(every="month", amount=1000)
+        _, text, html = emails.render(alert(), settings(refill=refill))
+        expected = next_refill_at(refill).strftime("%d/%m/%Y")
+        assert f"Sua cota será renovada em {expected}." in text and expected in html
+        _, text, _ = emails.render(alert(), settings())
+        assert "renovada" not in text
+
     def test_the_brand_name_is_a_setting(self):
         """brand_name changes subject and body."""
         subject, text, _ = emails.render(alert(), settings(brand_name="Acme IA"))
