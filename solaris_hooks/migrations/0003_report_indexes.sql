@@ -1,7 +1,7 @@
 -- Usage reports (/solaris/stats, /solaris/reports/usage.csv, `solaris report`) read the
 -- charged rows of a time range. This index holds exactly those rows and every column the
 -- reports read, so they are an index-only scan that never touches the ledger's heap:
--- /solaris/stats over 30 days of a 1M-row ledger takes ~150 ms with it, ~190 ms without.
+-- /solaris/stats over 30 days of a 1M-row ledger, by day, answers in ~150 ms with it, ~210 ms without.
 CREATE INDEX ledger_usage ON solaris.ledger (created_at)
     INCLUDE (kind, user_id, model, debited_delta, raw_tokens, cost_usd)
     WHERE kind IN ('settle', 'adjust');
