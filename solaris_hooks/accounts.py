@@ -25,6 +25,7 @@ from solaris_hooks.exceptions import Conflict, InvalidInput, NotFound
 from solaris_hooks.identity import identity_length_max, validate_identity
 from solaris_hooks.ledger import decimal_levels
 from solaris_hooks.messages import locales
+from solaris_hooks.pages import fetch_page
 
 statuses = ("active", "blocked", "disabled")
 ledger_kinds = ("grant", "credit", "reserve", "settle", "release", "expire", "adjust")
@@ -96,15 +97,8 @@ async def page(
         pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     params = {"status": status, "pattern": pattern, "limit": limit, "offset": offset}
     direction = "ASC" if order == "asc" else "DESC"
-    async with connection.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(f"SELECT count(*) AS total FROM solaris.accounts {where}", params)
-        total = (await cursor.fetchone())["total"]
-        await cursor.execute(
-            f"""SELECT {account_columns} FROM solaris.accounts {where}
-                ORDER BY {sort_orders[sort]} {direction}, user_id LIMIT %(limit)s OFFSET %(offset)s""",
-            params,
-        )
-        return await cursor.fetchall(), total
+    return await fetch_page(connection, columns=account_columns, source="solaris.accounts", where=where,
+                            order_by=f"{sort_orders[sort]} {direction}, user_id", params=params)
 
 
 async def create(
@@ -316,13 +310,7 @@ async def ledger_page(
                  AND (%(start)s::timestamptz IS NULL OR created_at >= %(start)s)
                  AND (%(end)s::timestamptz IS NULL OR created_at < %(end)s)"""
     params = {"user": user_id, "kind": kind, "start": start, "end": end, "limit": limit, "offset": offset}
-    async with connection.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(f"SELECT count(*) AS total FROM solaris.ledger {where}", params)
-        total = (await cursor.fetchone())["total"]
-        await cursor.execute(
-            f"""SELECT id, kind, tokens, credited_delta, debited_delta, reserved_delta, raw_tokens, model,
-                       cost_usd::float8 AS cost_usd, call_id, actor, reason, created_at
-                  FROM solaris.ledger {where} ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s""",
-            params,
-        )
-        return await cursor.fetchall(), total
+    columns = """id, kind, tokens, credited_delta, debited_delta, reserved_delta, raw_tokens, model,
+                 cost_usd::float8 AS cost_usd, call_id, actor, reason, created_at"""
+    return await fetch_page(connection, columns=columns, source="solaris.ledger", where=where, order_by="id DESC",
+                            params=params)

@@ -9,8 +9,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
+
+from solaris_hooks.pages import fetch_page
 
 
 async def record(
@@ -45,12 +46,5 @@ async def page(
     """Newest first, with the total that matches."""
     where = "WHERE (%(user)s::text IS NULL OR user_id = %(user)s) AND (%(action)s::text IS NULL OR action = %(action)s)"
     params = {"user": user_id, "action": action, "limit": limit, "offset": offset}
-    async with connection.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(f"SELECT count(*) AS total FROM solaris.audit {where}", params)
-        total = (await cursor.fetchone())["total"]
-        await cursor.execute(
-            f"""SELECT id, actor, action, user_id, before, after, details, created_at FROM solaris.audit {where}
-                ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s""",
-            params,
-        )
-        return await cursor.fetchall(), total
+    return await fetch_page(connection, columns="id, actor, action, user_id, before, after, details, created_at",
+                            source="solaris.audit", where=where, order_by="id DESC", params=params)

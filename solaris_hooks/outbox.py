@@ -27,6 +27,7 @@ from solaris_hooks import emails, smtp
 from solaris_hooks.emails import Alert
 from solaris_hooks.exceptions import DatabaseUnavailable
 from solaris_hooks.logs import log_event
+from solaris_hooks.pages import fetch_page
 from solaris_hooks.settings import Settings
 from solaris_hooks.smtp import SmtpSettings
 
@@ -183,14 +184,8 @@ async def list_alerts(connection: AsyncConnection, *, status: str | None, user_i
     """A page of alerts, newest first, and how many match in all."""
     where = "WHERE (%(status)s::text IS NULL OR status = %(status)s) AND (%(user)s::text IS NULL OR user_id = %(user)s)"
     params = {"status": status, "user": user_id, "limit": limit, "offset": offset}
-    async with connection.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(f"SELECT count(*) AS total FROM solaris.alerts {where}", params)
-        total = (await cursor.fetchone())["total"]
-        await cursor.execute(
-            f"SELECT {_alert_columns} FROM solaris.alerts {where} ORDER BY id DESC LIMIT %(limit)s OFFSET %(offset)s",
-            params,
-        )
-        return await cursor.fetchall(), total
+    return await fetch_page(connection, columns=_alert_columns, source="solaris.alerts", where=where,
+                            order_by="id DESC", params=params)
 
 
 async def retry_dead(connection: AsyncConnection, alert_id: int) -> tuple[dict | None, str | None]:
