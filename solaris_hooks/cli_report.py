@@ -15,7 +15,6 @@ from typing import TextIO
 import psycopg
 
 from solaris_hooks import reports
-from solaris_hooks.database import database_url
 from solaris_hooks.exceptions import DatabaseUnavailable
 
 # A terminal table longer than this is unreadable; --csv has no such limit.
@@ -39,7 +38,9 @@ def add_report_command(subparsers: argparse._SubParsersAction) -> None:
 def report(args: argparse.Namespace) -> int:
     """Print the report; bad dates and an unreachable database raise SolarisError for `solaris` to print."""
     start, end = reports.parse_range(args.from_date, args.to_date)
-    return asyncio.run(_report(database_url(), start, end, args.group_by, args.csv, sys.stdout))
+    from solaris_hooks.cli import cli_database_url  # late: cli imports this module
+
+    return asyncio.run(_report(cli_database_url(), start, end, args.group_by, args.csv, sys.stdout))
 
 
 async def _report(url: str, start: datetime, end: datetime, group_by: reports.GroupBy, as_csv: bool,
