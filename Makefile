@@ -1,13 +1,14 @@
 # Two commands set up everything on a fresh machine with Python 3.11+:
 #   make run    the LiteLLM proxy with solaris_hooks on an embedded Postgres (port $PORT, default 4000)
 #   make test   the test suite against real parts (Postgres, LiteLLM proxy, fake provider)
+#   make bench  what our hooks cost the proxy, and how fast the ledger runs (docs/benchmarks.md)
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lock clean
+.PHONY: install run test bench lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "solaris-hooks needs Python 3.11 or newer")'
@@ -23,6 +24,10 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest
+
+# Several minutes: proxy overhead, ledger and reports figures; rewrites docs/benchmarks.md.
+bench: install
+	$(BIN)/python -m bench.run
 
 # Refresh the pinned versions after changing dependency ranges in pyproject.toml.
 lock: install

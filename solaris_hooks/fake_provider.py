@@ -33,8 +33,14 @@ default_completion_tokens = 20
 _directive = re.compile(r"\[\[(tokens|fail|sleep)=([0-9.]+)\]\]")
 
 
-def count_prompt_tokens(messages: list[dict]) -> int:
-    """Counted as OpenAI does for its chat models (tiktoken, shipped inside LiteLLM)."""
+def count_prompt_tokens(messages: list[dict], fast: bool = False) -> int:
+    """Counted as OpenAI does for its chat models (tiktoken, shipped inside LiteLLM).
+
+    fast: an estimate from the text's length instead, for benchmarks, where the fake
+    must cost the machine as little as possible and exact counts do not matter.
+    """
+    if fast:
+        return 3 + sum(4 + len(str(message.get("content") or "")) // 4 for message in messages)
     import litellm  # late: only the request path needs it, and it takes seconds to import
 
     return int(litellm.token_counter(model="gpt-3.5-turbo", messages=messages))
@@ -71,7 +77,7 @@ async def _chat_completions(request: Request) -> Response:
     max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
     wanted = int(directives.get("tokens", max_tokens or default_completion_tokens))
     completion_tokens = min(wanted, max_tokens) if max_tokens else wanted
-    prompt_tokens = count_prompt_tokens(messages)
+    prompt_tokens = count_prompt_tokens(messages, fast=request.app.state.fast)
     words = ["ok"] * completion_tokens
     created = int(time.time())
     call_id = f"chatcmpl-{uuid.uuid4().hex}"
@@ -125,14 +131,16 @@ async def _models(request: Request) -> Response:
     return JSONResponse({"object": "list", "data": [{"id": "fake", "object": "model"}]})
 
 
-def app() -> Starlette:
-    return Starlette(
+def app(fast: bool = False) -> Starlette:
+    application = Starlette(
         routes=[
             Route("/v1/chat/completions", _chat_completions, methods=["POST"]),
             Route("/chat/completions", _chat_completions, methods=["POST"]),
             Route("/v1/models", _models, methods=["GET"]),
         ]
     )
+    application.state.fast = fast
+    return application
 
 
 class FakeProvider:
@@ -160,6 +168,10 @@ class FakeProvider:
 
 
 if __name__ == "__main__":
-    import sys
+    import argparse
 
-    uvicorn.run(app(), host="127.0.0.1", port=int(sys.argv[1]) if len(sys.argv) > 1 else 8099)
+    parser = argparse.ArgumentParser(description="An OpenAI-compatible fake provider on loopback.")
+    parser.add_argument("port", type=int, nargs="?", default=8099)
+    parser.add_argument("--fast", action="store_true", help="estimate prompt tokens instead of tokenizing")
+    options = parser.parse_args()
+    uvicorn.run(app(options.fast), host="127.0.0.1", port=options.port, log_level="warning", access_log=False)

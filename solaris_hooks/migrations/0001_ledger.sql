@@ -34,7 +34,6 @@ CREATE TABLE solaris.reservations (
     resolved_at timestamptz
 );
 CREATE INDEX reservations_pending_expiry ON solaris.reservations (expires_at) WHERE state = 'pending';
-CREATE INDEX reservations_user ON solaris.reservations (user_id);
 
 CREATE TABLE solaris.ledger (
     id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -54,7 +53,6 @@ CREATE TABLE solaris.ledger (
     created_at      timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX ledger_user_id ON solaris.ledger (user_id, id);
-CREATE INDEX ledger_created_at ON solaris.ledger (created_at);
 -- A call id appears at most once per kind: a duplicated event cannot write twice.
 CREATE UNIQUE INDEX ledger_call_kind ON solaris.ledger (call_id, kind) WHERE call_id IS NOT NULL;
 

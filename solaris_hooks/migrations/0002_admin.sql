@@ -25,7 +25,6 @@ CREATE TABLE solaris.idempotency_keys (
 );
 
 CREATE INDEX accounts_status ON solaris.accounts (status);
-CREATE INDEX ledger_user_kind_created ON solaris.ledger (user_id, kind, created_at);
 
 -- A correction with a reason: a signed change of credited (the allowance) or debited
 -- (what was used, e.g. refunding a bad call). Refuses to make either negative.

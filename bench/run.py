@@ -1,0 +1,165 @@
+"""`make bench`: run every benchmark in one go and report ratios measured in this one run.
+
+    python -m bench.run            full run (several minutes); writes docs/benchmarks.md
+    python -m bench.run --quick    smoke mode (seconds), as the test suite runs it
+
+Raw figures go to bench/results/latest.json (or --json PATH). Postgres is
+SOLARIS_DATABASE_URL / DATABASE_URL when set, else an embedded pgserver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psutil
+import psycopg
+from psycopg.conninfo import make_conninfo
+
+from bench import ledger_bench, proxy_bench, reports_bench
+from solaris_hooks.migrations import migrate
+
+repo = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def postgres_server():
+    given = os.environ.get("SOLARIS_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if given:
+        yield given
+        return
+    import pgserver
+
+    with tempfile.TemporaryDirectory(prefix="solaris-bench-") as directory:
+        server = pgserver.get_server(Path(directory) / "pgdata", cleanup_mode="stop")
+        try:
+            yield server.get_uri()
+        finally:
+            server.cleanup()
+
+
+@contextmanager
+def scratch_database(server_url: str):
+    name = f"solaris_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    url = make_conninfo(server_url, dbname=name)
+    migrate(url)
+    try:
+        yield url
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def machine(server_url: str) -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    with psycopg.connect(server_url) as connection:
+        postgres = connection.execute("SHOW server_version").fetchone()[0]
+    from importlib.metadata import version
+
+    return {"cpu": cpu, "cores": psutil.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "os": platform.platform(), "python": platform.python_version(), "postgres": postgres,
+            "litellm": version("litellm"), "psycopg": version("psycopg"),
+            "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def print_table(sections: dict[str, list[tuple[str, str, str]]]) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("measure", "value (solaris / baseline where paired)", "target", box=box.SIMPLE_HEAD)
+    for title, rows in sections.items():
+        table.add_row(f"[bold]{title}[/bold]", "", "")
+        for row in rows:
+            table.add_row(*row)
+        table.add_section()
+    Console(width=None if sys.stdout.isatty() else 220, highlight=False).print(table)
+
+
+def write_markdown(path: Path, figures: dict, sections: dict[str, list[tuple[str, str, str]]]) -> None:
+    info = figures["machine"]
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`python -m bench.run`); the raw figures of the same run are in",
+        "`bench/results/latest.json`. These machines are shared and noisy, so every figure that",
+        "compares is a ratio or a difference measured within this one run.",
+        "",
+        f"Taken {info['date']} on {info['cpu']}, {info['cores']} cores, {info['memory_gb']} GB, {info['os']};",
+        f"Python {info['python']}, Postgres {info['postgres']} (embedded pgserver unless `SOLARIS_DATABASE_URL`",
+        f"was set), LiteLLM {info['litellm']}, psycopg {info['psycopg']}. Whole run: {figures['elapsed_s']:.0f} s.",
+        "",
+        "## How to reproduce",
+        "",
+        "```sh",
+        "make bench                  # full run, about ten minutes; rewrites this file",
+        ".venv/bin/python -m bench.run --quick   # the smoke mode the test suite runs",
+        "```",
+        "",
+        "What runs: an OpenAI-compatible fake provider on loopback (`solaris_hooks.fake_provider --fast`);",
+        "two LiteLLM proxies started alike, one with a no-op callback (`bench/noop_callback.py`, the",
+        "baseline) and one with `solaris_hooks`; the same load on both in alternating rounds, from an",
+        "aiohttp client in the benchmark process. Ledger pairs run straight against Postgres beside the",
+        "ceiling of a single conditional `UPDATE … RETURNING`. Reports run over 1,000,000 generated rows.",
+        "",
+    ]
+    for title, rows in sections.items():
+        lines += [f"## {title}", "", "| measure | value | target |", "| --- | --- | --- |"]
+        lines += [f"| {measure} | {value} | {target} |" for measure, value, target in rows]
+        lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
+async def run_all(server_url: str, quick: bool) -> dict:
+    figures: dict = {"quick": quick, "machine": machine(server_url)}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="solaris-bench-proxy-") as work, scratch_database(server_url) as url:
+        print("bench: proxy overhead …", file=sys.stderr, flush=True)
+        figures["proxy"] = await proxy_bench.run(url, quick, Path(work))
+    print("bench: ledger …", file=sys.stderr, flush=True)
+    figures["ledger"] = await ledger_bench.run(server_url, quick)
+    print("bench: reports …", file=sys.stderr, flush=True)
+    figures["reports"] = await reports_bench.run(server_url, quick)
+    figures["elapsed_s"] = time.perf_counter() - started
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smoke mode: a few seconds, tiny counts")
+    parser.add_argument("--json", type=Path, default=repo / "bench" / "results" / "latest.json")
+    parser.add_argument("--markdown", type=Path, help="where to write the report (full runs: docs/benchmarks.md)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    with postgres_server() as server_url:
+        figures = asyncio.run(run_all(server_url, args.quick))
+    sections = {
+        "Proxy overhead (solaris_hooks / no-op callback)": proxy_bench.rows(figures["proxy"]),
+        "Ledger (reserve + settle pairs / single-UPDATE ceiling)": ledger_bench.rows(figures["ledger"]),
+        "Reports": reports_bench.rows(figures["reports"]),
+    }
+    print_table(sections)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(figures, indent=2, default=str), encoding="utf-8")
+    markdown = args.markdown or (None if args.quick else repo / "docs" / "benchmarks.md")
+    if markdown:
+        write_markdown(markdown, figures, sections)
+    print(f"bench: raw figures in {args.json}" + (f", report in {markdown}" if markdown else ""), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
