@@ -12,13 +12,15 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import datetime
 from typing import Awaitable, Callable
 
 from psycopg import AsyncConnection
 
-from bench.ledger_bench import scratch_database
 from solaris_hooks import reports
 from solaris_hooks.routes_reports import csv_memory_bytes_max
+
+from .ledger_bench import scratch_database
 
 users_count = 1000
 models = ("gpt-4o-mini", "gpt-4o", "gpt-4.1", "gpt-4.1-mini", "o3-mini", "claude-3-5-sonnet",
@@ -124,7 +126,7 @@ async def _timings_ms(call: Callable[[], Awaitable[object]], calls_measured: int
     }
 
 
-async def _usage_csv(connection: AsyncConnection, start, end) -> int:
+async def _usage_csv(connection: AsyncConnection, start: datetime, end: datetime) -> int:
     """The usage CSV exactly as GET /solaris/reports/usage.csv builds it; returns its rows."""
     with tempfile.SpooledTemporaryFile(max_size=csv_memory_bytes_max, mode="w+", encoding="utf-8",
                                        newline="") as spool:
@@ -150,7 +152,8 @@ async def run(database_url: str, quick: bool) -> dict:
             for group_by in ("day", "week", "month"):
                 _progress(f"stats by {group_by}")
                 stats_ms[group_by] = await _timings_ms(
-                    lambda: reports.stats(connection, start, end, group_by), calls_measured, warm_up=not quick)
+                    lambda group_by=group_by: reports.stats(connection, start, end, group_by), calls_measured,
+                    warm_up=not quick)
             _progress("usage CSV by day")
             csv_rows = await _usage_csv(connection, start, end)  # also the unmeasured first call
             csv_ms = await _timings_ms(lambda: _usage_csv(connection, start, end), calls_measured, warm_up=False)
@@ -166,7 +169,7 @@ async def run(database_url: str, quick: bool) -> dict:
         "stats_ms": stats_ms,
         "usage_csv_ms": {"group_by": "day", "rows": csv_rows, **csv_ms},
         "stats_ms_target": stats_ms_target,
-        # The target is about a million-row ledger; a quick run's figures say nothing of it.
+        # Judged on the ledger generated; the target is about a million rows (full mode).
         "target_met": all(timing["median_ms"] < stats_ms_target for timing in stats_ms.values()),
     }
 
