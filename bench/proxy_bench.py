@@ -68,9 +68,19 @@ def user_for(scenario: Scenario, index: int, users_many: int) -> str:
     return "bench-hot@example.com" if scenario.users == "hot" else f"bench-{index % users_many}@example.com"
 
 
-async def drive(session: aiohttp.ClientSession, base_url: str, scenario: Scenario, duration_s: float,
-                users_many: int, offset: int = 0) -> Tally:
-    """Keep `concurrency` requests in flight for duration_s; every request a LibreChat-like chat call."""
+async def drive(base_url: str, scenario: Scenario, duration_s: float, users_many: int, offset: int = 0) -> Tally:
+    """Keep `concurrency` requests in flight for duration_s; every request a LibreChat-like chat call.
+
+    A session per round: connections idle between rounds would be closed by the
+    server's keep-alive timeout and fail on reuse.
+    """
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                     timeout=aiohttp.ClientTimeout(total=120)) as session:
+        return await _drive(session, base_url, scenario, duration_s, users_many, offset)
+
+
+async def _drive(session: aiohttp.ClientSession, base_url: str, scenario: Scenario, duration_s: float,
+                 users_many: int, offset: int) -> Tally:
     tally = Tally()
     deadline = time.perf_counter() + duration_s
     counter = iter(range(offset, 10**12))
@@ -81,11 +91,14 @@ async def drive(session: aiohttp.ClientSession, base_url: str, scenario: Scenari
             body = {"model": "fake-model", "messages": [{"role": "user", "content": prompt}],
                     "stream": scenario.stream}
             started = time.perf_counter()
-            async with session.post(f"{base_url}/v1/chat/completions", json=body,
-                                    headers={"Authorization": f"Bearer {master_key}",
-                                             "x-litellm-end-user-id": user}) as response:
-                await response.read()
-                ok = response.status == 200
+            try:
+                async with session.post(f"{base_url}/v1/chat/completions", json=body,
+                                        headers={"Authorization": f"Bearer {master_key}",
+                                                 "x-litellm-end-user-id": user}) as response:
+                    await response.read()
+                    ok = response.status == 200
+            except aiohttp.ClientError:
+                ok = False
             if ok:
                 tally.requests += 1
                 tally.latencies_ms.append((time.perf_counter() - started) * 1000)
@@ -155,38 +168,36 @@ async def run(database_url: str, quick: bool, work_dir: Path) -> dict:
     try:
         for proxy in proxies.values():
             proxy.wait_ready()
-        connector = aiohttp.TCPConnector(limit=0)
-        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
-            # Warm up: every user of the "many" scenarios is provisioned before measuring.
-            for proxy in proxies.values():
-                warm = Scenario(16, False, "many")
-                await drive(session, proxy.base_url, warm, 0.5 if quick else 3.0, users_many)
-            rss_start = {variant: proxy_rss_mb(proxy) for variant, proxy in proxies.items()}
-            sent = {variant: 0 for variant in variants}
-            results = []
-            for scenario in scenarios:
-                tallies = {variant: Tally() for variant in variants}
-                for round_index in range(rounds):
-                    order = variants if round_index % 2 == 0 else tuple(reversed(variants))
-                    for variant in order:
-                        tally = await drive(session, proxies[variant].base_url, scenario, duration_s, users_many)
-                        tallies[variant].add(tally)
-                        sent[variant] += tally.requests
-                base, ours = tallies["noop"].summary(), tallies["solaris"].summary()
-                results.append({
-                    "scenario": scenario.name, "concurrency": scenario.concurrency, "stream": scenario.stream,
-                    "users": scenario.users, "noop": base, "solaris": ours,
-                    "throughput_ratio": ours["requests_per_s"] / base["requests_per_s"] if base["requests_per_s"] else 0,
-                    "added_p50_ms": ours["p50_ms"] - base["p50_ms"],
-                    "added_p99_ms": ours["p99_ms"] - base["p99_ms"],
-                })
-            # Top up to the memory target's request count, the same load on both.
-            for variant in variants:
-                while sent[variant] < requests_for_memory:
-                    tally = await drive(session, proxies[variant].base_url, Scenario(16, False, "many"), 2.0,
-                                        users_many)
+        # Warm up: every user of the "many" scenarios is provisioned before measuring.
+        for proxy in proxies.values():
+            warm = Scenario(16, False, "many")
+            await drive(proxy.base_url, warm, 0.5 if quick else 3.0, users_many)
+        rss_start = {variant: proxy_rss_mb(proxy) for variant, proxy in proxies.items()}
+        sent = {variant: 0 for variant in variants}
+        results = []
+        for scenario in scenarios:
+            tallies = {variant: Tally() for variant in variants}
+            for round_index in range(rounds):
+                order = variants if round_index % 2 == 0 else tuple(reversed(variants))
+                for variant in order:
+                    tally = await drive(proxies[variant].base_url, scenario, duration_s, users_many)
+                    tallies[variant].add(tally)
                     sent[variant] += tally.requests
-            rss_end = {variant: proxy_rss_mb(proxy) for variant, proxy in proxies.items()}
+            base, ours = tallies["noop"].summary(), tallies["solaris"].summary()
+            results.append({
+                "scenario": scenario.name, "concurrency": scenario.concurrency, "stream": scenario.stream,
+                "users": scenario.users, "noop": base, "solaris": ours,
+                "throughput_ratio": ours["requests_per_s"] / base["requests_per_s"] if base["requests_per_s"] else 0,
+                "added_p50_ms": ours["p50_ms"] - base["p50_ms"],
+                "added_p99_ms": ours["p99_ms"] - base["p99_ms"],
+            })
+        # Top up to the memory target's request count, the same load on both.
+        for variant in variants:
+            while sent[variant] < requests_for_memory:
+                tally = await drive(proxies[variant].base_url, Scenario(16, False, "many"), 2.0,
+                                    users_many)
+                sent[variant] += tally.requests
+        rss_end = {variant: proxy_rss_mb(proxy) for variant, proxy in proxies.items()}
     finally:
         for proxy in proxies.values():
             proxy.stop()

@@ -14,6 +14,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -126,9 +127,13 @@ def write_markdown(path: Path, figures: dict, sections: dict[str, list[tuple[str
 async def run_all(server_url: str, quick: bool) -> dict:
     figures: dict = {"quick": quick, "machine": machine(server_url)}
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="solaris-bench-proxy-") as work, scratch_database(server_url) as url:
+    # Kept after the run: the proxies' logs are the first place to look when a figure is odd.
+    work = repo / "bench" / "results" / ("proxies-quick" if quick else "proxies")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    with scratch_database(server_url) as url:
         print("bench: proxy overhead …", file=sys.stderr, flush=True)
-        figures["proxy"] = await proxy_bench.run(url, quick, Path(work))
+        figures["proxy"] = await proxy_bench.run(url, quick, work)
     print("bench: ledger …", file=sys.stderr, flush=True)
     figures["ledger"] = await ledger_bench.run(server_url, quick)
     print("bench: reports …", file=sys.stderr, flush=True)

@@ -106,6 +106,19 @@ async def resolve(
     return row
 
 
+async def prune_resolved(connection: AsyncConnection, retention_s: int, limit: int = 5000) -> int:
+    """Delete up to `limit` reservations resolved more than retention_s ago."""
+    cursor = await connection.execute(
+        """DELETE FROM solaris.reservations WHERE call_id IN (
+               SELECT call_id FROM solaris.reservations
+                WHERE created_at < now() - make_interval(secs => %(retention_s)s) AND state <> 'pending'
+                  AND resolved_at < now() - make_interval(secs => %(retention_s)s)
+                LIMIT %(limit)s FOR UPDATE SKIP LOCKED)""",
+        {"retention_s": retention_s, "limit": limit},
+    )
+    return cursor.rowcount
+
+
 async def expire_due(connection: AsyncConnection, limit: int = 500) -> int:
     cursor = await connection.execute("SELECT solaris.expire_due(%s)", (limit,))
     row = await cursor.fetchone()

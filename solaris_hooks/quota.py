@@ -29,6 +29,7 @@ from solaris_hooks.settings import Settings
 # Bounds on background work, so a backlog is worked off in slices, never in one huge
 # transaction.
 expire_batch_size_max = 500
+prune_batch_size_max = 5000
 
 
 class QuotaService:
@@ -190,8 +191,17 @@ class QuotaService:
                 expired_total += expired
                 if expired < expire_batch_size_max:
                     break
+            pruned_total = 0
+            while True:
+                pruned = await ledger.prune_resolved(connection, self.settings.reservation_retention_s,
+                                                     prune_batch_size_max)
+                pruned_total += pruned
+                if pruned < prune_batch_size_max:
+                    break
         if expired_total:
             log_event("reservations_expired", count=expired_total)
+        if pruned_total:
+            log_event("reservations_pruned", count=pruned_total)
         return expired_total
 
     async def sweep_forever(self) -> None:

@@ -49,6 +49,9 @@ class Settings(BaseModel):
     # succeeds finds its reservation pending and is charged.
     reservation_ttl_s: int = Field(900, ge=1, le=86_400)
     sweep_interval_s: float = Field(30, gt=0, le=3600)
+    # Resolved reservations are deleted after this long (the ledger keeps the history);
+    # until then a late duplicate event for the call is recognised and ignored.
+    reservation_retention_s: int = Field(7 * 86_400, ge=3600, le=366 * 86_400)
     # Completion budget reserved, and written into the request, when a call sets no
     # max_tokens: without a bound the upstream could spend more than we reserved.
     completion_tokens_default: int = Field(4096, ge=1, le=1_000_000)

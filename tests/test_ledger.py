@@ -158,3 +158,30 @@ class TestCredit:
 
         with pytest.raises(psycopg.errors.RaiseException):
             run(database_url, scenario)
+
+
+class TestRetention:
+    def test_old_resolved_reservations_are_pruned_and_the_ledger_stays(self, database_url, user_id):
+        """Resolved reservations past the retention go; pending ones and every ledger row stay."""
+
+        async def scenario(connection):
+            await reserve(connection, user_id, "old-settled-" + user_id, wanted=10)
+            await ledger.resolve(connection, call_id="old-settled-" + user_id, kind="settle", raw_tokens=10)
+            await reserve(connection, user_id, "old-pending-" + user_id, wanted=10)
+            await connection.execute(
+                "UPDATE solaris.reservations SET created_at = now() - interval '9 days', "
+                "resolved_at = CASE WHEN state = 'pending' THEN NULL ELSE now() - interval '9 days' END "
+                "WHERE user_id = %s", (user_id,))
+            pruned = await ledger.prune_resolved(connection, retention_s=7 * 86400)
+            cursor = await connection.execute("SELECT call_id FROM solaris.reservations WHERE user_id = %s",
+                                              (user_id,))
+            left = [row[0] for row in await cursor.fetchall()]
+            cursor = await connection.execute("SELECT count(*) FROM solaris.ledger WHERE user_id = %s", (user_id,))
+            ledger_rows = (await cursor.fetchone())[0]
+            late = await ledger.resolve(connection, call_id="old-settled-" + user_id, kind="settle", raw_tokens=99)
+            return pruned, left, ledger_rows, late, await ledger.balance(connection, user_id)
+
+        pruned, left, ledger_rows, late, balance = run(database_url, scenario)
+        assert pruned >= 1 and left == ["old-pending-" + user_id]
+        assert ledger_rows == 4  # grant, reserve, settle, reserve
+        assert late.state == "unknown" and balance.debited_tokens == 4  # ceil(10 × 0.376), charged once
