@@ -116,6 +116,8 @@ def write_markdown(path: Path, figures: dict, sections: dict[str, list[tuple[str
         "aiohttp client in the benchmark process. Ledger pairs run straight against Postgres beside the",
         "ceiling of a single conditional `UPDATE … RETURNING`. Reports run over 1,000,000 generated rows.",
         "",
+        "What the figures mean, which targets are missed and why: [performance.md](performance.md).",
+        "",
     ]
     for title, rows in sections.items():
         lines += [f"## {title}", "", "| measure | value | target |", "| --- | --- | --- |"]
@@ -147,18 +149,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke mode: a few seconds, tiny counts")
     parser.add_argument("--json", type=Path, default=repo / "bench" / "results" / "latest.json")
     parser.add_argument("--markdown", type=Path, help="where to write the report (full runs: docs/benchmarks.md)")
+    parser.add_argument("--report-only", action="store_true", help="re-render the report from the --json figures")
     args = parser.parse_args(argv)
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    with postgres_server() as server_url:
-        figures = asyncio.run(run_all(server_url, args.quick))
+    if args.report_only:
+        figures = json.loads(args.json.read_text(encoding="utf-8"))
+        args.quick = figures["quick"]
+    else:
+        with postgres_server() as server_url:
+            figures = asyncio.run(run_all(server_url, args.quick))
     sections = {
         "Proxy overhead (solaris_hooks / no-op callback)": proxy_bench.rows(figures["proxy"]),
         "Ledger (reserve + settle pairs / single-UPDATE ceiling)": ledger_bench.rows(figures["ledger"]),
         "Reports": reports_bench.rows(figures["reports"]),
     }
     print_table(sections)
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(figures, indent=2, default=str), encoding="utf-8")
+    if not args.report_only:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(figures, indent=2, default=str), encoding="utf-8")
     markdown = args.markdown or (None if args.quick else repo / "docs" / "benchmarks.md")
     if markdown:
         write_markdown(markdown, figures, sections)
