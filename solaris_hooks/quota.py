@@ -113,7 +113,10 @@ class QuotaService:
         user_id = resolve_identity(data, settings.identity_header, key_user_id)
         call_id = str(data.get("litellm_call_id") or "")
         model = str(data.get("model") or "") or None
-        plan = plan_call(data, call_type, settings.factor_for(model), settings.completion_tokens_default)
+        # A free title call is still reserved and settled, at factor 0: the ledger shows its raw tokens.
+        free = settings.title_calls == "free" and settings.is_title_call(data)
+        factor = 0.0 if free else settings.factor_for(model)
+        plan = plan_call(data, call_type, factor, settings.completion_tokens_default)
         try:
             async with self.connection() as connection:
                 reservation = await ledger.reserve(

@@ -10,6 +10,7 @@ start instead of enforcing a quota nobody intended.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Literal, Mapping
@@ -59,6 +60,18 @@ class Settings(BaseModel):
     fail_mode: Literal["closed", "open"] = "closed"
     # 429 carries `x-should-retry: false` so OpenAI SDKs do not retry; 403 is never retried.
     refusal_status_code: Literal[403, 429] = 429
+    # LibreChat's conversation titles: charged like any call, or recorded with 0 tokens.
+    title_calls: Literal["charge", "free"] = "charge"
+    # How a title call is recognised: regexes (case-insensitive) over the call's messages.
+    # The defaults match LibreChat's own title prompts (classic, agents, assistants).
+    title_prompt_patterns: list[Annotated[str, Field(min_length=1, max_length=300)]] = Field(
+        default_factory=lambda: [
+            r"5-word-or-less title for the conversation",
+            r"concise title in the detected language",
+            r"concise title \(max 40 characters\) for a conversation",
+        ],
+        max_length=20,
+    )
     # Periodic renewal of every allowance; none when absent.
     refill: RefillSettings | None = None
     # Usage fractions that warn by e-mail; the block at 1.0 is always added.
@@ -73,6 +86,24 @@ class Settings(BaseModel):
     mail_backoff_max_s: float = Field(3600, gt=0, le=7 * 86_400)
     db_pool_size_max: int = Field(10, ge=1, le=200)
     db_timeout_s: float = Field(5, gt=0, le=120)
+
+    @field_validator("title_prompt_patterns")
+    @classmethod
+    def _compiles(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ValueError(f"{pattern!r} is not a valid regular expression: {error}") from None
+        return patterns
+
+    def is_title_call(self, data: dict) -> bool:
+        """Whether a call is LibreChat asking for a conversation title (see title_prompt_patterns)."""
+        messages = data.get("messages")
+        if not isinstance(messages, list) or not self.title_prompt_patterns:
+            return False
+        text = " ".join(str(message.get("content") or "") for message in messages if isinstance(message, dict))
+        return any(re.search(pattern, text, re.IGNORECASE) for pattern in self.title_prompt_patterns)
 
     @field_validator("alert_thresholds")
     @classmethod

@@ -37,6 +37,7 @@ proxy_settings = {
     "credits_email": credits_email,
     "sweep_interval_s": 0.5,
     "mail_poll_interval_s": 0.2,
+    "title_calls": "free",
 }
 admin_email = "chefe@example.com"
 # Extra keys of the session proxy: one admin with an alias, one without, one read-only.

@@ -180,3 +180,16 @@ class TestSolarisCallback:
         assert error.status_code == 429
         assert "mensagem mais curta" in message and "restam 1000" in message
         assert "acabou" not in message
+
+    @pytest.mark.parametrize(("title_calls", "charged"), [("charge", True), ("free", False)])
+    def test_title_calls_are_charged_unless_configured_free(self, database_url, title_calls, charged):
+        """LibreChat's title call reserves like any call by default, and nothing with title_calls: free."""
+        user_id = f"title-{uuid.uuid4().hex}"
+        title = "Please generate a concise, 5-word-or-less title for the conversation, using its same language"
+
+        async def scenario(callback, service):
+            await callback.async_pre_call_hook(key, None, request_data(user_id, uuid.uuid4().hex, title), "acompletion")
+            return await balance(service, user_id)
+
+        account = run_with_callback(database_url, scenario, title_calls=title_calls)
+        assert (account.reserved_tokens > 0) is charged

@@ -192,7 +192,10 @@ BEGIN
         RETURN;
     END IF;
     amount := least(p_wanted, account.credited_tokens - account.debited_tokens - account.reserved_tokens);
-    IF amount < p_minimum OR amount <= 0 THEN
+    IF p_wanted = 0 THEN
+        -- A call that costs nothing (a free title call) is recorded, never refused for quota.
+        amount := 0;
+    ELSIF amount < p_minimum OR amount <= 0 THEN
         -- Refused with usage past the last warning: the user is blocked, tell them once.
         IF account.debited_tokens >= account.credited_tokens * coalesce(
                 (SELECT max(level) FROM unnest(p_thresholds) AS level), 1.0) THEN
