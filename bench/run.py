@@ -18,17 +18,15 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 import psutil
 import psycopg
-from psycopg.conninfo import make_conninfo
 
 from bench import ledger_bench, proxy_bench, reports_bench
-from solaris_hooks.migrations import migrate
+from solaris_hooks.testing import scratch_database
 
 repo = Path(__file__).resolve().parent.parent
 
@@ -47,20 +45,6 @@ def postgres_server():
             yield server.get_uri()
         finally:
             server.cleanup()
-
-
-@contextmanager
-def scratch_database(server_url: str):
-    name = f"solaris_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    url = make_conninfo(server_url, dbname=name)
-    migrate(url)
-    try:
-        yield url
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def machine(server_url: str) -> dict:

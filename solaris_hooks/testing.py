@@ -10,11 +10,13 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
+from contextlib import contextmanager
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 import httpx
 
@@ -33,6 +35,27 @@ def wait_for(probe: Callable[[], T], timeout_s: float = 10, interval_s: float = 
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} not reached within {timeout_s} s (last value: {value!r})")
         time.sleep(interval_s)
+
+
+@contextmanager
+def scratch_database(server_url: str, migrated: bool = True) -> Iterator[str]:
+    """A database of its own on the same server (migrated unless told not to), dropped after."""
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    from solaris_hooks.migrations import migrate
+
+    name = f"solaris_scratch_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    url = make_conninfo(server_url, dbname=name)
+    try:
+        if migrated:
+            migrate(url)
+        yield url
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 def assert_ledger_consistent(database_url: str) -> None:

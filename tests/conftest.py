@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import os
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
 
 import openai
-import psycopg
 import pytest
 import yaml
-from psycopg.conninfo import make_conninfo
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from solaris_hooks.fake_provider import FakeProvider  # noqa: E402
 from solaris_hooks.migrations import migrate  # noqa: E402
-from solaris_hooks.testing import AdminClient, MailCatcher, ProxyProcess, assert_ledger_consistent  # noqa: E402
+from solaris_hooks.testing import (  # noqa: E402
+    AdminClient,
+    MailCatcher,
+    ProxyProcess,
+    assert_ledger_consistent,
+    scratch_database,
+)
 
 artifacts_dir = Path(__file__).resolve().parent.parent / "test-artifacts"
 master_key = "sk-solaris-test-" + uuid.uuid4().hex
@@ -60,22 +63,6 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     migrate(url)
     yield url
     server.cleanup()
-
-
-@contextmanager
-def scratch_database(database_url: str, migrated: bool = True):
-    """A database of its own on the same server, for tests whose workers see every row."""
-    name = f"solaris_scratch_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(database_url, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    url = make_conninfo(database_url, dbname=name)
-    if migrated:
-        migrate(url)
-    try:
-        yield url
-    finally:
-        with psycopg.connect(database_url, autocommit=True) as connection:
-            connection.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
