@@ -61,7 +61,7 @@ class SolarisCallback(CustomLogger):
     async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type):
         settings = self.service.settings
         try:
-            await self.service.reserve_call(data, str(call_type), getattr(user_api_key_dict, "user_id", None))
+            await self.service.reserve_call(data, str(call_type), user_api_key_dict)
         except Refusal as refusal:
             raise refusal_http_error(refusal, settings) from None
         except DatabaseUnavailable:

@@ -8,6 +8,7 @@ make one account shared by everyone, so it is refused.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Mapping
 
 from solaris_hooks.exceptions import IdentityRefused
@@ -39,7 +40,39 @@ def validate_identity(identity: str) -> str:
     return identity
 
 
-def resolve_identity(data: dict, header_name: str, key_user_id: str | None) -> str:
+# What LiteLLM puts in UserAPIKeyAuth.token for the master key (other keys: sha256 of the key).
+master_key_token = "litellm_proxy_master_key"
+
+
+def key_may_name_users(token: str | None, key_alias: str | None, trusted_keys: list[str] | None) -> bool:
+    """Whether a LiteLLM key may say which end user a call is for.
+
+    trusted_keys None: every key may (LibreChat alone holds keys). Otherwise only keys
+    listed by alias, as the raw key (compared by its sha256, as LiteLLM stores it), or
+    `master_key`.
+    """
+    if trusted_keys is None:
+        return True
+    for entry in trusted_keys:
+        if entry == "master_key" and token == master_key_token:
+            return True
+        if key_alias and entry == key_alias:
+            return True
+        if token and hashlib.sha256(entry.encode()).hexdigest() == token:
+            return True
+    return False
+
+
+def key_identity(key_user_id: str | None, token: str | None) -> str | None:
+    """Who pays for a key that may not name users: its own user, else the key itself."""
+    if key_user_id:
+        return key_user_id
+    return f"key:{token[:16]}" if token else None
+
+
+def resolve_identity(data: dict, header_name: str, key_user_id: str | None, may_name_users: bool = True) -> str:
+    if not may_name_users:
+        return validate_identity(key_user_id or "")
     headers = (data.get("proxy_server_request") or {}).get("headers")
     for candidate in (header_value(headers, header_name), data.get("user"), key_user_id):
         if candidate is None:

@@ -21,7 +21,7 @@ from solaris_hooks import ledger
 from solaris_hooks.database import connection_pool
 from solaris_hooks.estimate import Plan, plan_call, set_completion_bound
 from solaris_hooks.exceptions import AccountInactive, DatabaseUnavailable, QuotaExhausted, Refusal
-from solaris_hooks.identity import resolve_identity
+from solaris_hooks.identity import header_value, key_identity, key_may_name_users, resolve_identity
 from solaris_hooks.logs import log_event
 from solaris_hooks.metrics import Metrics
 from solaris_hooks.settings import Settings
@@ -90,7 +90,7 @@ class QuotaService:
 
     # -- the request path ----------------------------------------------------------
 
-    async def reserve_call(self, data: dict, call_type: str, key_user_id: str | None) -> str | None:
+    async def reserve_call(self, data: dict, call_type: str, key: object) -> str | None:
         """Reserve the worst case of a call and bound its completion; raises a Refusal.
 
         Returns the user charged, or None when the database is down and fail_mode is
@@ -98,7 +98,7 @@ class QuotaService:
         """
         started = time.perf_counter()
         try:
-            return await self._reserve_call(data, call_type, key_user_id)
+            return await self._reserve_call(data, call_type, key)
         except Refusal as refusal:
             self.metrics.refusals.labels(reason=refusal.reason).inc()
             raise
@@ -108,9 +108,17 @@ class QuotaService:
         finally:
             self.metrics.pre_call_seconds.observe(time.perf_counter() - started)
 
-    async def _reserve_call(self, data: dict, call_type: str, key_user_id: str | None) -> str | None:
+    async def _reserve_call(self, data: dict, call_type: str, key: object) -> str | None:
+        """`key` is LiteLLM's UserAPIKeyAuth: its user_id, token (key hash) and key_alias."""
         settings = self.settings
-        user_id = resolve_identity(data, settings.identity_header, key_user_id)
+        token, alias = getattr(key, "token", None), getattr(key, "key_alias", None)
+        trusted = key_may_name_users(token, alias, settings.trusted_keys)
+        user_id = resolve_identity(data, settings.identity_header,
+                                   key_identity(getattr(key, "user_id", None), token), trusted)
+        if not trusted and (data.get("user") or header_value(
+                (data.get("proxy_server_request") or {}).get("headers"), settings.identity_header)):
+            # A key outside trusted_keys tried to name someone: charged to itself, and logged.
+            log_event("identity_ignored", logging.WARNING, user_id=user_id, key_alias=alias)
         call_id = str(data.get("litellm_call_id") or "")
         model = str(data.get("model") or "") or None
         # A free title call is still reserved and settled, at factor 0: the ledger shows its raw tokens.

@@ -60,6 +60,10 @@ class Settings(BaseModel):
     fail_mode: Literal["closed", "open"] = "closed"
     # 429 carries `x-should-retry: false` so OpenAI SDKs do not retry; 403 is never retried.
     refusal_status_code: Literal[403, 429] = 429
+    # Keys that may name the end user (header or body `user`): aliases, raw keys (or
+    # os.environ/NAME) or `master_key`. Unset: every key may. Any other key is charged to
+    # its own user, so a person holding a personal key cannot spend someone else's allowance.
+    trusted_keys: list[Annotated[str, Field(min_length=1, max_length=500)]] | None = None
     # LibreChat's conversation titles: charged like any call, or recorded with 0 tokens.
     title_calls: Literal["charge", "free"] = "charge"
     # How a title call is recognised: regexes (case-insensitive) over the call's messages.
@@ -122,6 +126,8 @@ def _resolve_env_refs(value: object, key: str, environ: Mapping[str, str]) -> ob
         return environ[name]
     if isinstance(value, dict):
         return {k: _resolve_env_refs(v, f"{key}.{k}", environ) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_env_refs(item, f"{key}.{index}", environ) for index, item in enumerate(value)]
     return value
 
 
@@ -154,7 +160,16 @@ def describe_settings(environ: Mapping[str, str] = os.environ) -> dict[str, dict
     block = read_block(path) or {}
     settings = settings_from_mapping(block, environ)
     described: dict[str, dict[str, object]] = {}
-    for key, value in settings.model_dump(mode="json").items():
+    values = settings.model_dump(mode="json")
+    if values.get("trusted_keys"):
+        # Raw keys are secrets: show aliases and `master_key` only.
+        raw = block.get("trusted_keys") or []
+        values["trusted_keys"] = [
+            entry if entry == "master_key" or not (str(entry).startswith("sk-") or str(written).startswith(env_prefix))
+            else "********"
+            for entry, written in zip(values["trusted_keys"], list(raw) + [""] * len(values["trusted_keys"]))
+        ]
+    for key, value in values.items():
         override = next((env for env, target in env_overrides.items() if target == key and environ.get(env, "").strip()),
                         None)
         if override:

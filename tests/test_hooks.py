@@ -193,3 +193,50 @@ class TestSolarisCallback:
 
         account = run_with_callback(database_url, scenario, title_calls=title_calls)
         assert (account.reserved_tokens > 0) is charged
+
+
+class TestTrustedKeys:
+    def run_as(self, database_url, key, data, **settings):
+        async def scenario(callback, service):
+            await callback.async_pre_call_hook(key, None, data, "acompletion")
+            async with service.connection() as connection:
+                cursor = await connection.execute(
+                    "SELECT user_id FROM solaris.reservations WHERE call_id = %s", (data["litellm_call_id"],))
+                return (await cursor.fetchone())[0]
+
+        return run_with_callback(database_url, scenario, **settings)
+
+    def test_a_trusted_key_names_the_user(self, database_url):
+        """LibreChat's key, listed by alias, charges the user in the header."""
+        victim = f"ana-{uuid.uuid4().hex}@example.com"
+        librechat = UserAPIKeyAuth(api_key="sk-librechat-" + uuid.uuid4().hex, key_alias="librechat")
+        charged = self.run_as(database_url, librechat, request_data(victim, uuid.uuid4().hex),
+                              trusted_keys=["librechat"])
+        assert charged == victim
+
+    def test_an_untrusted_key_is_charged_to_its_own_user(self, database_url):
+        """A personal key naming someone else in header and body pays from its own allowance."""
+        victim = f"ana-{uuid.uuid4().hex}@example.com"
+        personal = UserAPIKeyAuth(api_key="sk-personal-" + uuid.uuid4().hex, user_id=f"bob-{uuid.uuid4().hex}")
+        data = request_data(victim, uuid.uuid4().hex, user=victim)
+        charged = self.run_as(database_url, personal, data, trusted_keys=["librechat"])
+        assert charged == personal.user_id
+
+    def test_a_raw_key_and_the_master_key_can_be_trusted(self, database_url):
+        """trusted_keys may list a raw key (matched by its hash) or `master_key`."""
+        raw = "sk-raw-" + uuid.uuid4().hex
+        victim = f"ana-{uuid.uuid4().hex}@example.com"
+        assert self.run_as(database_url, UserAPIKeyAuth(api_key=raw), request_data(victim, uuid.uuid4().hex),
+                           trusted_keys=[raw]) == victim
+        master = UserAPIKeyAuth(api_key="litellm_proxy_master_key", user_id=f"admin-{uuid.uuid4().hex}")
+        victim = f"ana-{uuid.uuid4().hex}@example.com"
+        assert self.run_as(database_url, master, request_data(victim, uuid.uuid4().hex),
+                           trusted_keys=["master_key"]) == victim
+        assert self.run_as(database_url, master, request_data(victim, uuid.uuid4().hex),
+                           trusted_keys=["librechat"]) == master.user_id
+
+    def test_without_trusted_keys_every_key_may_name_users(self, database_url):
+        """The default (no list) keeps LibreChat setups that use one key working."""
+        victim = f"ana-{uuid.uuid4().hex}@example.com"
+        personal = UserAPIKeyAuth(api_key="sk-any-" + uuid.uuid4().hex, user_id="bob")
+        assert self.run_as(database_url, personal, request_data(victim, uuid.uuid4().hex)) == victim

@@ -76,3 +76,20 @@ class TestSettings:
         """The repository's litellm-config.yaml passes validation."""
         config = Path(__file__).resolve().parent.parent / "litellm-config.yaml"
         assert load_settings(config, environ={}).conversion_factor == 0.376
+
+
+class TestTrustedKeysSetting:
+    def test_listed_keys_may_come_from_the_environment(self):
+        """trusted_keys entries written os.environ/NAME are read from the environment."""
+        settings = settings_from_mapping({"trusted_keys": ["librechat", "os.environ/LIBRECHAT_KEY"]},
+                                         {"LIBRECHAT_KEY": "sk-secret"})
+        assert settings.trusted_keys == ["librechat", "sk-secret"]
+
+    def test_raw_keys_are_masked_when_settings_are_shown(self, tmp_path: Path):
+        """GET /solaris/settings shows aliases and master_key, never a raw key."""
+        from solaris_hooks.settings import describe_settings
+
+        config = tmp_path / "c.yaml"
+        config.write_text("solaris_settings:\n  trusted_keys: [librechat, master_key, sk-raw-1, os.environ/K]\n")
+        shown = describe_settings({"SOLARIS_CONFIG": str(config), "K": "plain-secret"})["trusted_keys"]["value"]
+        assert shown == ["librechat", "master_key", "********", "********"]
