@@ -11,6 +11,7 @@
     └── Refusal                a call we will not let through; carries what the client is told
         ├── IdentityRefused    no usable end-user identity (400)
         ├── QuotaExhausted     the allowance is used up (429 or 403, never retried)
+        ├── RateLimited        too many requests or tokens this minute (429 with Retry-After)
         └── AccountInactive    an admin blocked or disabled the user (403)
 
 A Refusal knows its HTTP status and the message key that `messages` renders in the
@@ -90,6 +91,12 @@ class QuotaExhausted(Refusal):
     status_code = 429
     message_key = "quota_exhausted"
     error_type = "insufficient_quota"
+
+
+class RateLimited(Refusal):
+    status_code = 429
+    error_type = "rate_limit_error"
+    reason = "rate_limited"  # type: ignore[assignment]
 
 
 class AccountInactive(Refusal):

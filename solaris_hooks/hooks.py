@@ -13,7 +13,7 @@ from fastapi import HTTPException
 from litellm.integrations.custom_logger import CustomLogger
 
 from solaris_hooks import messages
-from solaris_hooks.exceptions import DatabaseUnavailable, QuotaExhausted, Refusal
+from solaris_hooks.exceptions import DatabaseUnavailable, QuotaExhausted, RateLimited, Refusal
 from solaris_hooks.logs import log_event
 from solaris_hooks.quota import QuotaService
 from solaris_hooks.settings import Settings
@@ -23,11 +23,16 @@ def refusal_http_error(refusal: Refusal, settings: Settings) -> HTTPException:
     status_code = settings.refusal_status_code if isinstance(refusal, QuotaExhausted) else refusal.status_code
     params = {"header": settings.identity_header, "credits_email": settings.credits_email, **refusal.params}
     text = messages.render(refusal.message_key, settings.locale, **params)
+    if isinstance(refusal, RateLimited):
+        # This one heals by itself: say when, and let clients retry then.
+        headers = {"retry-after": str(refusal.params["retry_after_s"])}
+    else:
+        # OpenAI SDKs retry 429s unless told not to; a used-up allowance will not heal in seconds.
+        headers = {"x-should-retry": "false"}
     return HTTPException(
         status_code=status_code,
         detail={"error": {"message": text, "type": refusal.error_type, "code": refusal.message_key}},
-        # OpenAI SDKs retry 429s unless told not to; a used-up allowance will not heal in seconds.
-        headers={"x-should-retry": "false"},
+        headers=headers,
     )
 
 
@@ -61,7 +66,7 @@ class SolarisCallback(CustomLogger):
     async def async_pre_call_hook(self, user_api_key_dict, cache, data: dict, call_type):
         settings = self.service.settings
         try:
-            await self.service.reserve_call(data, str(call_type), user_api_key_dict)
+            await self.service.reserve_call(data, str(call_type), user_api_key_dict, cache)
         except Refusal as refusal:
             raise refusal_http_error(refusal, settings) from None
         except DatabaseUnavailable:

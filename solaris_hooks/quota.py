@@ -17,7 +17,7 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from solaris_hooks import ledger
+from solaris_hooks import ledger, rate_limits
 from solaris_hooks.database import connection_pool
 from solaris_hooks.estimate import Plan, plan_call, set_completion_bound
 from solaris_hooks.exceptions import AccountInactive, DatabaseUnavailable, QuotaExhausted, Refusal
@@ -90,7 +90,7 @@ class QuotaService:
 
     # -- the request path ----------------------------------------------------------
 
-    async def reserve_call(self, data: dict, call_type: str, key: object) -> str | None:
+    async def reserve_call(self, data: dict, call_type: str, key: object, cache: object = None) -> str | None:
         """Reserve the worst case of a call and bound its completion; raises a Refusal.
 
         Returns the user charged, or None when the database is down and fail_mode is
@@ -98,7 +98,7 @@ class QuotaService:
         """
         started = time.perf_counter()
         try:
-            return await self._reserve_call(data, call_type, key)
+            return await self._reserve_call(data, call_type, key, cache)
         except Refusal as refusal:
             self.metrics.refusals.labels(reason=refusal.reason).inc()
             raise
@@ -108,7 +108,7 @@ class QuotaService:
         finally:
             self.metrics.pre_call_seconds.observe(time.perf_counter() - started)
 
-    async def _reserve_call(self, data: dict, call_type: str, key: object) -> str | None:
+    async def _reserve_call(self, data: dict, call_type: str, key: object, cache: object) -> str | None:
         """`key` is LiteLLM's UserAPIKeyAuth: its user_id, token (key hash) and key_alias."""
         settings = self.settings
         token, alias = getattr(key, "token", None), getattr(key, "key_alias", None)
@@ -125,6 +125,7 @@ class QuotaService:
         free = settings.title_calls == "free" and settings.is_title_call(data)
         factor = 0.0 if free else settings.factor_for(model)
         plan = plan_call(data, call_type, factor, settings.completion_tokens_default)
+        await rate_limits.enforce(cache, user_id, plan.wanted_tokens, settings)
         try:
             async with self.connection() as connection:
                 reservation = await ledger.reserve(

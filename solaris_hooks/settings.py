@@ -64,6 +64,9 @@ class Settings(BaseModel):
     # os.environ/NAME) or `master_key`. Unset: every key may. Any other key is charged to
     # its own user, so a person holding a personal key cannot spend someone else's allowance.
     trusted_keys: list[Annotated[str, Field(min_length=1, max_length=500)]] | None = None
+    # Per end user, counted per minute across replicas (LiteLLM's cache); unset: no limit.
+    requests_per_minute: int | None = Field(None, ge=1, le=1_000_000)
+    tokens_per_minute: int | None = Field(None, ge=1, le=10**12)
     # LibreChat's conversation titles: charged like any call, or recorded with 0 tokens.
     title_calls: Literal["charge", "free"] = "charge"
     # How a title call is recognised: regexes (case-insensitive) over the call's messages.
