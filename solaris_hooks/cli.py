@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Mapping
 
 from solaris_hooks.database import database_url, url_variables
 from solaris_hooks.cli_report import add_report_command
@@ -48,26 +49,16 @@ def _master_key(data_dir: Path) -> tuple[str, bool]:
     return key, True
 
 
-def _ensure_database(environ: dict[str, str], data_dir: Path) -> str:
-    if any(environ.get(name) for name in url_variables):
+def cli_database_url(environ: Mapping[str, str] = os.environ) -> str:
+    """The configured URL, else the embedded Postgres that `solaris run` uses (started if
+    the proxy is not running, and stopped again when this command exits)."""
+    if any(environ.get(name, "").strip() for name in url_variables):
         return database_url(environ)
     from solaris_hooks import embedded_postgres
 
-    print(f"solaris: starting embedded Postgres in {data_dir / 'pgdata'}", flush=True)
-    url = embedded_postgres.start(data_dir)
-    # Only our variable: LiteLLM seeing DATABASE_URL would try to run Prisma migrations.
-    environ["SOLARIS_DATABASE_URL"] = url
-    return url
-
-
-def cli_database_url() -> str:
-    """The configured URL, else the embedded Postgres that `solaris run` uses (started if
-    the proxy is not running, and stopped again when this command exits)."""
-    if any(os.environ.get(name, "").strip() for name in url_variables):
-        return database_url()
-    from solaris_hooks import embedded_postgres
-
-    return embedded_postgres.start(_data_dir())
+    data_dir = _data_dir()
+    print(f"solaris: using the embedded Postgres in {data_dir / 'pgdata'}", file=sys.stderr, flush=True)
+    return embedded_postgres.start(data_dir)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -78,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
     # An empty DATABASE_URL makes LiteLLM exit ("unsupported scheme"): treat it as unset.
     environ = {name: value for name, value in os.environ.items() if not (name in url_variables and not value.strip())}
     data_dir = _data_dir()
-    url = _ensure_database(environ, data_dir)
+    url = cli_database_url(environ)
+    # Only our variable: LiteLLM seeing DATABASE_URL would try to run Prisma migrations.
+    environ.setdefault("SOLARIS_DATABASE_URL", url)
 
     from solaris_hooks.migrations import migrate
     from solaris_hooks.settings import load_settings

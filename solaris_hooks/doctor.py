@@ -8,7 +8,6 @@ every test.
 from __future__ import annotations
 
 import smtplib
-import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -62,18 +61,18 @@ class Finding:
     rows: list[tuple]
 
 
+def invariant_rows(connection: psycopg.Connection) -> list[Finding]:
+    """Every invariant with up to 20 rows breaking it (none when it holds), from one snapshot,
+    so a call in flight cannot look like a fault. Needs an autocommit connection."""
+    with connection.transaction():
+        connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        return [Finding(invariant, connection.execute(query + " LIMIT 20").fetchall()) for invariant, query in checks]
+
+
 def diagnose(url: str) -> list[Finding]:
     """The invariants that do not hold, each with up to 20 offending rows."""
-    findings = []
-    with psycopg.connect(url, connect_timeout=10) as connection:
-        # One snapshot for all checks, so a call in flight cannot look like a fault.
-        with connection.transaction():
-            connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            for invariant, query in checks:
-                rows = connection.execute(query + " LIMIT 20").fetchall()
-                if rows:
-                    findings.append(Finding(invariant, rows))
-    return findings
+    with psycopg.connect(url, connect_timeout=10, autocommit=True) as connection:
+        return [finding for finding in invariant_rows(connection) if finding.rows]
 
 
 # Outbox rows waiting longer than this mean mail is not going out.
@@ -101,7 +100,7 @@ def _check_config(config: Path | None) -> CheckResult:
 
 def _check_smtp() -> CheckResult:
     from solaris_hooks.exceptions import SettingsError
-    from solaris_hooks.smtp import smtp_settings_from_env
+    from solaris_hooks.smtp import session, smtp_settings_from_env
 
     try:
         smtp = smtp_settings_from_env()
@@ -110,14 +109,7 @@ def _check_smtp() -> CheckResult:
     if smtp is None:
         return CheckResult("smtp", True, "not configured (SMTP_HOST unset): alerts wait in the outbox")
     try:
-        context = ssl.create_default_context()
-        client = (smtplib.SMTP_SSL(smtp.host, smtp.port, timeout=smtp.timeout_s, context=context)
-                  if smtp.security == "ssl" else smtplib.SMTP(smtp.host, smtp.port, timeout=smtp.timeout_s))
-        with client:
-            if smtp.security == "starttls":
-                client.starttls(context=context)
-            if smtp.username:
-                client.login(smtp.username, smtp.password.get_secret_value() if smtp.password else "")
+        with session(smtp) as client:
             client.noop()
     except (OSError, smtplib.SMTPException) as error:
         return CheckResult("smtp", False, f"{smtp.host}:{smtp.port} unreachable: {type(error).__name__}: {error}")
@@ -134,12 +126,9 @@ def _database_checks(connection: psycopg.Connection) -> list[CheckResult]:
     missing = [migration.version for migration in available_migrations() if migration.version not in applied]
     results.append(CheckResult("migrations", not missing,
                                f"missing {missing}: run `solaris migrate`" if missing else f"{len(applied)} applied"))
-    with connection.transaction():
-        # One snapshot for all ledger checks, so a call in flight cannot look like a fault.
-        connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        for invariant, query in checks:
-            rows = connection.execute(query + " LIMIT 20").fetchall()
-            results.append(CheckResult(invariant, not rows, f"{len(rows)} offending: {rows}" if rows else "holds"))
+    for finding in invariant_rows(connection):
+        rows = finding.rows
+        results.append(CheckResult(finding.invariant, not rows, f"{len(rows)} offending: {rows}" if rows else "holds"))
     statuses = dict(connection.execute(
         """SELECT status, count(*) FROM solaris.alerts
             WHERE status = 'dead'

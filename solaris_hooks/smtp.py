@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import smtplib
 import ssl
+from contextlib import contextmanager
 from email.message import EmailMessage
 from email.utils import getaddresses
-from typing import Literal, Mapping
+from typing import Iterator, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
@@ -66,8 +67,9 @@ def smtp_settings_from_env(environ: Mapping[str, str] = os.environ) -> SmtpSetti
         raise SettingsError("invalid mail settings: " + "; ".join(problems)) from None
 
 
-def send(settings: SmtpSettings, message: EmailMessage) -> None:
-    """Deliver one message to the SMTP server; raises OSError or smtplib.SMTPException."""
+@contextmanager
+def session(settings: SmtpSettings) -> Iterator[smtplib.SMTP]:
+    """A connected, secured and logged-in SMTP session; raises OSError or smtplib.SMTPException."""
     context = ssl.create_default_context()
     if settings.security == "ssl":
         client: smtplib.SMTP = smtplib.SMTP_SSL(settings.host, settings.port, timeout=settings.timeout_s,
@@ -80,4 +82,10 @@ def send(settings: SmtpSettings, message: EmailMessage) -> None:
         if settings.username:
             password = settings.password.get_secret_value() if settings.password else ""
             client.login(settings.username, password)
+        yield client
+
+
+def send(settings: SmtpSettings, message: EmailMessage) -> None:
+    """Deliver one message to the SMTP server; raises OSError or smtplib.SMTPException."""
+    with session(settings) as client:
         client.send_message(message)
