@@ -29,6 +29,7 @@ env_overrides: dict[str, str] = {
     "DEFAULT_TOKENS_PER_USER": "default_tokens_per_user",
     "CONVERSION_FACTOR": "conversion_factor",
     "CREDITS_EMAIL": "credits_email",
+    "SOLARIS_PUBLIC_URL": "public_url",
 }
 
 
@@ -91,6 +92,12 @@ class Settings(BaseModel):
     mail_attempts_max: int = Field(8, ge=1, le=100)
     mail_backoff_base_s: float = Field(30, gt=0, le=86_400)
     mail_backoff_max_s: float = Field(3600, gt=0, le=7 * 86_400)
+    # Where people reach the proxy (e.g. https://ia.example.com): the base of the personal
+    # usage links in alert e-mails. Unset: e-mails carry no link (we cannot guess the host).
+    public_url: Annotated[str, Field(pattern=r"^https?://[^\s/]+(/[^\s]*)?$", max_length=300)] | None = None
+    # Personal usage links stay valid this long; the admin pages' sessions this long.
+    usage_link_ttl_days: int = Field(90, ge=1, le=3660)
+    admin_session_ttl_s: int = Field(8 * 3600, ge=60, le=30 * 86_400)
     db_pool_size_max: int = Field(10, ge=1, le=200)
     db_timeout_s: float = Field(5, gt=0, le=120)
 
