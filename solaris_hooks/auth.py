@@ -47,14 +47,14 @@ def _entries(value: str, role: Role) -> list[tuple[str, Actor]]:
     return entries
 
 
-def _master_key(environ: Mapping[str, str]) -> str | None:
+def master_key(environ: Mapping[str, str]) -> str | None:
     proxy_server = sys.modules.get("litellm.proxy.proxy_server")
     return getattr(proxy_server, "master_key", None) or environ.get("LITELLM_MASTER_KEY") or None
 
 
 def known_keys(environ: Mapping[str, str] = os.environ) -> list[tuple[str, Actor]]:
     keys = []
-    master = _master_key(environ)
+    master = master_key(environ)
     if master:
         keys.append((master, Actor("master_key", "admin")))
     keys += _entries(environ.get("SOLARIS_ADMIN_KEYS", ""), "admin")

@@ -21,6 +21,7 @@ from solaris_hooks.messages import normalise_locale, templates_dir
 from solaris_hooks.refill import next_refill_at
 from solaris_hooks.settings import Settings
 from solaris_hooks.smtp import SmtpSettings
+from solaris_hooks.web_signing import usage_url
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,8 @@ def render(alert: Alert, settings: Settings, **extra: str | None) -> tuple[str, 
     """(subject, text, html) in the user's locale, else the configured one."""
     locale = normalise_locale(alert.locale or settings.locale)
     extra.setdefault("renewal_date", renewal_date(settings, locale))
+    # The personal usage page, when public_url says where people reach the proxy.
+    extra.setdefault("usage_url", usage_url(alert.user_id, settings))
     values = context(alert, settings, **extra)
     environment = _environment()
     subject = environment.get_template(f"{locale}/{alert.template}.subject.txt").render(values)

@@ -4,6 +4,8 @@
     ├── SettingsError          a bad `solaris_settings` value; stops the proxy at start-up
     ├── DatabaseUnavailable    Postgres cannot be reached (fail_mode decides what callers see)
     ├── MigrationError         the `solaris` schema could not be brought up to date
+    ├── LinkInvalid            a signed link or cookie was tampered with or is malformed
+    │   └── LinkExpired        … or was genuine but is past its expiry
     ├── AdminError             an admin request (API or CLI) that cannot be done as asked
     │   ├── NotFound           no such user or alert (404)
     │   ├── Conflict           it exists already, or is in the wrong state (409)
@@ -35,6 +37,14 @@ class DatabaseUnavailable(SolarisError):
 
 class MigrationError(SolarisError):
     """A schema migration failed."""
+
+
+class LinkInvalid(SolarisError):
+    """A signed value (personal usage link, admin session) failed its check."""
+
+
+class LinkExpired(LinkInvalid):
+    """A signed value was genuine but its expiry has passed."""
 
 
 class AdminError(SolarisError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from solaris_hooks import routes_admin, routes_alerts, routes_reports, routes_users
+from solaris_hooks import routes_admin, routes_alerts, routes_reports, routes_users, web_admin, web_me
 from solaris_hooks.api import prefix
 from solaris_hooks.quota import QuotaService
 
@@ -14,7 +14,7 @@ def mount_routes(service: QuotaService) -> None:
     # the config sits next to it); mounting twice would duplicate every route.
     if any(getattr(route, "path", None) == f"{prefix}/health" for route in app.routes):
         return
-    for module in (routes_admin, routes_users, routes_alerts, routes_reports):
+    for module in (routes_admin, routes_users, routes_alerts, routes_reports, web_admin, web_me):
         app.include_router(module.build_router(service))
     # The API schema is cached on first use; make sure ours is in it.
     app.openapi_schema = None

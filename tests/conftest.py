@@ -24,6 +24,7 @@ from solaris_hooks.testing import (  # noqa: E402
     MailCatcher,
     ProxyProcess,
     assert_ledger_consistent,
+    free_port,
     scratch_database,
 )
 
@@ -112,7 +113,8 @@ def proxy_env(database_url: str, data_dir: Path) -> dict[str, str | None]:
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
     }
     # The machine's own overrides must not change what the tests expect.
-    for name in ("DEFAULT_TOKENS_PER_USER", "CONVERSION_FACTOR", "CREDITS_EMAIL", "DATABASE_URL"):
+    for name in ("DEFAULT_TOKENS_PER_USER", "CONVERSION_FACTOR", "CREDITS_EMAIL", "DATABASE_URL", "SOLARIS_PUBLIC_URL",
+                 "SOLARIS_SECRET_KEY"):
         env[name] = None
     return env
 
@@ -135,7 +137,11 @@ def proxy(database_url: str, fake_provider: FakeProvider, mail_catcher: MailCatc
                 "SMTP_FROM": "IA SOLARIS <quota@solaris.example>", "ADMIN_EMAILS": admin_email}
     key_env = {"SOLARIS_ADMIN_KEYS": f"ana={admin_key_ana}, {admin_key_anonymous}",
                "SOLARIS_VIEWER_KEYS": viewer_key}
-    process = ProxyProcess(config, {**proxy_env(database_url, work), **mail_env, **key_env}, artifacts_dir / "proxy.log")
+    port = free_port()
+    # Alert e-mails link to the personal usage page on this proxy.
+    page_env = {"SOLARIS_PUBLIC_URL": f"http://127.0.0.1:{port}"}
+    process = ProxyProcess(config, {**proxy_env(database_url, work), **mail_env, **key_env, **page_env},
+                           artifacts_dir / "proxy.log", port=port)
     process.wait_ready()
     yield process
     process.stop()
