@@ -178,7 +178,8 @@ def build_router(service: QuotaService) -> APIRouter:
         if actor is None:
             await asyncio.sleep(login_failure_delay_s)
             log_event("admin_login_failed", logging.WARNING, client=request.client.host if request.client else None)
-            return render_page("login.html", locale, 401, session=None, flash=None, active=None, failed=True,
+            # 200, as most login forms answer: the form again, with the message.
+            return render_page("login.html", locale, 200, session=None, flash=None, active=None, failed=True,
                                form_token=web_session.login_form_token(), next=target)
         response = RedirectResponse(target, status_code=303)
         web_session.start(response, request, actor, key, locale, service.settings.admin_session_ttl_s)
