@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from solaris_hooks.migrations import migrate
     from solaris_hooks.settings import load_settings
 
-    load_settings(config, environ)  # fail here, readably, before the slow proxy start
+    settings = load_settings(config, environ)  # fail here, readably, before the slow proxy start
     migrate(url)
 
     key, generated = _master_key(data_dir)
@@ -88,9 +88,13 @@ def run(args: argparse.Namespace) -> int:
     )
     port = str(args.port or environ.get("PORT") or 4000)
     host = args.host or environ.get("HOST") or "127.0.0.1"
+    if settings.public_url is None and host in ("127.0.0.1", "localhost"):
+        # On a machine of one's own the proxy's address is known: alert e-mails can link to it.
+        environ["SOLARIS_PUBLIC_URL"] = f"http://{host}:{port}"
     litellm = Path(sys.executable).with_name("litellm")
     command = [str(litellm), "--config", str(config), "--host", host, "--port", port]
     print(f"solaris: proxy on http://{host}:{port}  (OpenAI-compatible API at /v1)", flush=True)
+    print(f"solaris: admin pages on http://{host}:{port}/solaris/admin  (log in with the master key)", flush=True)
     print(f"solaris: master key {key}" + ("  (generated, kept in " + str(data_dir / "master_key") + ")" if generated else ""), flush=True)
     child = subprocess.Popen(command, env=environ)
 
