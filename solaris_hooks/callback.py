@@ -44,6 +44,7 @@ def build_callback() -> SolarisCallback:
     smtp_settings = smtp_settings_from_env()
     service = QuotaService(settings, url)
     service.run_in_background(service.sweep_forever)
+    service.run_in_background(service.replay_forever)
     service.run_in_background(partial(refill_forever, service.connection, lambda: service.settings.refill))
     if smtp_settings is not None:
         outbox = Outbox(service.connection, settings, smtp_settings)

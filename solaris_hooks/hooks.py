@@ -81,11 +81,9 @@ class SolarisCallback(CustomLogger):
             return
         logging_payload = kwargs.get("standard_logging_object") or {}
         model = logging_payload.get("model_group") or kwargs.get("model")
-        try:
-            await self.service.settle_call(str(call_id), raw_tokens, model, kwargs.get("response_cost"))
-        except DatabaseUnavailable as error:
-            # The reservation stays pending and expires; the call is not charged twice.
-            log_event("settle_failed", logging.ERROR, call_id=call_id, raw_tokens=raw_tokens, error=str(error))
+        # While the database is unreachable the usage goes to the spool and is charged once
+        # it is back (QuotaService.settle_call): never lost, never charged twice.
+        await self.service.settle_call(str(call_id), raw_tokens, model, kwargs.get("response_cost"))
 
     async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time):
         await self._release(kwargs.get("litellm_call_id"))

@@ -106,6 +106,37 @@ async def resolve(
     return row
 
 
+async def settle_spooled(
+    connection: AsyncConnection,
+    *,
+    call_id: str,
+    raw_tokens: int,
+    model: str | None,
+    cost_usd: float | None,
+    user_id: str | None,
+    factor: float | None,
+    spooled_at: str | None,
+    default_tokens: int,
+    thresholds: Sequence[float] = (),
+) -> Resolution:
+    """Charge usage that could not be written when it happened (see solaris_hooks.spool).
+
+    Idempotent per call id: a pending reservation is settled, an expired one or an
+    unreserved call (user_id and factor given) gets a settle row of its own, and a call
+    charged before changes nothing.
+    """
+    async with connection.cursor(row_factory=class_row(Resolution)) as cursor:
+        await cursor.execute(
+            "SELECT * FROM solaris.settle_spooled(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (call_id, user_id, raw_tokens, model, None if factor is None else Decimal(str(factor)),
+             None if cost_usd is None else Decimal(str(cost_usd)), default_tokens, spooled_at,
+             decimal_levels(thresholds)),
+        )
+        row = await cursor.fetchone()
+    assert row is not None
+    return row
+
+
 async def prune_resolved(connection: AsyncConnection, retention_s: int, limit: int = 5000) -> int:
     """Delete up to `limit` reservations resolved more than retention_s ago."""
     cursor = await connection.execute(

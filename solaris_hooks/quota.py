@@ -2,7 +2,9 @@
 
 One instance per proxy process, owned by the registered callback. The pool opens lazily
 in the proxy's event loop (the callback is built while the proxy loads its config,
-before any request), and reconnects by itself when Postgres comes back.
+before any request), and reconnects by itself when Postgres comes back. Usage that
+cannot be written while Postgres is unreachable goes to the spool and is replayed,
+with one `database_recovered` log line, once it is back.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import AsyncIterator, Callable, Coroutine
 
 import psycopg
@@ -25,17 +29,41 @@ from solaris_hooks.identity import header_value, key_identity, key_may_name_user
 from solaris_hooks.logs import log_event
 from solaris_hooks.metrics import Metrics
 from solaris_hooks.settings import Settings
+from solaris_hooks.spool import Spool, SpoolEntry
 
 # Bounds on background work, so a backlog is worked off in slices, never in one huge
 # transaction.
 expire_batch_size_max = 500
 prune_batch_size_max = 5000
+# Calls between their pre-call hook and their success or failure event. Bounded: a call
+# whose events never come must not hold memory for good.
+calls_in_flight_max = 10_000
+
+
+@dataclass(frozen=True)
+class CallInFlight:
+    """What a call's success event needs and LiteLLM does not hand back to it."""
+
+    user_id: str
+    factor: float
+    metered: bool  # False: the database was down and fail_mode: open let it through unreserved
 
 
 class QuotaService:
     def __init__(self, settings: Settings, database_url: str) -> None:
         self.settings = settings
-        self._pool: AsyncConnectionPool = connection_pool(database_url, settings)
+        self._pool: AsyncConnectionPool = connection_pool(database_url, settings, check=self._check_connection)
+        self.spool = Spool(settings.spool_path().resolve())
+        self._calls: OrderedDict[str, CallInFlight] = OrderedDict()
+        # Outage bookkeeping: when the current one began (monotonic s), how much outage the
+        # replay loop has not reported yet, failures seen, and whether idle connections in
+        # the pool may be ones the server closed.
+        self._down_since: float | None = None
+        self._unreported_down_s = 0.0
+        self._failures = 0
+        self._pool_suspect = False
+        self._recovered = asyncio.Event()
+        self._replay_lock = asyncio.Lock()
         self.metrics = Metrics()
         self._opened = False
         self._open_lock = asyncio.Lock()
@@ -86,7 +114,30 @@ class QuotaService:
             async with self._pool.connection() as connection:
                 yield connection
         except (PoolTimeout, psycopg.OperationalError, psycopg.InterfaceError) as error:
+            self._mark_down()
             raise DatabaseUnavailable(str(error)) from error
+        # Only once the work is done: during an outage the pool can still hand out a
+        # connection the server closed, which fails only when used.
+        self._mark_up()
+
+    def _mark_down(self) -> None:
+        self._failures += 1
+        self._pool_suspect = True
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+
+    def _mark_up(self) -> None:
+        if self._down_since is not None:
+            self._unreported_down_s += time.monotonic() - self._down_since
+            self._down_since = None
+            self._recovered.set()  # replay the spool now, not at the next interval
+
+    async def _check_connection(self, connection: AsyncConnection) -> None:
+        """The pool's check before handing out a connection. A check is one more round trip
+        per ledger operation (~2 ms of LiteLLM's busy loop, see docs/performance.md), so it
+        runs only from a failure until the idle connections were all checked after recovery."""
+        if self._pool_suspect:
+            await AsyncConnectionPool.check_connection(connection)
 
     # -- the request path ----------------------------------------------------------
 
@@ -143,11 +194,25 @@ class QuotaService:
         except DatabaseUnavailable as error:
             if settings.fail_mode == "open":
                 log_event("fail_open", logging.WARNING, user_id=user_id, call_id=call_id, error=str(error))
+                # Charged when it succeeds: directly if the database is back by then, else
+                # through the spool.
+                self._remember(call_id, CallInFlight(user_id, plan.factor, metered=False))
                 return None
             log_event("database_unavailable", logging.ERROR, user_id=user_id, call_id=call_id, error=str(error))
             raise
         self._apply(reservation, plan, data, user_id, call_id)
+        self._remember(call_id, CallInFlight(user_id, plan.factor, metered=True))
         return user_id
+
+    def _remember(self, call_id: str, call: CallInFlight) -> None:
+        if not call_id:
+            return
+        self._calls[call_id] = call
+        if len(self._calls) > calls_in_flight_max:
+            forgotten_id, forgotten = self._calls.popitem(last=False)
+            if not forgotten.metered:
+                log_event("unmetered_call_forgotten", logging.WARNING, call_id=forgotten_id,
+                          user_id=forgotten.user_id, calls_in_flight_max=calls_in_flight_max)
 
     def _apply(self, reservation: ledger.Reservation, plan: Plan, data: dict, user_id: str, call_id: str) -> None:
         if reservation.outcome in ("reserved", "duplicate"):
@@ -176,12 +241,25 @@ class QuotaService:
 
     async def settle_call(
         self, call_id: str, raw_tokens: int, model: str | None, cost_usd: float | None
-    ) -> ledger.Resolution:
-        async with self.connection() as connection:
-            resolution = await ledger.resolve(
-                connection, call_id=call_id, kind="settle", raw_tokens=raw_tokens, model=model, cost_usd=cost_usd,
-                thresholds=self.settings.alert_thresholds,
-            )
+    ) -> ledger.Resolution | None:
+        """Charge a call that succeeded. None: the database is unreachable and the usage
+        went to the spool, to be charged by the replay (never lost, never charged twice)."""
+        call = self._calls.pop(call_id, None)
+        entry = SpoolEntry(call_id=call_id, raw_tokens=raw_tokens, model=model, cost_usd=cost_usd,
+                           user_id=call.user_id if call else None, factor=call.factor if call else None)
+        try:
+            if call is not None and not call.metered:
+                return await self.charge_spooled(entry)
+            async with self.connection() as connection:
+                resolution = await ledger.resolve(
+                    connection, call_id=call_id, kind="settle", raw_tokens=raw_tokens, model=model,
+                    cost_usd=cost_usd, thresholds=self.settings.alert_thresholds,
+                )
+        except DatabaseUnavailable as error:
+            if self.spool.append(entry):
+                log_event("usage_spooled", logging.WARNING, user_id=entry.user_id, call_id=call_id,
+                          raw_tokens=raw_tokens, metered=call.metered if call else None, error=str(error))
+            return None
         if resolution.state == "settled":
             self.metrics.charged_tokens.labels(model=model or "unknown").inc(resolution.charged_tokens)
         else:
@@ -189,13 +267,74 @@ class QuotaService:
                       raw_tokens=raw_tokens)
         return resolution
 
+    async def charge_spooled(self, entry: SpoolEntry) -> ledger.Resolution:
+        """Charge usage that was not charged when it happened; idempotent per call id."""
+        async with self.connection() as connection:
+            resolution = await ledger.settle_spooled(
+                connection, call_id=entry.call_id, raw_tokens=entry.raw_tokens, model=entry.model,
+                cost_usd=entry.cost_usd, user_id=entry.user_id, factor=entry.factor,
+                spooled_at=entry.spooled_at or None,
+                default_tokens=self.settings.default_tokens_per_user, thresholds=self.settings.alert_thresholds,
+            )
+        if resolution.charged_tokens:
+            self.metrics.charged_tokens.labels(model=entry.model or "unknown").inc(resolution.charged_tokens)
+        if resolution.state == "unknown":
+            log_event("spooled_usage_unmatched", logging.ERROR, call_id=entry.call_id, raw_tokens=entry.raw_tokens)
+        return resolution
+
     async def release_call(self, call_id: str) -> ledger.Resolution:
+        call = self._calls.pop(call_id, None)
+        if call is None or not call.metered:
+            # Nothing this process reserved: a refused call, one the database was down for
+            # (its 503 is not held up by a release that would wait for the pool too), an
+            # unmetered one, or a repeated failure event. A reservation forgotten past
+            # calls_in_flight_max expires instead.
+            return ledger.Resolution(state="unknown", charged_tokens=0)
         async with self.connection() as connection:
             return await ledger.resolve(connection, call_id=call_id, kind="release")
 
     # -- background ----------------------------------------------------------------
 
+    async def replay_once(self) -> int:
+        """After an outage, probe the database and check the pool's idle connections; then
+        charge whatever waits in the spool. Returns the entries charged; raises
+        DatabaseUnavailable while Postgres is still unreachable."""
+        if self._down_since is None and not self._pool_suspect and not self.spool.pending():
+            return 0
+        async with self._replay_lock:  # one replay at a time in this process
+            async with self.connection() as connection:
+                await connection.execute("SELECT 1")
+            if self._pool_suspect:
+                failures = self._failures
+                await self._pool.check()  # drops the idle connections the server closed
+                if failures == self._failures:
+                    self._pool_suspect = False
+            replayed = await self.spool.replay(self.charge_spooled) if self.spool.pending() else 0
+            if self._unreported_down_s:
+                log_event("database_recovered", down_s=round(self._unreported_down_s, 3), replayed_entries=replayed)
+                self._unreported_down_s = 0.0
+            elif replayed:
+                log_event("spool_replayed", replayed_entries=replayed)
+            return replayed
+
+    async def replay_forever(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._recovered.wait(), self.settings.replay_interval_s)
+            except asyncio.TimeoutError:
+                pass
+            self._recovered.clear()
+            try:
+                await self.replay_once()
+            except DatabaseUnavailable:
+                pass  # still down: every call that meets it logs it already
+            except Exception as error:  # a replay loop that dies silently would leave usage uncharged
+                log_event("replay_failed", logging.ERROR, error=repr(error))
+
     async def sweep_once(self) -> int:
+        # Replay first, so a settle that waited in the spool finds its reservation still
+        # pending instead of expired (a late settle is charged right either way).
+        await self.replay_once()
         expired_total = 0
         async with self.connection() as connection:
             while True:

@@ -59,6 +59,14 @@ class Settings(BaseModel):
     completion_tokens_default: int = Field(4096, ge=1, le=1_000_000)
     identity_header: str = Field("x-litellm-end-user-id", min_length=1, max_length=100)
     fail_mode: Literal["closed", "open"] = "closed"
+    # Usage that could not be written to the ledger (a settle while Postgres was down, or a
+    # call fail_mode: open let through) waits here, in one JSON-lines file per proxy
+    # process, until it is replayed into the ledger. Unset: `spool` under SOLARIS_DATA_DIR,
+    # i.e. ./.solaris/spool by default. Keep it on a disk that survives restarts: what it
+    # holds is not charged yet.
+    spool_dir: str | None = Field(None, min_length=1, max_length=1000)
+    # How often the spool is replayed, and an unreachable database probed, in the background.
+    replay_interval_s: float = Field(5, gt=0, le=3600)
     # 429 carries `x-should-retry: false` so OpenAI SDKs do not retry; 403 is never retried.
     refusal_status_code: Literal[403, 429] = 429
     # Keys that may name the end user (header or body `user`): aliases, raw keys (or
@@ -126,6 +134,12 @@ class Settings(BaseModel):
 
     def factor_for(self, model: str | None) -> float:
         return self.model_factors.get(model or "", self.conversion_factor)
+
+    def spool_path(self, environ: Mapping[str, str] = os.environ) -> Path:
+        """The spool directory: spool_dir, else `spool` under SOLARIS_DATA_DIR (./.solaris)."""
+        if self.spool_dir:
+            return Path(self.spool_dir)
+        return Path(environ.get("SOLARIS_DATA_DIR") or ".solaris") / "spool"
 
 
 def _resolve_env_refs(value: object, key: str, environ: Mapping[str, str]) -> object:
