@@ -162,6 +162,7 @@ ensure_secret() { # KEY BYTES [PREFIX]
 ensure_secret POSTGRES_PASSWORD 24
 ensure_secret LITELLM_MASTER_KEY 32 sk-
 ensure_secret LITELLM_SALT_KEY 32 sk-
+ensure_secret SOLARIS_SECRET_KEY 32
 ensure_secret CREDS_KEY 32
 ensure_secret CREDS_IV 16
 ensure_secret JWT_SECRET 32
