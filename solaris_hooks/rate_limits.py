@@ -1,8 +1,9 @@
 """Per-end-user rate limits: requests and platform tokens per minute.
 
 Counted in fixed one-minute windows in LiteLLM's own cache (the DualCache the pre-call
-hook is given): in Redis when the proxy is configured with one, so replicas share the
-counts, in this process's memory otherwise.
+hook is given): in Redis when the proxy has one and `litellm_settings.enable_redis_auth_cache:
+true` (LiteLLM attaches Redis to that cache only then), so replicas share the counts; in
+this process's memory otherwise, and also while Redis is unreachable.
 """
 
 from __future__ import annotations

@@ -73,7 +73,8 @@ class Settings(BaseModel):
     # os.environ/NAME) or `master_key`. Unset: every key may. Any other key is charged to
     # its own user, so a person holding a personal key cannot spend someone else's allowance.
     trusted_keys: list[Annotated[str, Field(min_length=1, max_length=500)]] | None = None
-    # Per end user, counted per minute across replicas (LiteLLM's cache); unset: no limit.
+    # Per end user, counted per minute in LiteLLM's cache (shared by replicas through Redis
+    # with enable_redis_auth_cache: true); unset: no limit.
     requests_per_minute: int | None = Field(None, ge=1, le=1_000_000)
     tokens_per_minute: int | None = Field(None, ge=1, le=10**12)
     # LibreChat's conversation titles: charged like any call, or recorded with 0 tokens.
