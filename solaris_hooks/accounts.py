@@ -24,6 +24,7 @@ from solaris_hooks.emails import is_email_address
 from solaris_hooks.exceptions import Conflict, InvalidInput, NotFound
 from solaris_hooks.identity import identity_length_max, validate_identity
 from solaris_hooks.ledger import decimal_levels
+from solaris_hooks.logs import log_event
 from solaris_hooks.messages import locales
 from solaris_hooks.pages import fetch_page
 
@@ -52,11 +53,20 @@ def check_user_id(user_id: str) -> str:
         return validate_identity(user_id)
     except IdentityRefused:
         raise InvalidInput(
-            f"user_id must be 1 to {identity_length_max} characters of plain text, without '{{{{' or control characters"
+            f"user_id must be 1 to {identity_length_max} characters of plain text, without '{{{{' or control "
+            "or invisible characters"
         ) from None
 
 
-def check_profile(email: str | None = None, locale: str | None = None) -> None:
+def _has_controls(text: str | None) -> bool:
+    return text is not None and any(ord(character) < 32 or ord(character) == 127 for character in text)
+
+
+def check_profile(email: str | None = None, locale: str | None = None, name: str | None = None) -> None:
+    # E-mails and names go into mail headers, greetings and lists; Postgres cannot even store a NUL.
+    for field, value in (("email", email), ("name", name)):
+        if _has_controls(value):
+            raise InvalidInput(f"{field}: must not contain NUL, new lines or other control characters")
     if email is not None and email != "" and not is_email_address(email):
         raise InvalidInput(f"email: {email[:80]!r} is not an e-mail address")
     if locale is not None and locale not in locales:
@@ -106,7 +116,7 @@ async def create(
     locale: str | None, actor: str,
 ) -> dict:
     user_id = check_user_id(user_id)
-    check_profile(email, locale)
+    check_profile(email, locale, name)
     async with connection.transaction():
         cursor = await connection.execute(
             "SELECT user_id FROM solaris.create_account(%s, %s, %s, %s, %s, %s)",
@@ -125,7 +135,7 @@ async def update(connection: AsyncConnection, user_id: str, changes: dict, actor
     unknown = set(changes) - allowed
     if unknown:
         raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}")
-    check_profile(changes.get("email"), changes.get("locale"))
+    check_profile(changes.get("email"), changes.get("locale"), changes.get("name"))
     if "status" in changes and changes["status"] not in statuses:
         raise InvalidInput(f"status: must be one of {', '.join(statuses)}")
     values = {key: (value or None) if key in ("email", "name") else value for key, value in changes.items()}
@@ -140,6 +150,10 @@ async def update(connection: AsyncConnection, user_id: str, changes: dict, actor
         after = await get(connection, user_id)
         await audit.record(connection, actor=actor, action="user.update", user_id=user_id,
                            before=before, after=after, details={"changed": sorted(values)})
+    if before["status"] != after["status"]:
+        # Blocking and unblocking are what an operator looks for later; API and CLI both pass here.
+        log_event("status_changed", user_id=user_id, status_before=before["status"], status=after["status"],
+                  actor=actor)
     return after
 
 
@@ -190,6 +204,8 @@ async def credit(
         if idempotency_key is not None:
             await connection.execute("UPDATE solaris.idempotency_keys SET response = %s WHERE key = %s",
                                      (Jsonb(after, dumps=audit._dumps), idempotency_key))
+    # After the commit, once per credit (a replay returned above); API and CLI both pass here.
+    log_event("credited", user_id=user_id, tokens=tokens, actor=actor, credited_tokens=after["credited_tokens"])
     return Credit(after, replayed=False)
 
 
@@ -252,36 +268,10 @@ async def import_csv(connection: AsyncConnection, text: str, *, actor: str, defa
     """Create or update users from CSV with a header row: user_id, and optionally email,
     name, locale, tokens (first grant, for new users). All rows or none."""
     reader = csv.DictReader(io.StringIO(text))
-    fields = set(reader.fieldnames or ())
-    if "user_id" not in fields:
-        raise InvalidInput("the CSV needs a header row with a user_id column (and optionally email, name, "
-                           "locale, tokens)")
-    unknown = fields - {"user_id", "email", "name", "locale", "tokens"}
-    if unknown:
-        raise InvalidInput(f"unknown CSV column(s): {', '.join(sorted(unknown))}")
-    rows = []
-    problems = []
-    for line, row in enumerate(reader, start=2):
-        if len(rows) >= import_rows_max:
-            raise InvalidInput(f"at most {import_rows_max} users per import")
-        try:
-            user_id = check_user_id(row.get("user_id") or "")
-            check_profile(row.get("email") or None, row.get("locale") or None)
-            tokens_text = (row.get("tokens") or "").strip()
-            tokens = default_tokens if not tokens_text else int(tokens_text)
-            if not 0 <= tokens <= 10**12:
-                raise InvalidInput("tokens: must be between 0 and 10^12")
-        except ValueError:
-            problems.append(f"line {line}: tokens must be a whole number")
-            continue
-        except InvalidInput as error:
-            problems.append(f"line {line}: {error.message}")
-            continue
-        rows.append((user_id, row.get("email") or None, row.get("name") or None, row.get("locale") or None, tokens))
-    if problems:
-        raise InvalidInput("nothing imported: " + "; ".join(problems[:20]))
-    if not rows:
-        raise InvalidInput("the CSV has no users")
+    try:
+        rows = _import_rows(reader, default_tokens)
+    except csv.Error as error:  # a field over csv.field_size_limit(), a broken quote…
+        raise InvalidInput(f"the CSV cannot be read (line {reader.line_num}): {error}") from None
     created = updated = 0
     async with connection.transaction():
         for user_id, email, name, locale, tokens in rows:
@@ -299,6 +289,42 @@ async def import_csv(connection: AsyncConnection, text: str, *, actor: str, defa
         await audit.record(connection, actor=actor, action="import",
                            details={"created": created, "updated": updated, "rows": len(rows)})
     return ImportReport(created, updated)
+
+
+def _import_rows(reader: csv.DictReader, default_tokens: int) -> list[tuple]:
+    """The checked rows of an import, or InvalidInput naming the first bad lines."""
+    fields = set(reader.fieldnames or ())
+    if "user_id" not in fields:
+        raise InvalidInput("the CSV needs a header row with a user_id column (and optionally email, name, "
+                           "locale, tokens)")
+    unknown = fields - {"user_id", "email", "name", "locale", "tokens"}
+    if unknown:
+        raise InvalidInput(f"unknown CSV column(s): {', '.join(sorted(unknown))}")
+    rows = []
+    problems = []
+    for line, row in enumerate(reader, start=2):
+        # Counting every line, bad ones too, bounds the work a hostile file can ask for.
+        if line - 1 > import_rows_max:
+            raise InvalidInput(f"at most {import_rows_max} users per import")
+        try:
+            user_id = check_user_id(row.get("user_id") or "")
+            check_profile(row.get("email") or None, row.get("locale") or None, row.get("name") or None)
+            tokens_text = (row.get("tokens") or "").strip()
+            tokens = default_tokens if not tokens_text else int(tokens_text)
+            if not 0 <= tokens <= 10**12:
+                raise InvalidInput("tokens: must be between 0 and 10^12")
+        except ValueError:
+            problems.append(f"line {line}: tokens must be a whole number")
+            continue
+        except InvalidInput as error:
+            problems.append(f"line {line}: {error.message}")
+            continue
+        rows.append((user_id, row.get("email") or None, row.get("name") or None, row.get("locale") or None, tokens))
+    if problems:
+        raise InvalidInput("nothing imported: " + "; ".join(problems[:20]))
+    if not rows:
+        raise InvalidInput("the CSV has no users")
+    return rows
 
 
 async def ledger_page(

@@ -68,6 +68,25 @@ _no_address = """UPDATE solaris.alerts SET status = 'no_address', claimed_until 
                   WHERE id = %(id)s AND claimed_by = %(worker)s AND status = 'sending'"""
 
 
+def loggable_error(error: Exception) -> str:
+    """What went wrong, for the log: SMTP replies and refusals may quote the recipient's
+    address, so only their class and codes are kept (the full text is in `last_error`)."""
+    if isinstance(error, smtplib.SMTPResponseException):
+        return f"{type(error).__name__}: {error.smtp_code}"
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return f"{type(error).__name__}: {', '.join(sorted({str(code) for code, _ in error.recipients.values()}))}"
+    if isinstance(error, smtplib.SMTPException):
+        return type(error).__name__
+    return f"{type(error).__name__}: {error}"[:error_length_max]
+
+
+def _alert_fields(alert: Alert) -> dict[str, object]:
+    """What identifies an alert in a log line. Never the recipient's address: the user id
+    finds it, and log lines travel further and live longer than the database."""
+    threshold = None if alert.threshold is None else float(alert.threshold)
+    return {"user_id": alert.user_id, "alert_id": alert.id, "kind": alert.template, "threshold": threshold}
+
+
 def backoff_s(attempts: int, settings: Settings) -> float:
     """Exponential in the attempts made, capped, with jitter so failed senders spread out."""
     ceiling = min(settings.mail_backoff_max_s, settings.mail_backoff_base_s * 2 ** max(0, attempts - 1))
@@ -109,7 +128,7 @@ class Outbox:
         if message is None:
             await self._record(_no_address, id=alert.id)
             report.no_address += 1
-            log_event("mail_no_address", user_id=alert.user_id, alert_id=alert.id)
+            log_event("mail_no_address", **_alert_fields(alert))
             return
         recipients = ", ".join(filter(None, [message["To"], message["Bcc"]]))
         try:
@@ -124,13 +143,17 @@ class Outbox:
             else:
                 report.failed += 1
             report.errors.append(text)
-            log_event("mail_failed", logging.WARNING, user_id=alert.user_id, alert_id=alert.id,
-                      attempts=alert.attempts, status=status, retry_in_s=round(delay_s, 1), error=text)
+            if status == "dead":
+                log_event("mail_dead", logging.ERROR, **_alert_fields(alert), attempts=alert.attempts,
+                          error=loggable_error(error))
+            else:
+                # status None: our lease ran out and another worker owns the row now.
+                log_event("mail_failed", logging.WARNING, **_alert_fields(alert), attempts=alert.attempts,
+                          status=status, retry_in_s=round(delay_s, 1), error=loggable_error(error))
             return
         await self._record(_sent, id=alert.id, recipients=recipients)
         report.sent += 1
-        log_event("mail_sent", user_id=alert.user_id, alert_id=alert.id, kind=alert.template,
-                  attempts=alert.attempts, message_id=message["Message-ID"])
+        log_event("mail_sent", **_alert_fields(alert), attempts=alert.attempts, message_id=message["Message-ID"])
 
     async def _record(self, statement: str, **params: object) -> str | None:
         async with self._connect() as connection:

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from solaris_hooks import audit, metrics
-from solaris_hooks.api import authorize, new_router
+from solaris_hooks.api import authorize, line_pattern, new_router
 from solaris_hooks.auth import Actor
 from solaris_hooks.exceptions import DatabaseUnavailable, InvalidInput, SettingsError
 from solaris_hooks.identity import identity_length_max
@@ -56,7 +56,9 @@ class SettingsOut(BaseModel):
 def build_router(service: QuotaService) -> APIRouter:
     router = new_router()
 
-    @router.get("/health", response_model=HealthOut, summary="Is the ledger database reachable?")
+    # A 503 here is the health answer itself (status "degraded"), not an error.
+    @router.get("/health", response_model=HealthOut, summary="Is the ledger database reachable?",
+                responses={503: {"model": HealthOut, "description": "The ledger database is unreachable"}})
     async def health() -> HealthOut | JSONResponse:
         try:
             async with service.connection() as connection:
@@ -74,8 +76,8 @@ def build_router(service: QuotaService) -> APIRouter:
 
     @router.get("/audit", response_model=AuditPage, summary="Admin actions, newest first")
     async def audit_trail(
-        user_id: str | None = Query(None, min_length=1, max_length=identity_length_max),
-        action: str | None = Query(None, min_length=1, max_length=50),
+        user_id: str | None = Query(None, min_length=1, max_length=identity_length_max, pattern=line_pattern),
+        action: str | None = Query(None, min_length=1, max_length=50, pattern=line_pattern),
         limit: int = Query(50, ge=1, description=f"Capped at {page_size_max}."),
         offset: int = Query(0, ge=0, le=10**9),
     ) -> AuditPage:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 
 from solaris_hooks import audit, outbox
-from solaris_hooks.api import authorize, new_router
+from solaris_hooks.api import authorize, errors, line_pattern, new_router
 from solaris_hooks.auth import Actor
 from solaris_hooks.exceptions import Conflict, NotFound
 from solaris_hooks.identity import identity_length_max
@@ -49,7 +49,7 @@ def build_router(service: QuotaService) -> APIRouter:
     @router.get("/alerts", response_model=AlertPage, summary="List alert e-mails")
     async def alerts(
         status: Literal[outbox.statuses] | None = None,  # type: ignore[valid-type]
-        user_id: str | None = Query(None, min_length=1, max_length=identity_length_max),
+        user_id: str | None = Query(None, min_length=1, max_length=identity_length_max, pattern=line_pattern),
         limit: int = Query(50, ge=1, description=f"Capped at {page_size_max}."),
         offset: int = Query(0, ge=0, le=10**9),
     ) -> AlertPage:
@@ -59,7 +59,8 @@ def build_router(service: QuotaService) -> APIRouter:
                                                    offset=offset)
         return AlertPage(alerts=[AlertOut(**row) for row in rows], total=total, limit=limit, offset=offset)
 
-    @router.post("/alerts/{alert_id}/retry", response_model=AlertOut, summary="Re-queue a dead alert")
+    @router.post("/alerts/{alert_id}/retry", response_model=AlertOut, summary="Re-queue a dead alert",
+                 responses=errors(404, 409))
     async def retry_alert(alert_id: int = Path(ge=1, le=2**63 - 1), actor: Actor = Depends(authorize)) -> AlertOut:
         async with service.connection() as connection, connection.transaction():
             row, previous = await outbox.retry_dead(connection, alert_id)

@@ -6,10 +6,11 @@ from datetime import date, datetime, time, timedelta, timezone
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Response
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from starlette.convertors import Convertor, register_url_convertor
 
 from solaris_hooks import accounts
-from solaris_hooks.api import authorize, new_router
+from solaris_hooks.api import authorize, body_errors, body_limit, errors, line_pattern, new_router, text_pattern
 from solaris_hooks.auth import Actor
 from solaris_hooks.exceptions import InvalidInput
 from solaris_hooks.identity import identity_length_max
@@ -23,9 +24,19 @@ import_body_bytes_max = 2 * 1024 * 1024
 # Strict: "10", 10.5 and true are refused rather than coerced into a token amount.
 Tokens = Annotated[int, Field(strict=True, gt=0, le=tokens_max)]
 SignedTokens = Annotated[int, Field(strict=True, ge=-tokens_max, le=tokens_max)]
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=320)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500, pattern=text_pattern)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=320, pattern=line_pattern)]
 UserId = Annotated[str, StringConstraints(min_length=1, max_length=identity_length_max)]
+
+
+def _iso_only(value: object) -> object:
+    """Dates as people write them; pydantic alone would read `to=0.5` as a Unix timestamp."""
+    if isinstance(value, str) and not (len(value) >= 10 and value[:4].isdigit() and value[4] == "-"):
+        raise ValueError("write YYYY-MM-DD or an ISO datetime such as 2025-01-31T13:45:00Z")
+    return value
+
+
+Bound = Annotated[datetime | date, BeforeValidator(_iso_only)]
 
 
 class Strict(BaseModel):
@@ -66,8 +77,9 @@ class CreateUserIn(Strict):
 class UpdateUserIn(Strict):
     email: Text | None = Field(None, description="An empty string clears it.")
     name: Text | None = None
-    locale: Literal["pt-BR", "en"] | None = None
-    status: Literal["active", "blocked", "disabled"] | None = None
+    # Left out: unchanged. Not nullable: a user always has a status, and a locale once set.
+    locale: Literal["pt-BR", "en"] = None  # type: ignore[assignment]
+    status: Literal["active", "blocked", "disabled"] = None  # type: ignore[assignment]
 
 
 class AddTokensIn(Strict):
@@ -120,6 +132,30 @@ class LedgerPage(BaseModel):
     offset: int
 
 
+class UserPartConvertor(Convertor):
+    """A user id in a path, whatever it holds: '/' (an e-mail may, and Starlette decodes
+    %2F before routing) and new lines too, so validation, not the router, answers."""
+
+    regex = r"(?s:.+)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+class UserPathConvertor(UserPartConvertor):
+    """The same as the last part of a path, unless it ends like a route below a user:
+    `GET …/ana/ledger` is Ana's ledger and `PATCH …/ana/adjust` a 405."""
+
+    regex = r"(?!(?s:.*)/(?:add-tokens|adjust|ledger)$)(?s:.+)"
+
+
+register_url_convertor("solaris_user_part", UserPartConvertor())
+register_url_convertor("solaris_user", UserPathConvertor())
+
+
 def as_bound(value: datetime | date | None, end: bool = False) -> datetime | None:
     """A date means the whole day: as `from`, its start; as `to`, the start of the next day."""
     if value is None or isinstance(value, datetime):
@@ -134,7 +170,8 @@ def build_router(service: QuotaService) -> APIRouter:
 
     @router.get("/users", response_model=AccountPage, summary="List and search users")
     async def list_users(
-        search: str | None = Query(None, max_length=320, description="Part of the id, e-mail or name."),
+        search: str | None = Query(None, max_length=320, pattern=line_pattern,
+                                   description="Part of the id, e-mail or name."),
         status: Literal["active", "blocked", "disabled"] | None = None,
         sort: Literal[tuple(accounts.sort_orders)] = "created",  # type: ignore[valid-type]
         order: Literal["asc", "desc"] = "desc",
@@ -147,14 +184,16 @@ def build_router(service: QuotaService) -> APIRouter:
                                               limit=limit, offset=offset)
         return AccountPage(users=rows, total=total, limit=limit, offset=offset)
 
-    @router.post("/users", response_model=AccountOut, status_code=201, summary="Create a user")
+    @router.post("/users", response_model=AccountOut, status_code=201, summary="Create a user",
+                 responses={**body_errors, **errors(409)})
     async def create_user(body: CreateUserIn, actor: Actor = Depends(authorize)) -> dict:
         tokens = settings().default_tokens_per_user if body.initial_tokens is None else body.initial_tokens
         async with service.connection() as connection:
             return await accounts.create(connection, user_id=body.user_id, tokens=tokens, email=body.email,
                                          name=body.name, locale=body.locale, actor=actor.name)
 
-    @router.post("/users/bulk-grant", response_model=BulkGrantOut, summary="Credit every active user, or a list")
+    @router.post("/users/bulk-grant", response_model=BulkGrantOut, summary="Credit every active user, or a list",
+                 responses={**body_errors, **errors(404)})
     async def bulk_grant(body: BulkGrantIn, actor: Actor = Depends(authorize)) -> BulkGrantOut:
         async with service.connection() as connection:
             count = await accounts.bulk_credit(connection, user_ids=body.user_ids, tokens=body.tokens,
@@ -164,11 +203,12 @@ def build_router(service: QuotaService) -> APIRouter:
         return BulkGrantOut(credited_users=count)
 
     @router.post("/users/import", response_model=ImportOut, summary="Create or update users from CSV",
-                 openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}}})
+                 responses=body_errors,
+                 openapi_extra={"requestBody": {"required": True,
+                                                "content": {"text/csv": {"schema": {"type": "string"}}}},
+                                **body_limit(import_body_bytes_max)})
     async def import_users(body: bytes = Body(..., media_type="text/csv"),
                            actor: Actor = Depends(authorize)) -> ImportOut:
-        if len(body) > import_body_bytes_max:
-            raise InvalidInput(f"the CSV is larger than {import_body_bytes_max // 1024 // 1024} MiB")
         try:
             text = body.decode("utf-8-sig")
         except UnicodeDecodeError:
@@ -178,20 +218,9 @@ def build_router(service: QuotaService) -> APIRouter:
                                                default_tokens=settings().default_tokens_per_user)
         return ImportOut(created=report.created, updated=report.updated)
 
-    @router.get("/users/{user_id}", response_model=AccountOut, summary="One user's balance and profile")
-    async def get_user(user_id: UserId) -> dict:
-        async with service.connection() as connection:
-            return await accounts.require(connection, accounts.check_user_id(user_id))
-
-    @router.patch("/users/{user_id}", response_model=AccountOut, summary="Change e-mail, name, locale or status")
-    async def update_user(user_id: UserId, body: UpdateUserIn, actor: Actor = Depends(authorize)) -> dict:
-        changes = body.model_dump(exclude_unset=True)
-        if any(changes.get(key) is None for key in ("locale", "status") if key in changes):
-            raise InvalidInput("locale and status cannot be null")
-        async with service.connection() as connection:
-            return await accounts.update(connection, accounts.check_user_id(user_id), changes, actor.name)
-
-    @router.post("/users/{user_id}/add-tokens", response_model=AccountOut, summary="Add tokens (idempotent)")
+    @router.post("/users/{user_id:solaris_user_part}/add-tokens", response_model=AccountOut,
+                 summary="Add tokens (idempotent)",
+                 responses={**body_errors, **errors(409)})
     async def add_tokens(
         user_id: UserId,
         body: AddTokensIn,
@@ -208,11 +237,11 @@ def build_router(service: QuotaService) -> APIRouter:
             )
         if credit.replayed:
             response.headers["Idempotent-Replayed"] = "true"
-        else:
-            log_event("credited", user_id=user_id, tokens=body.tokens, actor=actor.name)
         return credit.account
 
-    @router.post("/users/{user_id}/adjust", response_model=AccountOut, summary="Correct a balance, with a reason")
+    @router.post("/users/{user_id:solaris_user_part}/adjust", response_model=AccountOut,
+                 summary="Correct a balance, with a reason",
+                 responses={**body_errors, **errors(404, 409)})
     async def adjust(user_id: UserId, body: AdjustIn, actor: Actor = Depends(authorize)) -> dict:
         async with service.connection() as connection:
             adjusted = await accounts.adjust(connection, user_id=accounts.check_user_id(user_id), tokens=body.tokens,
@@ -221,12 +250,14 @@ def build_router(service: QuotaService) -> APIRouter:
         log_event("adjusted", user_id=user_id, tokens=body.tokens, target=body.target, actor=actor.name)
         return adjusted
 
-    @router.get("/users/{user_id}/ledger", response_model=LedgerPage, summary="One user's ledger, newest first")
+    @router.get("/users/{user_id:solaris_user_part}/ledger", response_model=LedgerPage,
+                summary="One user's ledger, newest first",
+                responses=errors(404))
     async def user_ledger(
         user_id: UserId,
         kind: Literal[accounts.ledger_kinds] | None = None,  # type: ignore[valid-type]
-        start: datetime | date | None = Query(None, alias="from", description="Inclusive; a date means its start."),
-        end: datetime | date | None = Query(None, alias="to", description="Exclusive; a date includes that day."),
+        start: Bound | None = Query(None, alias="from", description="Inclusive; a date means its start."),
+        end: Bound | None = Query(None, alias="to", description="Exclusive; a date includes that day."),
         limit: int = Query(50, ge=1, description=f"Capped at {page_size_max}."),
         offset: int = Query(0, ge=0, le=10**9),
     ) -> LedgerPage:
@@ -238,5 +269,21 @@ def build_router(service: QuotaService) -> APIRouter:
             rows, total = await accounts.ledger_page(connection, accounts.check_user_id(user_id), kind=kind,
                                                      start=start_at, end=end_at, limit=limit, offset=offset)
         return LedgerPage(rows=rows, total=total, limit=limit, offset=offset)
+
+    # Ids with '/' reach every route: `:solaris_user_part` below a user, `:solaris_user` for the user itself.
+    @router.get("/users/{user_id:solaris_user}", response_model=AccountOut,
+                summary="One user's balance and profile",
+                responses=errors(404))
+    async def get_user(user_id: UserId) -> dict:
+        async with service.connection() as connection:
+            return await accounts.require(connection, accounts.check_user_id(user_id))
+
+    @router.patch("/users/{user_id:solaris_user}", response_model=AccountOut,
+                  summary="Change e-mail, name, locale or status",
+                  responses={**body_errors, **errors(404)})
+    async def update_user(user_id: UserId, body: UpdateUserIn, actor: Actor = Depends(authorize)) -> dict:
+        changes = body.model_dump(exclude_unset=True)
+        async with service.connection() as connection:
+            return await accounts.update(connection, accounts.check_user_id(user_id), changes, actor.name)
 
     return router
