@@ -95,7 +95,12 @@ def run(args: argparse.Namespace) -> int:
     command = [str(litellm), "--config", str(config), "--host", host, "--port", port]
     print(f"solaris: proxy on http://{host}:{port}  (OpenAI-compatible API at /v1)", flush=True)
     print(f"solaris: admin pages on http://{host}:{port}/solaris/admin  (log in with the master key)", flush=True)
-    print(f"solaris: master key {key}" + ("  (generated, kept in " + str(data_dir / "master_key") + ")" if generated else ""), flush=True)
+    if os.environ.get("LITELLM_MASTER_KEY"):
+        # A deployment's own key: never copied into its logs.
+        print("solaris: master key from LITELLM_MASTER_KEY", flush=True)
+    else:
+        print(f"solaris: master key {key}" + ("  (generated, kept in " + str(data_dir / "master_key") + ")"
+                                               if generated else f"  (from {data_dir / 'master_key'})"), flush=True)
     child = subprocess.Popen(command, env=environ)
 
     forwarded: list[int] = []

@@ -24,7 +24,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from solaris_hooks import ledger, rate_limits
 from solaris_hooks.database import connection_pool
 from solaris_hooks.estimate import Plan, plan_call, set_completion_bound
-from solaris_hooks.exceptions import AccountInactive, DatabaseUnavailable, QuotaExhausted, Refusal
+from solaris_hooks.exceptions import (AccountInactive, DatabaseUnavailable, IdentityRefused, QuotaExhausted,
+                                      RateLimited, Refusal)
 from solaris_hooks.identity import header_value, key_identity, key_may_name_users, resolve_identity
 from solaris_hooks.logs import log_event
 from solaris_hooks.metrics import Metrics
@@ -152,6 +153,10 @@ class QuotaService:
             return await self._reserve_call(data, call_type, key, cache)
         except Refusal as refusal:
             self.metrics.refusals.labels(reason=refusal.reason).inc()
+            if isinstance(refusal, IdentityRefused):
+                # No user to name: the identity itself may be what was wrong (never logged).
+                log_event("refused", user_id=None, call_id=str(data.get("litellm_call_id") or ""),
+                          reason=refusal.reason, code=refusal.message_key)
             raise
         except DatabaseUnavailable:
             self.metrics.refusals.labels(reason="database_unavailable").inc()
@@ -176,7 +181,12 @@ class QuotaService:
         free = settings.title_calls == "free" and settings.is_title_call(data)
         factor = 0.0 if free else settings.factor_for(model)
         plan = plan_call(data, call_type, factor, settings.completion_tokens_default)
-        await rate_limits.enforce(cache, user_id, plan.wanted_tokens, settings)
+        try:
+            await rate_limits.enforce(cache, user_id, plan.wanted_tokens, settings)
+        except RateLimited as refusal:
+            log_event("refused", user_id=user_id, call_id=call_id, reason=refusal.reason,
+                      code=refusal.message_key, retry_after_s=refusal.params["retry_after_s"])
+            raise
         try:
             async with self.connection() as connection:
                 reservation = await ledger.reserve(

@@ -282,8 +282,6 @@ def build_router(service: QuotaService) -> APIRouter:
                     default_tokens=settings.default_tokens_per_user, thresholds=settings.alert_thresholds,
                     # The form's own key: a double click or a resubmitted page credits once.
                     idempotency_key=str(form.get("idempotency_key") or "")[:255] or None)
-            if not result.replayed:
-                log_event("credited", user_id=user_id, tokens=tokens, actor=session.actor.name)
             return "notice.credited", {"tokens": format_number(tokens, session.locale), "user": user_id,
                                        "remaining": format_number(result.account["remaining_tokens"], session.locale)}
 
