@@ -51,6 +51,17 @@ class PageError(Exception):
         self.message_key = message_key
 
 
+class LoginRequired(Exception):
+    """A page asked for without a session: answered with a redirect to the login form."""
+
+
+def signed_in(request: Request) -> web_session.AdminSession:
+    session = web_session.current(request)
+    if session is None:
+        raise LoginRequired()
+    return session
+
+
 class PageRoute(APIRoute):
     """Pages answer errors with a page too: never a JSON dump or a traceback."""
 
@@ -62,6 +73,8 @@ class PageRoute(APIRoute):
             locale = session.locale if session else None
             try:
                 return await handler(request)
+            except LoginRequired:
+                return login_redirect(request)
             except PageError as error:
                 return error_page(error.status_code, error.message_key, locale, session)
             except DatabaseUnavailable:
@@ -200,9 +213,7 @@ def build_router(service: QuotaService) -> APIRouter:
 
     @router.get("")
     async def overview(request: Request) -> Response:
-        session = web_session.current(request)
-        if session is None:
-            return login_redirect(request)
+        session = signed_in(request)
         settings = service.settings
         zone = ZoneInfo(settings.refill.timezone if settings.refill else "UTC")
         now = datetime.now(timezone.utc)
@@ -223,9 +234,7 @@ def build_router(service: QuotaService) -> APIRouter:
     @router.get("/users")
     async def users(request: Request, q: str = "", status: str = "", sort: str = "created", order: str = "desc",
                     page: str = "1") -> Response:
-        session = web_session.current(request)
-        if session is None:
-            return login_redirect(request)
+        session = signed_in(request)
         q = q.strip()[:320]
         status = status if status in accounts.statuses else ""
         sort = sort if sort in accounts.sort_orders else "created"
@@ -307,9 +316,7 @@ def build_router(service: QuotaService) -> APIRouter:
     @router.get("/user")
     async def user_detail(request: Request, id: str = "", kind: str = "", start: str = "", end: str = "",
                           page: str = "1") -> Response:
-        session = web_session.current(request)
-        if session is None:
-            return login_redirect(request)
+        session = signed_in(request)
         kind = kind if kind in accounts.ledger_kinds else ""
         start_day, end_day = parse_day(start), parse_day(end)
         number = parse_int(page, 1, low=1)
@@ -341,9 +348,7 @@ def build_router(service: QuotaService) -> APIRouter:
 
     @router.get("/alerts")
     async def alerts(request: Request, status: str = "", page: str = "1") -> Response:
-        session = web_session.current(request)
-        if session is None:
-            return login_redirect(request)
+        session = signed_in(request)
         status = status if status in outbox.statuses else ""
         number = parse_int(page, 1, low=1)
         async with service.connection() as connection:
@@ -377,9 +382,7 @@ def build_router(service: QuotaService) -> APIRouter:
 
     @router.get("/settings")
     async def settings_page(request: Request) -> Response:
-        session = web_session.current(request)
-        if session is None:
-            return login_redirect(request)
+        session = signed_in(request)
         return show(request, session, "settings.html", "settings", described=describe_settings())
 
     return router

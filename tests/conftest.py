@@ -7,8 +7,11 @@ pgserver in a temporary directory.
 
 from __future__ import annotations
 
+import math
 import os
+import time
 import uuid
+from decimal import Decimal
 from pathlib import Path
 
 import openai
@@ -48,6 +51,19 @@ admin_email = "chefe@example.com"
 admin_key_ana = "sk-admin-ana-" + uuid.uuid4().hex
 admin_key_anonymous = "sk-admin-" + uuid.uuid4().hex
 viewer_key = "sk-viewer-" + uuid.uuid4().hex
+
+
+def charged(raw_tokens: int, factor: float = proxy_settings["conversion_factor"]) -> int:
+    """What the ledger charges for a settle: ceil(raw × factor), in exact decimals as in SQL."""
+    return math.ceil(Decimal(raw_tokens) * Decimal(str(factor)))
+
+
+def record_figure(line: str) -> None:
+    """A measured figure for docs/reliability.md, appended to test-artifacts/reliability.txt."""
+    artifacts_dir.mkdir(exist_ok=True)
+    with (artifacts_dir / "reliability.txt").open("a", encoding="utf-8") as figures:
+        figures.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {line}\n")
+    print(line)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +23,8 @@ import openai
 import psycopg
 import pytest
 
-from conftest import artifacts_dir, master_key, proxy_env, proxy_settings, write_proxy_config
+from conftest import (artifacts_dir, charged, master_key, proxy_env, proxy_settings, record_figure,
+                      write_proxy_config)
 from solaris_hooks import ledger
 from solaris_hooks.exceptions import DatabaseUnavailable
 from solaris_hooks.migrations import migrate
@@ -33,22 +33,9 @@ from solaris_hooks.settings import Settings
 from solaris_hooks.spool import Spool, SpoolEntry, read_entries, rejected_name, segment_suffix
 from solaris_hooks.testing import ProxyProcess, assert_ledger_consistent, wait_for
 
-factor = Decimal(str(proxy_settings["conversion_factor"]))
 allowance = proxy_settings["default_tokens_per_user"]
-figures_path = artifacts_dir / "reliability.txt"
 
 
-def charged(raw_tokens: int, rate: Decimal = factor) -> int:
-    """What the ledger charges: ceil(raw × factor) in exact decimals."""
-    return math.ceil(Decimal(raw_tokens) * rate)
-
-
-def record(line: str) -> None:
-    """Figures for docs/reliability.md, next to the other reliability tests' figures."""
-    artifacts_dir.mkdir(exist_ok=True)
-    with figures_path.open("a", encoding="utf-8") as figures:
-        figures.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  outage: {line}\n")
-    print(line)
 
 
 class StoppablePostgres:
@@ -532,7 +519,7 @@ class TestProxyOutage:
         assert_ledger_consistent(proxy.postgres.url)
         wait_for(lambda: len(proxy.events("database_recovered")) > recovered_before, 30, what="database_recovered")
         assert proxy.events("database_recovered")[-1]["replayed_entries"] == 0
-        record(f"fail_mode closed: {calls} calls while Postgres was stopped, "
+        record_figure(f"outage: fail_mode closed: {calls} calls while Postgres was stopped, "
                f"{sum(r.status_code == 503 for r in responses)} answered 503 with the readable message; "
                f"first call served {recovery_s:.2f} s after Postgres restarted "
                f"({refused_after_restart} refused in between), then 8/8 served; no proxy restart")
@@ -591,7 +578,7 @@ class TestProxyOutage:
         assert balance(url, user_id) == (allowance, expected, 0)
         assert_ledger_consistent(url)
         assert not (proxy.spool_dir / rejected_name).exists()
-        record(f"fail_mode open: {len(responses)} calls served while Postgres was stopped "
+        record_figure(f"outage: fail_mode open: {len(responses)} calls served while Postgres was stopped "
                f"({in_flight_calls} reserved before and settled during the outage, {outage_calls} unmetered), "
                f"{len(spooled)} usage_spooled, {recovered['replayed_entries']} replayed at recovery "
                f"(down {recovered['down_s']} s); charged {balance(url, user_id)[1]} platform tokens, "

@@ -26,7 +26,7 @@ import yaml
 
 from conftest import artifacts_dir, credits_email, master_key, proxy_env, write_proxy_config
 from solaris_hooks.testing import ProxyProcess, free_port, wait_for
-from test_reliability import record
+from conftest import record_figure
 
 requests_per_minute = 4
 window_s = 60
@@ -193,7 +193,7 @@ class TestSharedThroughRedis:
         assert 0 < ttl_s <= 2 * window_s
         # The refused calls reserved nothing.
         assert reserves == requests_per_minute
-        record(f"rate limits via Redis ({route}): 2 proxies, requests_per_minute {requests_per_minute}, "
+        record_figure(f"rate limits via Redis ({route}): 2 proxies, requests_per_minute {requests_per_minute}, "
                f"1 user alternating: calls 1-4 served (2 per proxy), 5th (proxy a) and 6th (proxy b) refused 429, Retry-After "
                f"{responses[4].headers['retry-after']} s, although each proxy saw 3; Redis {key} = {counted}, "
                f"TTL {ttl_s} s")
@@ -220,6 +220,6 @@ class TestWithoutRedis:
         assert statuses == [200] * (2 * requests_per_minute) + [429], [response.text[:300] for response in responses]
         assert "muitas mensagens" in responses[-1].json()["error"]["message"]
         assert reserves == 2 * requests_per_minute
-        record(f"rate limits without Redis: 2 proxies, requests_per_minute {requests_per_minute}, 1 user: "
+        record_figure(f"rate limits without Redis: 2 proxies, requests_per_minute {requests_per_minute}, 1 user: "
                f"{2 * requests_per_minute} calls in one minute served ({requests_per_minute} per proxy), "
                f"the next one to proxy a refused 429")
