@@ -256,3 +256,18 @@ def test_alert_emails_link_to_the_personal_page(proxy, admin, mail_catcher, user
 def test_pages_are_not_in_the_api_schema(proxy):
     paths = httpx.get(f"{proxy.base_url}/openapi.json").json()["paths"]
     assert not [path for path in paths if path.startswith(("/solaris/admin", "/solaris/me/"))]
+
+
+def test_page_text_catalogs_parse_and_have_the_same_keys():
+    import yaml
+
+    from solaris_hooks.messages import templates_dir
+
+    catalogs = {locale: yaml.safe_load((templates_dir() / "pages" / "text" / f"{locale}.yaml").read_text("utf-8"))
+                for locale in ("pt-BR", "en")}
+    assert set(catalogs["pt-BR"]) == set(catalogs["en"])
+    used = set()
+    for template in (templates_dir() / "pages").glob("*.html"):
+        used |= set(re.findall(r't\(["\']([a-z_]+\.[a-z_]+)["\']', template.read_text("utf-8")))
+    static = {key for key in used if not key.endswith("_")}  # "me.status_" ~ status: built at render time
+    assert static - set(catalogs["en"]) == set()
