@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request
 from fastapi.routing import APIRoute
-from starlette.datastructures import FormData
+from starlette.datastructures import FormData, UploadFile
 from starlette.responses import RedirectResponse, Response
 
 from solaris_hooks import accounts, audit, dashboard, outbox, web_session, web_signing
@@ -40,6 +40,7 @@ detail_list_size = 20
 # A wrong key costs this long, so guessing keys through the form is slow.
 login_failure_delay_s = 1.0
 tokens_max = 10**12
+import_bytes_max = 2 * 1024 * 1024  # as the API's CSV import
 
 
 class PageError(Exception):
@@ -250,7 +251,7 @@ def build_router(service: QuotaService) -> APIRouter:
         return show(request, session, "users.html", "users", rows=rows, q=q, status=status, sort=sort, order=order,
                     sort_link=sort_link, pages=page_links(request, total, number, users_page_size),
                     here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
-                    new_idempotency_key=lambda: secrets.token_urlsafe(16))
+                    new_idempotency_key=lambda: secrets.token_urlsafe(16), import_rows_max=accounts.import_rows_max)
 
     @router.post("/users")
     async def create_user(request: Request) -> Response:
@@ -272,6 +273,61 @@ def build_router(service: QuotaService) -> APIRouter:
             return "notice.created", {"user": user_id}
 
         return await act(request, f"{home}/users", session, create)
+
+    @router.post("/users/bulk-grant")
+    async def bulk_grant(request: Request) -> Response:
+        session, form = await posted(request)
+
+        async def grant() -> tuple[str, dict]:
+            tokens = parse_int(form.get("tokens"), 0, 0, tokens_max)
+            if tokens <= 0:
+                raise AdminError(translate(session.locale, "notice.bad_tokens"), "invalid_request")
+            reason = str(form.get("reason") or "").strip()[:500] or translate(session.locale, "users.default_reason")
+            scope = form.get("scope")
+            listed = [line.strip() for line in str(form.get("user_ids") or "").splitlines() if line.strip()]
+            if scope not in ("all", "listed") or (scope == "listed" and not listed):
+                raise AdminError(translate(session.locale, "notice.bulk_no_users"), "invalid_request")
+            nonce = str(form.get("idempotency_key") or "")[:200]
+            async with service.connection() as connection, connection.transaction():
+                if nonce:
+                    # The form's own key, stored with the grant in one transaction: a double
+                    # click or a resubmitted page grants once.
+                    cursor = await connection.execute(
+                        "INSERT INTO solaris.idempotency_keys (key, request_hash) VALUES (%s, %s) "
+                        "ON CONFLICT DO NOTHING RETURNING key",
+                        ("page bulk-grant " + nonce, accounts.request_hash("bulk", tokens, reason, scope, *listed)))
+                    if await cursor.fetchone() is None:
+                        return "notice.bulk_repeated", {}
+                count = await accounts.bulk_credit(connection, user_ids=listed if scope == "listed" else None,
+                                                   tokens=tokens, reason=reason, actor=session.actor.name,
+                                                   thresholds=service.settings.alert_thresholds)
+            log_event("bulk_credited", users=count, tokens=tokens, actor=session.actor.name)
+            return "notice.bulk_granted", {"tokens": format_number(tokens, session.locale),
+                                           "users": format_number(count, session.locale)}
+
+        return await act(request, f"{home}/users", session, grant)
+
+    @router.post("/users/import")
+    async def import_users(request: Request) -> Response:
+        session, form = await posted(request)
+        upload = form.get("file")
+
+        async def load() -> tuple[str, dict]:
+            if not isinstance(upload, UploadFile) or not upload.filename:
+                raise AdminError(translate(session.locale, "notice.import_no_file"), "invalid_request")
+            data = await upload.read(import_bytes_max + 1)
+            if len(data) > import_bytes_max:
+                raise AdminError(translate(session.locale, "notice.import_too_big"), "invalid_request")
+            try:
+                text = data.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                raise AdminError(translate(session.locale, "notice.import_not_utf8"), "invalid_request") from None
+            async with service.connection() as connection:
+                report = await accounts.import_csv(connection, text, actor=session.actor.name,
+                                                   default_tokens=service.settings.default_tokens_per_user)
+            return "notice.imported", {"created": report.created, "updated": report.updated}
+
+        return await act(request, f"{home}/users", session, load)
 
     @router.post("/users/add-tokens")
     async def add_tokens(request: Request) -> Response:

@@ -271,3 +271,40 @@ def test_page_text_catalogs_parse_and_have_the_same_keys():
         used |= set(re.findall(r't\(["\']([a-z_]+\.[a-z_]+)["\']', template.read_text("utf-8")))
     static = {key for key in used if not key.endswith("_")}  # "me.status_" ~ status: built at render time
     assert static - set(catalogs["en"]) == set()
+
+
+def test_bulk_grant_form_credits_the_listed_users_once(admin_browser, admin, user_id):
+    other = "other-" + user_id
+    for user in (user_id, other):
+        admin.add_tokens(user, 10)
+    page = admin_browser.get("/solaris/admin/users").text
+    form = {"csrf": hidden(page, "csrf"), "idempotency_key": hidden(page, "idempotency_key"), "tokens": "40",
+            "reason": "campanha", "scope": "listed", "user_ids": f"{user_id}\r\n{other}\r\n"}
+    for _ in range(2):  # a resubmitted page grants once
+        answer = admin_browser.post("/solaris/admin/users/bulk-grant", data=form)
+        assert answer.status_code == 303
+    assert "já foi enviado" in admin_browser.get(answer.headers["location"]).text
+    assert [admin.account(user)["credited_tokens"] for user in (user_id, other)] == [1050, 1050]
+    # One unknown id: nothing is credited to anyone, and the notice names it.
+    form.update(idempotency_key="another", user_ids=f"{user_id}\nnobody-{user_id}")
+    answer = admin_browser.post("/solaris/admin/users/bulk-grant", data=form)
+    notice = admin_browser.get(answer.headers["location"]).text
+    assert "Não foi feito" in notice and f"nobody-{user_id}" in notice
+    assert admin.account(user_id)["credited_tokens"] == 1050
+
+
+def test_csv_import_form_creates_users_or_explains_the_bad_line(admin_browser, admin, user_id):
+    csrf = csrf_of(admin_browser)
+    good = f"user_id,name,tokens\n{user_id},Maria Lima,700\n".encode()
+    answer = admin_browser.post("/solaris/admin/users/import", data={"csrf": csrf},
+                                files={"file": ("users.csv", good, "text/csv")})
+    assert "1 criados" in admin_browser.get(answer.headers["location"]).text
+    assert admin.account(user_id)["credited_tokens"] == 700
+    bad = f"user_id,tokens\nnew-{user_id},lots\n".encode()
+    answer = admin_browser.post("/solaris/admin/users/import", data={"csrf": csrf},
+                                files={"file": ("users.csv", bad, "text/csv")})
+    assert "Não foi feito" in admin_browser.get(answer.headers["location"]).text
+    assert admin.account(f"new-{user_id}") is None
+    answer = admin_browser.post("/solaris/admin/users/import", data={"csrf": csrf},
+                                files={"file": ("users.csv", b"\xff\xfe\x00bad", "text/csv")})
+    assert "UTF-8" in admin_browser.get(answer.headers["location"]).text
