@@ -35,6 +35,8 @@ from solaris_hooks.spool import Spool, SpoolEntry
 # Bounds on background work, so a backlog is worked off in slices, never in one huge
 # transaction.
 expire_batch_size_max = 500
+# How long a caller waits for a connection while the database is known to be down.
+outage_wait_s = 0.5
 prune_batch_size_max = 5000
 # Calls between their pre-call hook and their success or failure event. Bounded: a call
 # whose events never come must not hold memory for good.
@@ -111,8 +113,13 @@ class QuotaService:
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[AsyncConnection]:
         await self.start()
+        # While the database is known to be down, a caller waits only briefly for a
+        # connection: one call found the outage after db_timeout_s, the ones after it are
+        # answered (503, or let through with fail_mode open) in a fraction of that. The
+        # first operation that succeeds ends the outage, and with it the short wait.
+        timeout_s = min(self.settings.db_timeout_s, outage_wait_s) if self._down_since is not None else None
         try:
-            async with self._pool.connection() as connection:
+            async with self._pool.connection(timeout=timeout_s) as connection:
                 yield connection
         except (PoolTimeout, psycopg.OperationalError, psycopg.InterfaceError) as error:
             self._mark_down()

@@ -470,17 +470,21 @@ class TestProxyOutage:
 
         proxy.postgres.stop()
         try:
+            first_started = time.monotonic()
             raw = [httpx.post(f"{proxy.process.base_url}/v1/chat/completions", timeout=30,
                               headers={"Authorization": f"Bearer {master_key}", "x-litellm-end-user-id": user_id},
                               json={"model": "fake-model", "messages": [{"role": "user", "content": "oi"}]})]
 
-            def refused(_: int) -> openai.APIStatusError:
+            first_wait_s = time.monotonic() - first_started
+
+            def refused(_: int) -> tuple[openai.APIStatusError, float]:
+                started = time.monotonic()
                 with pytest.raises(openai.APIStatusError) as error:
                     ask(client, user_id, "[[tokens=10]] durante")
-                return error.value
+                return error.value, time.monotonic() - started
 
             with ThreadPoolExecutor(calls) as pool:
-                errors = list(pool.map(refused, range(calls - 1)))
+                errors, waits_s = zip(*pool.map(refused, range(calls - 1)))
             admin = proxy.admin.get(f"/solaris/users/{user_id}")
         finally:
             proxy.postgres.start()
@@ -520,7 +524,8 @@ class TestProxyOutage:
         wait_for(lambda: len(proxy.events("database_recovered")) > recovered_before, 30, what="database_recovered")
         assert proxy.events("database_recovered")[-1]["replayed_entries"] == 0
         record_figure(f"outage: fail_mode closed: {calls} calls while Postgres was stopped, "
-               f"{sum(r.status_code == 503 for r in responses)} answered 503 with the readable message; "
+               f"{sum(r.status_code == 503 for r in responses)} answered 503 with the readable message "
+               f"(the first after {first_wait_s:.2f} s, the next {calls - 1} within {max(waits_s):.2f} s); "
                f"first call served {recovery_s:.2f} s after Postgres restarted "
                f"({refused_after_restart} refused in between), then 8/8 served; no proxy restart")
 
