@@ -12,12 +12,12 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime
+from datetime import datetime, time as day_start, timezone
 from typing import Awaitable, Callable
 
 from psycopg import AsyncConnection
 
-from solaris_hooks import reports
+from solaris_hooks import dashboard, reports
 from solaris_hooks.routes_reports import csv_memory_bytes_max
 
 from .ledger_bench import scratch_database
@@ -157,6 +157,12 @@ async def run(database_url: str, quick: bool) -> dict:
             _progress("usage CSV by day")
             csv_rows = await _usage_csv(connection, start, end)  # also the unmeasured first call
             csv_ms = await _timings_ms(lambda: _usage_csv(connection, start, end), calls_measured, warm_up=False)
+            _progress("admin overview page's queries")
+            now = datetime.now(timezone.utc)
+            today = datetime.combine(now.date(), day_start(0), tzinfo=timezone.utc)
+            overview_ms = await _timings_ms(
+                lambda: dashboard.overview(connection, now, today, today.replace(day=1)), calls_measured,
+                warm_up=not quick)
     return {
         "mode": "quick" if quick else "full",
         "ledger_rows": rows_total,
@@ -168,6 +174,7 @@ async def run(database_url: str, quick: bool) -> dict:
         "generation_s": generation_s,
         "stats_ms": stats_ms,
         "usage_csv_ms": {"group_by": "day", "rows": csv_rows, **csv_ms},
+        "overview_ms": overview_ms,
         "stats_ms_target": stats_ms_target,
         # Judged on the ledger generated; the target is about a million rows (full mode).
         "target_met": all(timing["median_ms"] < stats_ms_target for timing in stats_ms.values()),
@@ -191,4 +198,9 @@ def rows(figures: dict) -> list[tuple[str, str, str]]:
     table.append((f"usage CSV, {figures['range_days']} days by {csv['group_by']} ({csv['rows']:,} rows)",
                   f"median {csv['median_ms']:.0f} ms, p90 {csv['p90_ms']:.0f} ms ({csv['calls']} calls)",
                   "(no target)"))
+    if "overview_ms" in figures:  # figures from before the admin pages have none
+        overview = figures["overview_ms"]
+        table.append(("admin overview page (counts, 30-day chart, top users, models)",
+                      f"median {overview['median_ms']:.0f} ms, p90 {overview['p90_ms']:.0f} ms "
+                      f"({overview['calls']} calls)", "(no target)"))
     return table
