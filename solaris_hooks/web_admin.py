@@ -41,6 +41,7 @@ detail_list_size = 20
 login_failure_delay_s = 1.0
 tokens_max = 10**12
 import_bytes_max = 2 * 1024 * 1024  # as the API's CSV import
+form_bytes_max = import_bytes_max + 64 * 1024  # the CSV and the form's other fields
 
 
 class PageError(Exception):
@@ -147,6 +148,9 @@ def build_router(service: QuotaService) -> APIRouter:
         session = web_session.current(request)
         if session is None:
             raise PageError(401, "error.no_session")
+        # Checked before the form is parsed, which would spool a huge upload to disk first.
+        if parse_int(request.headers.get("content-length"), 0) > form_bytes_max:
+            raise PageError(413, "error.too_large")
         form = await request.form()
         if not web_session.csrf_valid(session, form.get("csrf")):
             raise PageError(403, "error.csrf")

@@ -308,3 +308,7 @@ def test_csv_import_form_creates_users_or_explains_the_bad_line(admin_browser, a
     answer = admin_browser.post("/solaris/admin/users/import", data={"csrf": csrf},
                                 files={"file": ("users.csv", b"\xff\xfe\x00bad", "text/csv")})
     assert "UTF-8" in admin_browser.get(answer.headers["location"]).text
+    huge = b"user_id\n" + b"x" * (3 * 1024 * 1024)
+    answer = admin_browser.post("/solaris/admin/users/import", data={"csrf": csrf},
+                                files={"file": ("users.csv", huge, "text/csv")})
+    assert answer.status_code == 413 and "2 MiB" in answer.text
