@@ -62,7 +62,7 @@ def build_router(service: QuotaService) -> APIRouter:
         day_format = "%d/%m" if locale == "pt-BR" else "%m-%d"
         full_format = "%d/%m/%Y" if locale == "pt-BR" else "%Y-%m-%d"
         chart = bar_chart([(day.day.strftime(day_format), day.day.strftime(full_format), day.tokens) for day in days],
-                          lambda value: format_number(value, locale), width=600, height=200)
+                          lambda value: format_number(value, locale), width=440, height=200)
         return render_page("me.html", locale, account=account, chart=chart, settings=settings,
                            renewal=next_refill_at(settings.refill) if settings.refill else None,
                            used_share=min(1.0, account["used_tokens"] / account["credited_tokens"])
