@@ -2,13 +2,14 @@
 #   make run    the LiteLLM proxy with solaris_hooks on an embedded Postgres (port $PORT, default 4000)
 #   make test   the test suite against real parts (Postgres, LiteLLM proxy, fake provider)
 #   make bench  what our hooks cost the proxy, and how fast the ledger runs (docs/benchmarks.md)
+#   make soak   minutes of mixed load with Postgres outages and a kill -9 (docs/reliability.md)
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test bench lock clean
+.PHONY: install run test bench soak lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "solaris-hooks needs Python 3.11 or newer")'
@@ -28,6 +29,12 @@ test: install
 # Several minutes: proxy overhead, ledger and reports figures; rewrites docs/benchmarks.md.
 bench: install
 	$(BIN)/python -m bench.run
+
+# Five minutes of load on two proxies while Postgres stops every minute and one proxy is
+# killed; checks the ledger, mail and logs after. Not in `make test`: too long.
+# SOAK_ARGS=--quick: one minute; SOAK_ARGS="--minutes 30": longer.
+soak: install
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 # Refresh the pinned versions after changing dependency ranges in pyproject.toml.
 lock: install
