@@ -15,6 +15,7 @@ import os
 import random
 import socket
 import smtplib
+import time
 import uuid
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -32,6 +33,8 @@ from solaris_hooks.settings import Settings
 from solaris_hooks.smtp import SmtpSettings
 
 claim_batch_size_max = 50
+# How often a worker retries recording an outcome while the database is down.
+record_retry_s = 0.5
 error_length_max = 500
 
 _claim = """
@@ -123,7 +126,12 @@ class Outbox:
                                           "limit": limit})
             return await cursor.fetchall()
 
-    async def deliver(self, alert: Alert, report: Report) -> None:
+    async def deliver(self, alert: Alert, report: Report, claim_ends_at_s: float | None = None) -> None:
+        """Send one claimed alert and record the outcome. claim_ends_at_s (time.monotonic)
+        is when the claim's lease runs out: until then, recording waits out a database
+        outage rather than leave a sent alert to be sent again by the next claimant."""
+        if claim_ends_at_s is None:
+            claim_ends_at_s = time.monotonic() + self.settings.mail_lease_s
         message = emails.compose(alert, self.settings, self.smtp)
         if message is None:
             await self._record(_no_address, id=alert.id)
@@ -136,8 +144,8 @@ class Outbox:
         except (OSError, smtplib.SMTPException) as error:
             text = f"{type(error).__name__}: {error}"[:error_length_max]
             delay_s = backoff_s(alert.attempts, self.settings)
-            status = await self._record(_failed, id=alert.id, error=text, delay_s=delay_s,
-                                        attempts_max=self.settings.mail_attempts_max)
+            status = await self._record_until(claim_ends_at_s, _failed, id=alert.id, error=text, delay_s=delay_s,
+                                              attempts_max=self.settings.mail_attempts_max)
             if status == "dead":
                 report.dead += 1
             else:
@@ -151,7 +159,7 @@ class Outbox:
                 log_event("mail_failed", logging.WARNING, **_alert_fields(alert), attempts=alert.attempts,
                           status=status, retry_in_s=round(delay_s, 1), error=loggable_error(error))
             return
-        await self._record(_sent, id=alert.id, recipients=recipients)
+        await self._record_until(claim_ends_at_s, _sent, id=alert.id, recipients=recipients)
         report.sent += 1
         log_event("mail_sent", **_alert_fields(alert), attempts=alert.attempts, message_id=message["Message-ID"])
 
@@ -161,11 +169,23 @@ class Outbox:
             row = await cursor.fetchone() if cursor.description else None
         return row[0] if row else None
 
+    async def _record_until(self, claim_ends_at_s: float, statement: str, **params: object) -> str | None:
+        """_record, retried through a database outage while the claim lasts (with a margin
+        for the statement itself): the message is already out, and only this worker knows."""
+        while True:
+            try:
+                return await self._record(statement, **params)
+            except DatabaseUnavailable:
+                if time.monotonic() + record_retry_s + self.settings.db_timeout_s >= claim_ends_at_s:
+                    raise
+                await asyncio.sleep(record_retry_s)
+
     async def deliver_due(self, limit: int = claim_batch_size_max) -> Report:
         """One pass: claim what is due (up to limit) and send it, in claim order."""
         report = Report()
+        claimed_at_s = time.monotonic()
         for alert in await self.claim(limit):
-            await self.deliver(alert, report)
+            await self.deliver(alert, report, claimed_at_s + self.settings.mail_lease_s)
         return report
 
     async def flush(self, rounds_max: int = 1000) -> Report:

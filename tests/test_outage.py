@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -28,10 +29,12 @@ from conftest import (artifacts_dir, charged, master_key, proxy_env, proxy_setti
 from solaris_hooks import ledger
 from solaris_hooks.exceptions import DatabaseUnavailable
 from solaris_hooks.migrations import migrate
+from solaris_hooks.outbox import Outbox
 from solaris_hooks.quota import QuotaService
 from solaris_hooks.settings import Settings
+from solaris_hooks.smtp import SmtpSettings
 from solaris_hooks.spool import Spool, SpoolEntry, read_entries, rejected_name, segment_suffix
-from solaris_hooks.testing import ProxyProcess, assert_ledger_consistent, wait_for
+from solaris_hooks.testing import MailCatcher, ProxyProcess, assert_ledger_consistent, wait_for
 
 allowance = proxy_settings["default_tokens_per_user"]
 
@@ -588,3 +591,61 @@ class TestProxyOutage:
                f"{len(spooled)} usage_spooled, {recovered['replayed_entries']} replayed at recovery "
                f"(down {recovered['down_s']} s); charged {balance(url, user_id)[1]} platform tokens, "
                f"expected {expected}; a second replay of the same segments charged 0")
+
+
+# -- the mail worker through an outage ------------------------------------------------------
+
+
+class OutageOnDelivery(MailCatcher):
+    """A mail server that, on the first message, stops Postgres and restarts it shortly:
+    the worker has sent the e-mail but cannot record it yet."""
+
+    def __init__(self, postgres: StoppablePostgres, down_s: float) -> None:
+        super().__init__()
+        self.postgres, self.down_s = postgres, down_s
+        self.restarted = threading.Event()
+
+    async def handle_DATA(self, server, session, envelope) -> str:
+        answer = await super().handle_DATA(server, session, envelope)
+        if len(self.received) == 1:
+            self.postgres.stop()
+
+            def restart() -> None:
+                time.sleep(self.down_s)
+                self.postgres.start()
+                self.restarted.set()
+
+            threading.Thread(target=restart, daemon=True).start()
+        return answer
+
+
+class TestOutboxThroughAnOutage:
+    def test_an_alert_sent_just_before_postgres_stops_is_recorded_once_it_returns(self, stoppable_postgres):
+        """Sent, then the database goes: the worker keeps trying to record `sent` while its
+        claim lasts, so the alert is not sent again when the lease runs out."""
+        user_id = f"outbox-{uuid.uuid4().hex[:8]}@example.com"
+        catcher = OutageOnDelivery(stoppable_postgres, down_s=1.5).start()
+        smtp_settings = SmtpSettings(host="127.0.0.1", port=catcher.port, from_address="quota@solaris.example",
+                                     timeout_s=5)
+
+        async def scenario(service):
+            call_id = uuid.uuid4().hex
+            async with service.connection() as connection:
+                await ledger.reserve(connection, user_id=user_id, call_id=call_id, wanted_tokens=810,
+                                     minimum_tokens=1, default_tokens=1000, ttl_s=60, model="m", factor=1.0,
+                                     thresholds=[0.8, 0.95])
+                await ledger.resolve(connection, call_id=call_id, kind="settle", raw_tokens=810,
+                                     thresholds=[0.8, 0.95])
+            report = await Outbox(service.connection, service.settings, smtp_settings).deliver_due()
+            async with service.connection() as connection:
+                cursor = await connection.execute(
+                    "SELECT status, attempts FROM solaris.alerts WHERE user_id = %s", (user_id,))
+                return report, await cursor.fetchall()
+
+        try:
+            report, alerts = run_service(stoppable_postgres.url, scenario, db_timeout_s=1, mail_lease_s=30)
+        finally:
+            catcher.stop()
+        assert catcher.restarted.wait(30), "Postgres was not restarted"
+        assert (report.sent, report.failed, alerts) == (1, 0, [("sent", 1)])
+        assert len(catcher.to(user_id)) == 1
