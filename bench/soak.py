@@ -2,7 +2,7 @@
 
     python -m bench.soak [--minutes 5]     python -m bench.soak --quick   (about one minute)
 
-Real parts only: a pgserver Postgres of our own (with SOLARIS_DATABASE_URL, a scratch
+Real parts only: a pgserver Postgres of our own (with SOLARIS_DATABASE_URL or DATABASE_URL, a scratch
 database on that server, never stopped), the fake provider, an aiosmtpd catcher and two
 `solaris run` proxies on one database: a with `fail_mode: open`, b with `closed`, so one
 run covers both outage paths. Then it waits for reservations, spool and outbox to settle,
@@ -98,8 +98,9 @@ class Call:
 @contextmanager
 def postgres():
     """(url, pgserver or None): ours is stopped and started as tests/test_outage.py does; a given one never."""
-    if os.environ.get("SOLARIS_DATABASE_URL"):
-        yield os.environ["SOLARIS_DATABASE_URL"], None
+    given = os.environ.get("SOLARIS_DATABASE_URL") or os.environ.get("DATABASE_URL")  # as bench/run.py
+    if given:
+        yield given, None
         return
     import pgserver
 
@@ -352,7 +353,7 @@ def check(soak: Soak, url: str, proxies: list[Proxy], catcher: TimedCatcher) -> 
     planned = sum(what == "outage" for _, what in soak.schedule())
     rows.append(("Postgres outages", f"{len(soak.outages)} of {planned}, down "
                  + ", ".join(f"{end - start:.1f}" for start, end in soak.outages) + " s" if soak.server
-                 else "none: SOLARIS_DATABASE_URL is not ours to stop", len(soak.outages) == planned))
+                 else "none: a given database is not ours to stop", len(soak.outages) == planned))
     rows.append(("kill -9 of proxy a", f"{kill['processes']} processes, {kill['in_flight']} calls in flight, "
                  f"{sum(c.outcome == 'cut' for c in at_kill)} cut; serving again after "
                  f"{kill['restarted'] - kill['at']:.1f} s", kill["in_flight"] > 0))
