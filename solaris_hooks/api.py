@@ -58,8 +58,9 @@ def error_response(status_code: int, code: str, message: str, headers: dict[str,
     return JSONResponse({"error": {"message": message, "code": code}}, status_code=status_code, headers=headers)
 
 
-async def _read_body(request: Request, bytes_max: int) -> None:
-    """Read the body once, refusing it past bytes_max; FastAPI then reuses what was read."""
+async def read_body(request: Request, bytes_max: int) -> None:
+    """Read the body once, refusing it past bytes_max (ApiError 413); FastAPI's parsing and
+    Request.form() then reuse what was read."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.strip().isdigit() and int(declared) > bytes_max:
         raise ApiError(413, "body_too_large", f"the request body is larger than {_size(bytes_max)}")
@@ -124,7 +125,7 @@ class ApiRoute(APIRoute):
         async def handle(request: Request) -> Response:
             try:
                 if reads_body:
-                    await _read_body(request, bytes_max)
+                    await read_body(request, bytes_max)
                 return await handler(request)
             except RequestValidationError as error:
                 return error_response(422, "invalid_request", _describe(error))

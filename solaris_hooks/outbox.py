@@ -24,9 +24,9 @@ from typing import Callable
 from psycopg import AsyncConnection
 from psycopg.rows import class_row, dict_row
 
-from solaris_hooks import emails, smtp
+from solaris_hooks import audit, emails, smtp
 from solaris_hooks.emails import Alert
-from solaris_hooks.exceptions import DatabaseUnavailable
+from solaris_hooks.exceptions import Conflict, DatabaseUnavailable, NotFound
 from solaris_hooks.logs import log_event
 from solaris_hooks.pages import fetch_page
 from solaris_hooks.settings import Settings
@@ -249,3 +249,18 @@ async def retry_dead(connection: AsyncConnection, alert_id: int) -> tuple[dict |
     if row is None:
         return None, None
     return row, row.pop("previous_status")
+
+
+async def requeue_dead(connection: AsyncConnection, alert_id: int, actor: str) -> dict:
+    """An admin's retry of a dead alert, with its audit row, in one transaction; NotFound
+    for an unknown id, Conflict for an alert that is not dead."""
+    async with connection.transaction():
+        row, previous = await retry_dead(connection, alert_id)
+        if row is None:
+            raise NotFound(f"no alert with id {alert_id}", "alert_not_found")
+        if previous != "dead":
+            raise Conflict(f"only dead alerts can be retried; alert {alert_id} is {previous}", "alert_not_dead")
+        await audit.record(connection, actor=actor, action="alert.retry", user_id=row["user_id"],
+                           details={"alert_id": alert_id})
+    log_event("alert_requeued", alert_id=alert_id, user_id=row["user_id"], actor=actor)
+    return row

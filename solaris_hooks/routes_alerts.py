@@ -8,12 +8,10 @@ from typing import Literal
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 
-from solaris_hooks import audit, outbox
+from solaris_hooks import outbox
 from solaris_hooks.api import authorize, errors, line_pattern, new_router
 from solaris_hooks.auth import Actor
-from solaris_hooks.exceptions import Conflict, NotFound
 from solaris_hooks.identity import identity_length_max
-from solaris_hooks.logs import log_event
 from solaris_hooks.quota import QuotaService
 
 page_size_max = 500
@@ -62,15 +60,7 @@ def build_router(service: QuotaService) -> APIRouter:
     @router.post("/alerts/{alert_id}/retry", response_model=AlertOut, summary="Re-queue a dead alert",
                  responses=errors(404, 409))
     async def retry_alert(alert_id: int = Path(ge=1, le=2**63 - 1), actor: Actor = Depends(authorize)) -> AlertOut:
-        async with service.connection() as connection, connection.transaction():
-            row, previous = await outbox.retry_dead(connection, alert_id)
-            if row is None:
-                raise NotFound(f"no alert with id {alert_id}", "alert_not_found")
-            if previous != "dead":
-                raise Conflict(f"only dead alerts can be retried; alert {alert_id} is {previous}", "alert_not_dead")
-            await audit.record(connection, actor=actor.name, action="alert.retry", user_id=row["user_id"],
-                               details={"alert_id": alert_id})
-        log_event("alert_requeued", alert_id=alert_id, user_id=row["user_id"], actor=actor.name)
-        return AlertOut(**row)
+        async with service.connection() as connection:
+            return AlertOut(**await outbox.requeue_dead(connection, alert_id, actor.name))
 
     return router

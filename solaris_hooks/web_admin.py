@@ -22,14 +22,15 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.responses import RedirectResponse, Response
 
 from solaris_hooks import accounts, audit, dashboard, outbox, web_session, web_signing
+from solaris_hooks.api import ApiError, read_body
 from solaris_hooks.auth import identify
-from solaris_hooks.exceptions import AdminError, DatabaseUnavailable, SettingsError
+from solaris_hooks.exceptions import AdminError, Conflict, DatabaseUnavailable, NotFound, SettingsError
 from solaris_hooks.logs import log_event
 from solaris_hooks.messages import normalise_locale
 from solaris_hooks.quota import QuotaService
 from solaris_hooks.refill import next_refill_at
 from solaris_hooks.settings import describe_settings
-from solaris_hooks.web_charts import bar_chart
+from solaris_hooks.web_charts import tokens_per_day_chart
 from solaris_hooks.web_render import format_number, render_page, translate
 
 home = "/solaris/admin"
@@ -102,9 +103,23 @@ def safe_next(value: object, fallback: str = home) -> str:
     return fallback
 
 
+def this_page(request: Request) -> str:
+    """The path and query of the request, where a form sends the admin back to."""
+    return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+
+
 def login_redirect(request: Request) -> RedirectResponse:
-    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse(f"{home}/login?next={quote(target, safe='')}", status_code=303)
+    return RedirectResponse(f"{home}/login?next={quote(this_page(request), safe='')}", status_code=303)
+
+
+async def bounded_form(request: Request) -> FormData:
+    """The posted form, its body bounded before it is parsed (which would otherwise read
+    or spool to disk whatever was sent)."""
+    try:
+        await read_body(request, form_bytes_max)
+    except ApiError:
+        raise PageError(413, "error.too_large") from None
+    return await request.form()
 
 
 def parse_int(value: object, default: int, low: int = 0, high: int = 10**9) -> int:
@@ -148,33 +163,25 @@ def build_router(service: QuotaService) -> APIRouter:
         session = web_session.current(request)
         if session is None:
             raise PageError(401, "error.no_session")
-        # Checked before the form is parsed, which would spool a huge upload to disk first.
-        if parse_int(request.headers.get("content-length"), 0) > form_bytes_max:
-            raise PageError(413, "error.too_large")
-        form = await request.form()
+        form = await bounded_form(request)
         if not web_session.csrf_valid(session, form.get("csrf")):
             raise PageError(403, "error.csrf")
         if not session.can_write:
             raise PageError(403, "error.read_only")
         return session, form
 
-    def done(request: Request, session: web_session.AdminSession, target: str, kind: str, key: str,
-             **params: object) -> RedirectResponse:
-        response = RedirectResponse(target, status_code=303)
-        web_session.flash(response, request, kind, translate(session.locale, key, **params))
-        return response
-
     async def act(request: Request, target: str, session: web_session.AdminSession,
                   action: Callable[[], Awaitable[tuple[str, dict]]]) -> RedirectResponse:
-        """Run a form's action; its AdminError becomes an error notice on the page it came from."""
+        """Run a form's action and go back to `target` with a notice of what it did; an
+        AdminError becomes an error notice there."""
         try:
             key, params = await action()
+            kind, text = "ok", translate(session.locale, key, **params)
         except AdminError as error:
-            response = RedirectResponse(target, status_code=303)
-            web_session.flash(response, request, "error", translate(session.locale, "notice.failed",
-                                                                    error=error.message))
-            return response
-        return done(request, session, target, "ok", key, **params)
+            kind, text = "error", translate(session.locale, "notice.failed", error=error.message)
+        response = RedirectResponse(target, status_code=303)
+        web_session.flash(response, request, kind, text)
+        return response
 
     # -- login -----------------------------------------------------------------------
 
@@ -186,7 +193,7 @@ def build_router(service: QuotaService) -> APIRouter:
 
     @router.post("/login")
     async def login(request: Request) -> Response:
-        form = await request.form()
+        form = await bounded_form(request)
         locale = normalise_locale(str(form.get("locale") or service.settings.locale))
         target = safe_next(form.get("next"))
         if not web_session.login_form_token_valid(form.get("form_token")):
@@ -207,7 +214,7 @@ def build_router(service: QuotaService) -> APIRouter:
     @router.post("/logout")
     async def logout(request: Request) -> Response:
         session = web_session.current(request)
-        form = await request.form()
+        form = await bounded_form(request)
         if session is not None and not web_session.csrf_valid(session, form.get("csrf")):
             raise PageError(403, "error.csrf")
         response = RedirectResponse(f"{home}/login", status_code=303)
@@ -227,10 +234,7 @@ def build_router(service: QuotaService) -> APIRouter:
         month_start = datetime.combine(local_today.replace(day=1), time(0), tzinfo=zone)
         async with service.connection() as connection:
             counts, stats, per_day = await dashboard.overview(connection, now, today_start, month_start)
-        day_format = "%d/%m" if session.locale == "pt-BR" else "%m-%d"
-        chart = bar_chart([(day.day.strftime(day_format), day.day.strftime("%d/%m/%Y" if session.locale == "pt-BR"
-                                                                            else "%Y-%m-%d"), day.tokens)
-                           for day in per_day], lambda value: format_number(value, session.locale))
+        chart = tokens_per_day_chart(per_day, session.locale)
         return show(request, session, "overview.html", "overview", counts=counts, stats=stats, chart=chart,
                     zone=str(zone))
 
@@ -254,7 +258,7 @@ def build_router(service: QuotaService) -> APIRouter:
             return f"{home}/users?{urlencode({'q': q, 'status': status, 'sort': column, 'order': flipped})}"
         return show(request, session, "users.html", "users", rows=rows, q=q, status=status, sort=sort, order=order,
                     sort_link=sort_link, pages=page_links(request, total, number, users_page_size),
-                    here=request.url.path + (f"?{request.url.query}" if request.url.query else ""),
+                    here=this_page(request),
                     new_idempotency_key=lambda: secrets.token_urlsafe(16), import_rows_max=accounts.import_rows_max)
 
     @router.post("/users")
@@ -401,7 +405,7 @@ def build_router(service: QuotaService) -> APIRouter:
                     alerts_total=alerts_total, actions=actions, actions_total=actions_total,
                     next_refill=next_refill_at(settings.refill) if settings.refill else None,
                     usage_link=base + web_signing.usage_path(id, settings),
-                    here=request.url.path + f"?{request.url.query}", kinds=accounts.ledger_kinds,
+                    here=this_page(request), kinds=accounts.ledger_kinds,
                     statuses=accounts.statuses, idempotency_key=secrets.token_urlsafe(16))
 
     # -- alerts ----------------------------------------------------------------------
@@ -418,7 +422,7 @@ def build_router(service: QuotaService) -> APIRouter:
             counts = dict(await cursor.fetchall())
         return show(request, session, "alerts.html", "alerts", rows=rows, status=status, counts=counts,
                     statuses=outbox.statuses, pages=page_links(request, total, number, alerts_page_size),
-                    here=request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+                    here=this_page(request))
 
     @router.post("/alerts/retry")
     async def retry_alert(request: Request) -> Response:
@@ -427,13 +431,13 @@ def build_router(service: QuotaService) -> APIRouter:
         target = safe_next(form.get("next"), f"{home}/alerts")
 
         async def retry() -> tuple[str, dict]:
-            async with service.connection() as connection:
-                row, previous = await outbox.retry_dead(connection, alert_id)
-            if row is None:
-                raise AdminError(translate(session.locale, "notice.no_alert", id=alert_id), "alert_not_found")
-            if previous != "dead":
-                raise AdminError(translate(session.locale, "notice.not_dead", id=alert_id), "alert_not_dead")
-            log_event("alert_requeued", alert_id=alert_id, user_id=row["user_id"], actor=session.actor.name)
+            try:
+                async with service.connection() as connection:
+                    await outbox.requeue_dead(connection, alert_id, session.actor.name)
+            except NotFound:
+                raise AdminError(translate(session.locale, "notice.no_alert", id=alert_id), "alert_not_found") from None
+            except Conflict:
+                raise AdminError(translate(session.locale, "notice.not_dead", id=alert_id), "alert_not_dead") from None
             return "notice.requeued", {"id": alert_id}
 
         return await act(request, target, session, retry)

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from solaris_hooks.dashboard import DayUsage
+from solaris_hooks.web_render import format_moment, format_number
+
 
 @dataclass(frozen=True)
 class Bar:
@@ -63,3 +66,10 @@ def bar_chart(points: Sequence[tuple[str, str, int]], format_value: Callable[[in
     return BarChart(width=width, height=height, bars=bars, ticks=ticks, axis_labels=axis_labels,
                     plot_left=plot_left, plot_bottom=plot_bottom,
                     empty=not any(value for _, _, value in points))
+
+
+def tokens_per_day_chart(days: Sequence[DayUsage], locale: str, width: int = 720, height: int = 220) -> BarChart:
+    """Tokens charged per day, labelled the way the reader writes dates and numbers."""
+    short_format = "%d/%m" if locale == "pt-BR" else "%m-%d"
+    return bar_chart([(usage.day.strftime(short_format), format_moment(usage.day, locale), usage.tokens)
+                      for usage in days], lambda value: format_number(value, locale), width, height)

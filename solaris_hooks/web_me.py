@@ -20,8 +20,8 @@ from solaris_hooks.logs import log_event
 from solaris_hooks.messages import normalise_locale
 from solaris_hooks.quota import QuotaService
 from solaris_hooks.refill import next_refill_at
-from solaris_hooks.web_charts import bar_chart
-from solaris_hooks.web_render import format_number, render_page
+from solaris_hooks.web_charts import tokens_per_day_chart
+from solaris_hooks.web_render import render_page
 
 token_length_max = 2048
 
@@ -59,10 +59,7 @@ def build_router(service: QuotaService) -> APIRouter:
         if account is None:
             return problem(404, "invalid", locale)
         locale = chosen or normalise_locale(account.get("locale") or settings.locale)
-        day_format = "%d/%m" if locale == "pt-BR" else "%m-%d"
-        full_format = "%d/%m/%Y" if locale == "pt-BR" else "%Y-%m-%d"
-        chart = bar_chart([(day.day.strftime(day_format), day.day.strftime(full_format), day.tokens) for day in days],
-                          lambda value: format_number(value, locale), width=440, height=200)
+        chart = tokens_per_day_chart(days, locale, width=440, height=200)
         return render_page("me.html", locale, account=account, chart=chart, settings=settings,
                            renewal=next_refill_at(settings.refill) if settings.refill else None,
                            used_share=min(1.0, account["used_tokens"] / account["credited_tokens"])

@@ -312,3 +312,24 @@ def test_csv_import_form_creates_users_or_explains_the_bad_line(admin_browser, a
     answer = admin_browser.post("/solaris/admin/users/import", data={"csrf": csrf},
                                 files={"file": ("users.csv", huge, "text/csv")})
     assert answer.status_code == 413 and "2 MiB" in answer.text
+
+
+def test_retrying_a_dead_alert_from_the_page_requeues_and_audits_it(admin_browser, admin, database_url,
+                                                                    mail_catcher, user_id):
+    import psycopg
+
+    admin.add_tokens(user_id, 10)  # a credit receipt: one alert
+    mail_catcher.wait_for(user_id, 1)
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        alert_id = connection.execute("UPDATE solaris.alerts SET status = 'dead', attempts = 8 WHERE user_id = %s "
+                                      "RETURNING id", (user_id,)).fetchone()[0]
+    csrf = csrf_of(admin_browser, "/solaris/admin/alerts?status=dead")
+    answer = admin_browser.post("/solaris/admin/alerts/retry", data={"alert_id": str(alert_id), "csrf": csrf})
+    assert f"Alerta {alert_id} recolocado na fila" in admin_browser.get(answer.headers["location"]).text
+    mail_catcher.wait_for(user_id, 2)
+    answer = admin_browser.post("/solaris/admin/alerts/retry", data={"alert_id": str(alert_id), "csrf": csrf})
+    assert f"O alerta {alert_id} não está em falha" in admin_browser.get(answer.headers["location"]).text
+    with psycopg.connect(database_url) as connection:
+        audited = connection.execute("SELECT actor FROM solaris.audit WHERE action = 'alert.retry' AND user_id = %s",
+                                     (user_id,)).fetchall()
+    assert audited == [("ana",)]
