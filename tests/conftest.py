@@ -58,6 +58,12 @@ def charged(raw_tokens: int, factor: float = proxy_settings["conversion_factor"]
     return math.ceil(Decimal(raw_tokens) * Decimal(str(factor)))
 
 
+def tampered(signature: str) -> str:
+    """A signature with its first character changed: the last character of a base64
+    signature carries padding bits, and changing it may decode to the very same bytes."""
+    return ("A" if signature[0] != "A" else "B") + signature[1:]
+
+
 def record_figure(line: str) -> None:
     """A measured figure for docs/reliability.md, appended to test-artifacts/reliability.txt."""
     artifacts_dir.mkdir(exist_ok=True)
