@@ -117,6 +117,30 @@ def write_proxy_config(path: Path, provider_url: str, settings: dict) -> Path:
         }
         for name in ("fake-model", "fake-premium")
     ]
+    # One model per route, all served by the fake provider. Real upstream names, so LiteLLM
+    # treats them as in production (its cost map knows them); the fake bills by those names
+    # (`gpt-image` reports image tokens, `transcribe` reports tokens, whisper seconds).
+    # Anthropic's api_base has no /v1: LiteLLM appends /v1/messages.
+    routes = {
+        "fake-anthropic": ("anthropic/claude-sonnet-4-5", "chat"),
+        "fake-embedding": ("openai/text-embedding-3-small", "embedding"),
+        "fake-image": ("openai/gpt-image-1", "image_generation"),
+        "fake-dalle": ("openai/dall-e-3", "image_generation"),
+        "fake-tts": ("openai/tts-1", "audio_speech"),
+        "fake-whisper": ("openai/whisper-1", "audio_transcription"),
+        "fake-transcribe": ("openai/gpt-4o-transcribe", "audio_transcription"),
+        "fake-moderation": ("openai/omni-moderation-latest", "moderation"),
+    }
+    models += [
+        {
+            "model_name": name,
+            "litellm_params": {"model": model, "api_key": "fake-key",
+                               "api_base": provider_url.removesuffix("/v1") if model.startswith("anthropic/")
+                               else provider_url},
+            "model_info": {"mode": mode},
+        }
+        for name, (model, mode) in routes.items()
+    ]
     config = {
         "model_list": models,
         "litellm_settings": {"callbacks": "solaris_hooks.callback.quota_callback", "num_retries": 0},
