@@ -12,6 +12,14 @@ from psycopg import AsyncConnection
 
 content_type = "text/plain; version=0.0.4; charset=utf-8"
 
+# Module-level and registered in no registry of its own: a LiteLLM internal can fail
+# anywhere (token counting, the cache), far from the QuotaService that owns a Metrics,
+# so `degraded.note_degraded` counts here and every Metrics registry exposes it.
+# `what` takes values from our own code only (see degraded.py), never client input.
+litellm_degraded = Counter(
+    "solaris_litellm_degraded", "Calls served in a degraded way because a LiteLLM internal failed.",
+    ["what", "error"], registry=None)
+
 
 class Metrics:
     def __init__(self) -> None:
@@ -29,6 +37,7 @@ class Metrics:
             "solaris_active_reservations", "Reservations pending in the ledger.", registry=self.registry)
         self.outbox_alerts = Gauge(
             "solaris_outbox_alerts", "Alert e-mails in the outbox by status.", ["status"], registry=self.registry)
+        self.registry.register(litellm_degraded)
 
     async def render(self, connection: AsyncConnection) -> bytes:
         """The exposition text, with the database gauges read now."""

@@ -7,11 +7,12 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from solaris_hooks import audit, metrics
 from solaris_hooks.api import authorize, line_pattern, new_router
 from solaris_hooks.auth import Actor
+from solaris_hooks.doctor import overspend_summary
 from solaris_hooks.exceptions import DatabaseUnavailable, InvalidInput, SettingsError
 from solaris_hooks.identity import identity_length_max
 from solaris_hooks.logs import log_event
@@ -21,9 +22,43 @@ from solaris_hooks.settings import describe_settings, load_settings
 page_size_max = 500
 
 
+# Accounts over their allowance that /solaris/health names, and calls it names for each.
+health_overspend_examples_max = 3
+health_overspend_calls_max = 3
+
+
+class OverspentCallOut(BaseModel):
+    ledger_id: int
+    kind: str
+    call_id: str | None
+    model: str | None
+    raw_tokens: int | None
+    charged_tokens: int
+    credited_delta: int
+    reason: str | None  # e.g. "unmetered call: the database was unreachable (fail_mode: open)"
+    at: datetime
+
+
+class OverspentAccountOut(BaseModel):
+    user_id: str
+    credited_tokens: int
+    used_tokens: int
+    over_tokens: int
+    calls_over: int = Field(description="Ledger rows of the current overspend; `calls` lists the first ones")
+    calls: list[OverspentCallOut]
+
+
+class OverspendOut(BaseModel):
+    accounts: int = Field(description="Accounts whose used tokens exceed their credited tokens")
+    examples: list[OverspentAccountOut]
+
+
 class HealthOut(BaseModel):
     status: str
     database: str
+    # Only when some account is over: the proxy still serves (status stays "ok"), but an
+    # operator must look (`solaris doctor` lists more).
+    overspend: OverspendOut | None = None
 
 
 class AuditRowOut(BaseModel):
@@ -57,15 +92,24 @@ def build_router(service: QuotaService) -> APIRouter:
     router = new_router()
 
     # A 503 here is the health answer itself (status "degraded"), not an error.
-    @router.get("/health", response_model=HealthOut, summary="Is the ledger database reachable?",
+    @router.get("/health", response_model=HealthOut, response_model_exclude_unset=True,
+                summary="Is the ledger database reachable? Has any account used more than it was credited?",
                 responses={503: {"model": HealthOut, "description": "The ledger database is unreachable"}})
     async def health() -> HealthOut | JSONResponse:
         try:
             async with service.connection() as connection:
                 await connection.execute("SELECT 1")
+                accounts, examples = await overspend_summary(connection, health_overspend_examples_max,
+                                                             health_overspend_calls_max)
         except DatabaseUnavailable:
             return JSONResponse({"status": "degraded", "database": "unreachable"}, status_code=503)
-        return HealthOut(status="ok", database="ok")
+        if not accounts:
+            return HealthOut(status="ok", database="ok")
+        overspend = OverspendOut(accounts=accounts, examples=[OverspentAccountOut(
+            user_id=example.user_id, credited_tokens=example.credited_tokens, used_tokens=example.used_tokens,
+            over_tokens=example.over_tokens, calls_over=example.calls_over,
+            calls=[OverspentCallOut.model_validate(call) for call in example.calls]) for example in examples])
+        return HealthOut(status="ok", database="ok", overspend=overspend)
 
     @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
                 responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
