@@ -1,7 +1,12 @@
-"""What admins do to accounts, for the API and the CLI alike: list, create, update,
-credit (idempotently), adjust, bulk grant, import, and read a user's ledger.
+"""What admins do to accounts, for the API, the CLI and the pages alike: list, create,
+update, credit (idempotently), adjust, bulk grant, import, merge, and read a user's ledger.
 
 Every change runs in one transaction with its audit row.
+
+An id a person types names an account the way calls do (see solaris_hooks.identity), so
+`Ana@Example.COM` finds `ana@example.com`; but an account stored exactly as typed wins
+(one made before identities were normalised, until an admin merges it), then an id merged
+away (the account it went into), then the normalised id. New accounts get the normalised id.
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ from psycopg.types.json import Jsonb
 
 from solaris_hooks import audit
 from solaris_hooks.emails import is_email_address
-from solaris_hooks.exceptions import Conflict, InvalidInput, NotFound
-from solaris_hooks.identity import identity_length_max, validate_identity
+from solaris_hooks.exceptions import Conflict, IdentityRefused, InvalidInput, NotFound
+from solaris_hooks.identity import LocalPartCase, identity_length_max, normalise_identity, validate_identity
 from solaris_hooks.ledger import decimal_levels
 from solaris_hooks.logs import log_event
 from solaris_hooks.messages import locales
@@ -45,17 +50,66 @@ account_columns = """user_id, email, name, locale, status, credited_tokens, debi
     created_at, updated_at"""
 
 
-def check_user_id(user_id: str) -> str:
-    """Identities follow the same rules as in calls, so an admin cannot create a user no call could reach."""
-    from solaris_hooks.exceptions import IdentityRefused
+user_id_rules = (f"user_id must be 1 to {identity_length_max} characters of plain text, without '{{{{' or control "
+                 "or invisible characters")
 
+
+def check_user_id(user_id: str) -> str:
+    """An id as typed (trimmed), if it follows the rules of identities in calls."""
     try:
         return validate_identity(user_id)
     except IdentityRefused:
-        raise InvalidInput(
-            f"user_id must be 1 to {identity_length_max} characters of plain text, without '{{{{' or control "
-            "or invisible characters"
-        ) from None
+        raise InvalidInput(user_id_rules) from None
+
+
+def canonical_user_id(user_id: str, local_part_case: LocalPartCase) -> str:
+    """The normalised id: what a call naming this person is charged to."""
+    try:
+        return normalise_identity(user_id, local_part_case)
+    except IdentityRefused:
+        raise InvalidInput(user_id_rules) from None
+
+
+def reached_by_calls(user_id: str, local_part_case: LocalPartCase) -> bool:
+    """Whether calls can be charged to this stored id: only when it is its own normal form."""
+    try:
+        return normalise_identity(user_id, local_part_case) == user_id
+    except IdentityRefused:
+        return False  # e.g. an old id in fullwidth braces: its normal form would be a placeholder
+
+
+async def resolve_user_ids(
+    connection: AsyncConnection, typed: Sequence[str], local_part_case: LocalPartCase
+) -> list[str]:
+    """The account each typed id means (see the module docstring), in one round trip; an id
+    with no account resolves to its normalised form, for the caller to create or refuse."""
+    exact = [check_user_id(user_id) for user_id in typed]
+    canonical = []
+    for user_id in exact:
+        try:
+            canonical.append(normalise_identity(user_id, local_part_case))
+        except IdentityRefused:
+            canonical.append(None)  # still found when an account is stored exactly so
+    cursor = await connection.execute(
+        """SELECT coalesce(a.user_id, m.into_user_id, t.canonical)
+             FROM unnest(%s::text[], %s::text[]) WITH ORDINALITY AS t (exact, canonical, position)
+             LEFT JOIN solaris.accounts a ON a.user_id = t.exact
+             LEFT JOIN solaris.merged_accounts m ON m.from_user_id = t.exact
+            ORDER BY t.position""",
+        (exact, canonical))
+    resolved = [row[0] for row in await cursor.fetchall()]
+    if None in resolved:
+        raise InvalidInput(user_id_rules)
+    return resolved
+
+
+async def resolve_user_id(connection: AsyncConnection, typed: str, local_part_case: LocalPartCase) -> str:
+    return (await resolve_user_ids(connection, [typed], local_part_case))[0]
+
+
+async def find(connection: AsyncConnection, typed: str, local_part_case: LocalPartCase) -> dict:
+    """The account a typed id means, or NotFound."""
+    return await require(connection, await resolve_user_id(connection, typed, local_part_case))
 
 
 def _has_controls(text: str | None) -> bool:
@@ -113,11 +167,11 @@ async def page(
 
 async def create(
     connection: AsyncConnection, *, user_id: str, tokens: int, email: str | None, name: str | None,
-    locale: str | None, actor: str,
+    locale: str | None, actor: str, local_part_case: LocalPartCase,
 ) -> dict:
-    user_id = check_user_id(user_id)
     check_profile(email, locale, name)
     async with connection.transaction():
+        user_id = await resolve_user_id(connection, user_id, local_part_case)
         cursor = await connection.execute(
             "SELECT user_id FROM solaris.create_account(%s, %s, %s, %s, %s, %s)",
             (user_id, tokens, email or None, name or None, locale, actor),
@@ -129,7 +183,9 @@ async def create(
     return created
 
 
-async def update(connection: AsyncConnection, user_id: str, changes: dict, actor: str) -> dict:
+async def update(
+    connection: AsyncConnection, user_id: str, changes: dict, actor: str, *, local_part_case: LocalPartCase
+) -> dict:
     """Change e-mail, name, locale or status; an empty string clears e-mail or name."""
     allowed = {"email", "name", "locale", "status"}
     unknown = set(changes) - allowed
@@ -140,7 +196,8 @@ async def update(connection: AsyncConnection, user_id: str, changes: dict, actor
         raise InvalidInput(f"status: must be one of {', '.join(statuses)}")
     values = {key: (value or None) if key in ("email", "name") else value for key, value in changes.items()}
     async with connection.transaction():
-        before = await require(connection, user_id)
+        before = await find(connection, user_id, local_part_case)
+        user_id = before["user_id"]
         if values:
             assignments = ", ".join(f"{key} = %({key})s" for key in sorted(values))
             await connection.execute(
@@ -169,7 +226,7 @@ class Credit:
 
 async def credit(
     connection: AsyncConnection, *, user_id: str, tokens: int, reason: str, actor: str, default_tokens: int,
-    thresholds: Sequence[float], idempotency_key: str | None = None,
+    thresholds: Sequence[float], local_part_case: LocalPartCase, idempotency_key: str | None = None,
 ) -> Credit:
     """Add tokens (provisioning an unknown user with the default allowance first).
 
@@ -177,9 +234,10 @@ async def credit(
     transaction; a retry with the same key and body gets it back without crediting again,
     and one with the same key but another body is refused.
     """
-    user_id = check_user_id(user_id)
-    fingerprint = request_hash("credit", user_id, tokens, reason)
+    # The id as typed: a retry is the same request even if a merge moved the account since.
+    fingerprint = request_hash("credit", check_user_id(user_id), tokens, reason)
     async with connection.transaction():
+        user_id = await resolve_user_id(connection, user_id, local_part_case)
         if idempotency_key is not None:
             # A concurrent twin waits here on the key's index entry until this commits.
             cursor = await connection.execute(
@@ -211,14 +269,15 @@ async def credit(
 
 async def adjust(
     connection: AsyncConnection, *, user_id: str, tokens: int, target: str, reason: str, actor: str,
-    thresholds: Sequence[float],
+    thresholds: Sequence[float], local_part_case: LocalPartCase,
 ) -> dict:
     if tokens == 0:
         raise InvalidInput("tokens: an adjustment must change something (not 0)")
     if not reason.strip():
         raise InvalidInput("reason: an adjustment needs a reason")
     async with connection.transaction():
-        before = await require(connection, user_id)
+        before = await find(connection, user_id, local_part_case)
+        user_id = before["user_id"]
         try:
             await connection.execute("SELECT 1 FROM solaris.adjust(%s, %s, %s, %s, %s, %s)",
                                      (user_id, tokens, target, actor, reason, decimal_levels(thresholds)))
@@ -233,7 +292,7 @@ async def adjust(
 
 async def bulk_credit(
     connection: AsyncConnection, *, user_ids: Sequence[str] | None, tokens: int, reason: str, actor: str,
-    thresholds: Sequence[float],
+    thresholds: Sequence[float], local_part_case: LocalPartCase,
 ) -> int:
     """Credit every active user (user_ids None) or exactly the users listed; unknown ids
     refuse the whole request, so a typo never silently skips someone."""
@@ -243,6 +302,7 @@ async def bulk_credit(
             raise InvalidInput(f"user_ids: give 1 to {bulk_users_max} users, or leave it out for every active user")
     async with connection.transaction():
         if user_ids is not None:
+            user_ids = sorted(set(await resolve_user_ids(connection, user_ids, local_part_case)))
             cursor = await connection.execute(
                 "SELECT array(SELECT unnest(%s::text[]) EXCEPT SELECT user_id FROM solaris.accounts)", (user_ids,))
             missing = (await cursor.fetchone())[0]
@@ -264,17 +324,20 @@ class ImportReport:
     updated: int
 
 
-async def import_csv(connection: AsyncConnection, text: str, *, actor: str, default_tokens: int) -> ImportReport:
+async def import_csv(
+    connection: AsyncConnection, text: str, *, actor: str, default_tokens: int, local_part_case: LocalPartCase
+) -> ImportReport:
     """Create or update users from CSV with a header row: user_id, and optionally email,
     name, locale, tokens (first grant, for new users). All rows or none."""
     reader = csv.DictReader(io.StringIO(text))
     try:
-        rows = _import_rows(reader, default_tokens)
+        rows = _import_rows(reader, default_tokens, local_part_case)
     except csv.Error as error:  # a field over csv.field_size_limit(), a broken quote…
         raise InvalidInput(f"the CSV cannot be read (line {reader.line_num}): {error}") from None
     created = updated = 0
     async with connection.transaction():
-        for user_id, email, name, locale, tokens in rows:
+        resolved = await resolve_user_ids(connection, [row[0] for row in rows], local_part_case)
+        for user_id, (_, email, name, locale, tokens) in zip(resolved, rows):
             cursor = await connection.execute(
                 "SELECT user_id FROM solaris.create_account(%s, %s, %s, %s, %s, %s)",
                 (user_id, tokens, email, name, locale, actor))
@@ -291,7 +354,7 @@ async def import_csv(connection: AsyncConnection, text: str, *, actor: str, defa
     return ImportReport(created, updated)
 
 
-def _import_rows(reader: csv.DictReader, default_tokens: int) -> list[tuple]:
+def _import_rows(reader: csv.DictReader, default_tokens: int, local_part_case: LocalPartCase) -> list[tuple]:
     """The checked rows of an import, or InvalidInput naming the first bad lines."""
     fields = set(reader.fieldnames or ())
     if "user_id" not in fields:
@@ -308,6 +371,7 @@ def _import_rows(reader: csv.DictReader, default_tokens: int) -> list[tuple]:
             raise InvalidInput(f"at most {import_rows_max} users per import")
         try:
             user_id = check_user_id(row.get("user_id") or "")
+            canonical_user_id(user_id, local_part_case)  # refused here, with its line, if it is no identity
             check_profile(row.get("email") or None, row.get("locale") or None, row.get("name") or None)
             tokens_text = (row.get("tokens") or "").strip()
             tokens = default_tokens if not tokens_text else int(tokens_text)
@@ -327,11 +391,76 @@ def _import_rows(reader: csv.DictReader, default_tokens: int) -> list[tuple]:
     return rows
 
 
+def _normal_form(user_id: str, local_part_case: LocalPartCase) -> str:
+    try:
+        return repr(normalise_identity(user_id, local_part_case))
+    except IdentityRefused:
+        return "no account: it is not a valid identity any more"
+
+
+@dataclass(frozen=True)
+class Merge:
+    account: dict  # INTO, after the merge
+    merged_from: str  # FROM's id as it was stored
+    moved: dict  # rows re-attributed to INTO, by kind
+
+
+async def merge(
+    connection: AsyncConnection, *, from_user_id: str, into_user_id: str, actor: str, thresholds: Sequence[float],
+    local_part_case: LocalPartCase,
+) -> Merge:
+    """Make one person's two accounts one: FROM's ledger rows, reservations (pending ones
+    too) and alerts move to INTO, its balances are added to INTO's, and FROM is deleted,
+    in one transaction with its audit row (solaris.merge_accounts).
+
+    FROM must be an account calls no longer reach (its id is not the normalised form, as
+    for accounts made before identities were normalised): one that calls still reach would
+    be created again by the next call, with a fresh allowance. INTO must be one calls reach
+    (its id is normalised), or the merged allowance would be stranded where no call goes.
+    """
+    async with connection.transaction():
+        source, target = await resolve_user_ids(connection, [from_user_id, into_user_id], local_part_case)
+        if source == target:
+            raise InvalidInput(f"{from_user_id!r} and {into_user_id!r} are the same account ({source!r}): "
+                               "nothing to merge", "merge_same_account")
+        source_before = await require(connection, source)
+        target_before = await get(connection, target)
+        if target_before is None:
+            raise NotFound(f"no user {target!r} to merge into: create it first (`solaris users create {target} "
+                           "--tokens 0`), or merge after its first call", "user_not_found")
+        if reached_by_calls(source, local_part_case):
+            raise Conflict(f"calls for {source!r} are charged to that account: merged away, the next call would "
+                           "create it again with a fresh allowance; block or disable it instead",
+                           "merge_from_reachable")
+        if not reached_by_calls(target, local_part_case):
+            raise Conflict(f"no call is charged to {target!r} (calls naming it are charged to "
+                           f"{_normal_form(target, local_part_case)}): merge both into that account instead "
+                           "(create it with 0 tokens first if it does not exist)", "merge_into_unreachable")
+        try:
+            cursor = await connection.execute(
+                "SELECT * FROM solaris.merge_accounts(%s, %s, %s, %s)",
+                (source, target, actor, decimal_levels(thresholds)))
+        except psycopg.errors.NoDataFound:
+            raise NotFound(f"{source!r} or {target!r} was merged or removed meanwhile; look them up again",
+                           "user_not_found") from None
+        except (psycopg.errors.UniqueViolation, psycopg.errors.ForeignKeyViolation):
+            raise Conflict(f"{source!r} has rows that cannot move to {target!r}; nothing was merged",
+                           "merge_conflict") from None
+        row = await cursor.fetchone()
+        moved = {column.name: int(value) for column, value in zip(cursor.description, row)}
+        after = await get(connection, target)
+        await audit.record(connection, actor=actor, action="user.merge", user_id=target,
+                           before={"from": source_before, "into": target_before}, after=after,
+                           details={"from": source, "into": target, "moved": moved})
+    log_event("merged", user_id=target, from_user_id=source, actor=actor, **moved)
+    return Merge(after, source, moved)
+
+
 async def ledger_page(
     connection: AsyncConnection, user_id: str, *, kind: str | None, start: datetime | None, end: datetime | None,
-    limit: int, offset: int,
+    limit: int, offset: int, local_part_case: LocalPartCase,
 ) -> tuple[list[dict], int]:
-    await require(connection, user_id)
+    user_id = (await find(connection, user_id, local_part_case))["user_id"]
     where = """WHERE user_id = %(user)s AND (%(kind)s::text IS NULL OR kind = %(kind)s)
                  AND (%(start)s::timestamptz IS NULL OR created_at >= %(start)s)
                  AND (%(end)s::timestamptz IS NULL OR created_at < %(end)s)"""

@@ -1,7 +1,7 @@
 """The `solaris` command: run the proxy with our hooks, and administer the ledger.
 
     solaris run                   start LiteLLM with solaris_hooks (embedded Postgres when no URL is set)
-    solaris users list|show|create|set-status
+    solaris users list|show|create|set-status|merge
     solaris credits add           add tokens to a user
     solaris report                usage per user and period, as a table or CSV
     solaris doctor                check the database, the ledger, the outbox, SMTP and the config

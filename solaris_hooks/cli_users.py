@@ -2,7 +2,8 @@
 
 They talk to the database directly (SOLARIS_DATABASE_URL, DATABASE_URL, or the embedded
 Postgres of SOLARIS_DATA_DIR), so they work with the proxy stopped. Changes are audited
-with the actor `cli:<login name>`.
+with the actor `cli:<login name>`. User ids are read as the proxy reads them (its config's
+identity_local_part_case): `Ana@Example.COM` finds `ana@example.com`.
 """
 
 from __future__ import annotations
@@ -53,10 +54,12 @@ def users_list(args: argparse.Namespace) -> int:
 
 
 def users_show(args: argparse.Namespace) -> int:
+    case = load_settings().identity_local_part_case
+
     async def work(connection):
-        account = await accounts.require(connection, args.user_id)
-        rows, total = await accounts.ledger_page(connection, args.user_id, kind=None, start=None, end=None,
-                                                 limit=args.ledger_rows, offset=0)
+        account = await accounts.find(connection, args.user_id, case)
+        rows, total = await accounts.ledger_page(connection, account["user_id"], kind=None, start=None, end=None,
+                                                 limit=args.ledger_rows, offset=0, local_part_case=case)
         return account, rows, total
 
     account, rows, total = run_with_connection(work)
@@ -73,14 +76,15 @@ def users_create(args: argparse.Namespace) -> int:
     tokens = settings.default_tokens_per_user if args.tokens is None else args.tokens
     created = run_with_connection(lambda connection: accounts.create(
         connection, user_id=args.user_id, tokens=tokens, email=args.email, name=args.name, locale=args.locale,
-        actor=actor()))
+        actor=actor(), local_part_case=settings.identity_local_part_case))
     print(f"created {created['user_id']} with {created['credited_tokens']} tokens")
     return 0
 
 
 def users_set_status(args: argparse.Namespace) -> int:
+    case = load_settings().identity_local_part_case
     updated = run_with_connection(lambda connection: accounts.update(
-        connection, args.user_id, {"status": args.status}, actor()))
+        connection, args.user_id, {"status": args.status}, actor(), local_part_case=case))
     print(f"{updated['user_id']} is now {updated['status']}")
     return 0
 
@@ -90,10 +94,22 @@ def credits_add(args: argparse.Namespace) -> int:
     credit = run_with_connection(lambda connection: accounts.credit(
         connection, user_id=args.user_id, tokens=args.tokens, reason=args.reason, actor=actor(),
         default_tokens=settings.default_tokens_per_user, thresholds=settings.alert_thresholds,
-        idempotency_key=args.idempotency_key))
+        local_part_case=settings.identity_local_part_case, idempotency_key=args.idempotency_key))
     account = credit.account
     note = " (already done with this idempotency key: nothing added)" if credit.replayed else ""
     print(f"{account['user_id']}: {account['credited_tokens']} credited, {account['remaining_tokens']} left{note}")
+    return 0
+
+
+def users_merge(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    merged = run_with_connection(lambda connection: accounts.merge(
+        connection, from_user_id=args.from_user_id, into_user_id=args.into_user_id, actor=actor(),
+        thresholds=settings.alert_thresholds, local_part_case=settings.identity_local_part_case))
+    account, moved = merged.account, merged.moved
+    print(f"merged {merged.merged_from} into {account['user_id']}: {moved['ledger_rows']} ledger rows, "
+          f"{moved['reservations']} reservations ({moved['pending_reservations']} pending), {moved['alerts']} alerts "
+          f"moved; {account['credited_tokens']} credited, {account['remaining_tokens']} left")
     return 0
 
 
@@ -108,7 +124,7 @@ def positive_tokens(text: str) -> int:
 
 
 def add_user_commands(commands: argparse._SubParsersAction) -> None:
-    users = commands.add_parser("users", help="list, show, create users and change their status")
+    users = commands.add_parser("users", help="list, show, create, merge users and change their status")
     user_commands = users.add_subparsers(dest="users_command", required=True)
 
     listing = user_commands.add_parser("list", help="users with their balances")
@@ -137,6 +153,15 @@ def add_user_commands(commands: argparse._SubParsersAction) -> None:
     status.add_argument("user_id")
     status.add_argument("status", choices=accounts.statuses)
     status.set_defaults(handler=users_set_status)
+
+    merge = user_commands.add_parser(
+        "merge", help="make one person's two accounts one (e.g. Ana@Example.COM into ana@example.com)",
+        description="Moves FROM's ledger rows, reservations and alerts to INTO, adds its balances to INTO's and "
+                    "deletes FROM, in one audited transaction. FROM must be an account calls no longer reach "
+                    "(made before identities were normalised); INTO, one they reach.")
+    merge.add_argument("from_user_id", metavar="FROM")
+    merge.add_argument("into_user_id", metavar="INTO")
+    merge.set_defaults(handler=users_merge)
 
     credits = commands.add_parser("credits", help="add tokens to a user")
     credit_commands = credits.add_subparsers(dest="credits_command", required=True)

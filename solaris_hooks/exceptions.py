@@ -12,9 +12,13 @@
     │   └── InvalidInput       the request itself is wrong (422)
     └── Refusal                a call we will not let through; carries what the client is told
         ├── IdentityRefused    no usable end-user identity (400)
+        │   └── IdentityForbidden  a key that may not speak for others named someone else (403)
         ├── QuotaExhausted     the allowance is used up (429 or 403, never retried)
         ├── RateLimited        too many requests or tokens this minute (429 with Retry-After)
-        └── AccountInactive    an admin blocked or disabled the user (403)
+        ├── AccountInactive    an admin blocked or disabled the user (403)
+        ├── CallConflict       the call's reservation key is taken already (409; never a free ride)
+        ├── RouteClosed        the route, or the model on a priced route, has no rule that opens it (403)
+        └── CallUnbounded      a part of the request whose cost we cannot bound (400)
 
 A Refusal knows its HTTP status and the message key that `messages` renders in the
 user's language; the callback turns it into LiteLLM's HTTPException at the edge.
@@ -97,6 +101,14 @@ class IdentityRefused(Refusal):
     reason = "identity"  # type: ignore[assignment]
 
 
+class IdentityForbidden(IdentityRefused):
+    """A key outside trusted_keys (and not the master key) named an end user other than itself."""
+
+    status_code = 403
+    message_key = "identity_forbidden"
+    error_type = "permission_denied"
+
+
 class QuotaExhausted(Refusal):
     status_code = 429
     message_key = "quota_exhausted"
@@ -112,3 +124,27 @@ class RateLimited(Refusal):
 class AccountInactive(Refusal):
     status_code = 403
     error_type = "permission_denied"
+
+
+class CallConflict(Refusal):
+    status_code = 409
+    message_key = "call_conflict"
+    error_type = "conflict"
+    reason = "call_conflict"  # type: ignore[assignment]
+
+
+class RouteClosed(Refusal):
+    """A route (or a model on a priced route) that no setting opens; the message names the setting."""
+
+    status_code = 403
+    message_key = "route_closed"
+    error_type = "permission_denied"
+    reason = "route_closed"  # type: ignore[assignment]
+
+
+class CallUnbounded(Refusal):
+    """A request with a part whose cost cannot be bounded before the call: refused, not served on hope."""
+
+    status_code = 400
+    message_key = "part_unbounded"
+    reason = "unbounded"  # type: ignore[assignment]

@@ -45,19 +45,6 @@ def unavailable_http_error(settings: Settings) -> HTTPException:
     )
 
 
-def _raw_tokens(response_obj: object) -> int | None:
-    usage = getattr(response_obj, "usage", None)
-    if usage is None and isinstance(response_obj, dict):
-        usage = response_obj.get("usage")
-    if usage is None:
-        return None
-    read = usage.get if isinstance(usage, dict) else lambda name: getattr(usage, name, None)
-    total = read("total_tokens")
-    if total:
-        return int(total)
-    return int(read("prompt_tokens") or 0) + int(read("completion_tokens") or 0)
-
-
 class SolarisCallback(CustomLogger):
     def __init__(self, service: QuotaService) -> None:
         super().__init__()
@@ -75,25 +62,32 @@ class SolarisCallback(CustomLogger):
 
     async def async_log_success_event(self, kwargs, response_obj, start_time, end_time):
         call_id = kwargs.get("litellm_call_id")
-        raw_tokens = _raw_tokens(response_obj)
-        if not call_id or raw_tokens is None:
-            log_event("settle_skipped", logging.WARNING, call_id=call_id, reason="no call id or usage")
+        if not call_id:
+            log_event("settle_skipped", logging.WARNING, call_id=None, reason="no call id")
             return
         logging_payload = kwargs.get("standard_logging_object") or {}
         model = logging_payload.get("model_group") or kwargs.get("model")
         # While the database is unreachable the usage goes to the spool and is charged once
         # it is back (QuotaService.settle_call): never lost, never charged twice.
-        await self.service.settle_call(str(call_id), raw_tokens, model, kwargs.get("response_cost"))
+        await self.service.settle_response(str(call_id), response_obj, model, kwargs.get("response_cost"))
 
     async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time):
-        await self._release(kwargs.get("litellm_call_id"))
+        # Not a release: inside one request the router may retry or fall back after a failed
+        # attempt, and a reservation released here would free tokens the retry still uses.
+        # The request's own failure (async_post_call_failure_hook) releases, and a stream that
+        # failed after delivering content is charged by the stream wrapper.
+        return None
 
     async def async_post_call_failure_hook(
         self, request_data: dict, original_exception, user_api_key_dict, traceback_str=None
     ):
-        # LiteLLM may report a failure here, in the failure event, or both: release is idempotent.
+        # Release is idempotent, and charges what was delivered when content reached the client.
         await self._release(request_data.get("litellm_call_id"))
         return None
+
+    async def async_post_call_streaming_iterator_hook(self, user_api_key_dict, response, request_data: dict):
+        async for chunk in self.service.meter_stream(response, str(request_data.get("litellm_call_id") or "")):
+            yield chunk
 
     async def _release(self, call_id: object) -> None:
         if not call_id:

@@ -13,6 +13,8 @@ from typing import Sequence
 from psycopg import AsyncConnection
 from psycopg.rows import class_row, dict_row
 
+from solaris_hooks.margins import PromptMargin, ratio_sample_tokens_min
+
 
 @dataclass(frozen=True)
 class Balance:
@@ -197,3 +199,25 @@ def _balance(row: dict) -> Balance:
         debited_tokens=row["debited_tokens"],
         reserved_tokens=row["reserved_tokens"],
     )
+
+
+async def extend_reservation(connection: AsyncConnection, call_id: str, ttl_s: int) -> bool:
+    """Push a pending reservation's expiry ttl_s from now (a call that is still running)."""
+    cursor = await connection.execute("SELECT solaris.extend_reservation(%s, %s)", (call_id, ttl_s))
+    row = await cursor.fetchone()
+    return bool(row and row[0])
+
+
+async def learn_margin(connection: AsyncConnection, model: str, reported_tokens: int, estimated_tokens: int
+                       ) -> PromptMargin:
+    """Record a provider's prompt count against our estimate; returns the model's margin now."""
+    cursor = await connection.execute("SELECT margin, excess_tokens FROM solaris.learn_margin(%s, %s, %s, %s)",
+                                      (model, reported_tokens, estimated_tokens, ratio_sample_tokens_min))
+    row = await cursor.fetchone()
+    return PromptMargin(float(row[0]), int(row[1])) if row else PromptMargin()
+
+
+async def margins(connection: AsyncConnection) -> dict[str, PromptMargin]:
+    """Every model's learned prompt margin (see solaris_hooks.margins)."""
+    cursor = await connection.execute("SELECT model, margin, excess_tokens FROM solaris.model_margins")
+    return {model: PromptMargin(float(ratio), int(excess)) for model, ratio, excess in await cursor.fetchall()}

@@ -10,11 +10,14 @@ with one `database_recovered` log line, once it is back.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import math
 import time
+import uuid
 from collections import OrderedDict
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import AsyncIterator, Callable, Coroutine
 
 import psycopg
@@ -23,14 +26,17 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from solaris_hooks import ledger, rate_limits
 from solaris_hooks.database import connection_pool
-from solaris_hooks.estimate import Plan, plan_call, set_completion_bound
-from solaris_hooks.exceptions import (AccountInactive, DatabaseUnavailable, IdentityRefused, QuotaExhausted,
-                                      RateLimited, Refusal)
-from solaris_hooks.identity import header_value, key_identity, key_may_name_users, resolve_identity
+from solaris_hooks.estimate import Plan, plan_call
+from solaris_hooks.exceptions import (AccountInactive, CallConflict, DatabaseUnavailable, IdentityRefused,
+                                      QuotaExhausted, RateLimited, Refusal)
+from solaris_hooks.identity import resolve_identity
 from solaris_hooks.logs import log_event
+from solaris_hooks.margins import PromptMargin
 from solaris_hooks.metrics import Metrics
 from solaris_hooks.settings import Settings
 from solaris_hooks.spool import Spool, SpoolEntry
+from solaris_hooks.title_calls import cap_title_completion, is_title_call
+from solaris_hooks.usage import Usage, chunk_text, count_text_tokens, delivered_text, reported_usage
 
 # Bounds on background work, so a backlog is worked off in slices, never in one huge
 # transaction.
@@ -43,13 +49,58 @@ prune_batch_size_max = 5000
 calls_in_flight_max = 10_000
 
 
-@dataclass(frozen=True)
+# Call types whose usage counts prompt tokens the way our estimate does: a provider reporting
+# more than we estimated for them teaches the model's prompt margin.
+_margin_call_types = frozenset({"acompletion", "completion", "atext_completion", "text_completion", "aresponses",
+                                "responses", "anthropic_messages", "aembedding", "embedding"})
+
+
+def new_call_id() -> str:
+    """A reservation key of ours: unique per request, never taken from the client."""
+    return f"solaris-{uuid.uuid4().hex}"
+
+
+def adopt_call_id(data: dict, call_id: str) -> None:
+    """Make `call_id` the call's id everywhere LiteLLM reports it to the success and failure
+    events, replacing the one a client may have chosen (header `x-litellm-call-id`, body
+    `litellm_call_id`). The proxy builds its logging object before the pre-call hook, so
+    the object is updated too: its id is what the events carry."""
+    data["litellm_call_id"] = call_id
+    logging_obj = data.get("litellm_logging_obj")
+    if logging_obj is None:
+        return
+    logging_obj.litellm_call_id = call_id
+    details = getattr(logging_obj, "model_call_details", None)
+    if isinstance(details, dict):
+        details["litellm_call_id"] = call_id
+
+
+@dataclass
 class CallInFlight:
-    """What a call's success event needs and LiteLLM does not hand back to it."""
+    """What a call's success or failure needs and LiteLLM does not hand back to it."""
 
     user_id: str
     factor: float
     metered: bool  # False: the database was down and fail_mode: open let it through unreserved
+    model: str | None = None
+    prompt_tokens: int = 0  # our raw estimate, before the margin: the provider's count is compared to it
+    prompt_bound_tokens: int = 0  # what the reservation allowed the provider to count
+    learns_margin: bool = False
+    reserved_tokens: int | None = None  # platform tokens held; None when unmetered
+    # Priced calls (images, speech, transcriptions) and moderations: charged by the plan,
+    # in raw tokens at `factor`, whatever usage the provider reports (or does not).
+    charge_raw_tokens: int | None = None
+    # Text a stream has delivered so far: what is charged if it ends without usage.
+    delivered: list[str] = field(default_factory=list)
+    renewed_at_s: float = field(default_factory=time.monotonic)
+
+    def counted_raw_tokens(self, text: str = "") -> int:
+        """Our own count of the call: the prompt estimate plus the text delivered, at most what
+        the reservation (an upper bound of the call) covers: an estimate never overcharges."""
+        counted = self.prompt_tokens + count_text_tokens(text or "".join(self.delivered), self.model)
+        if self.reserved_tokens is not None and self.factor > 0:
+            counted = min(counted, math.floor(self.reserved_tokens / self.factor))
+        return counted
 
 
 class QuotaService:
@@ -73,6 +124,10 @@ class QuotaService:
         self._background: list[Callable[[], Coroutine[None, None, None]]] = []
         self._tasks: list[asyncio.Task] = []
         self._settings_listeners: list[Callable[[Settings], None]] = []
+        # Learned prompt margins per model (solaris.model_margins), refreshed by the sweeper so
+        # replicas learn from each other.
+        self._margins: dict[str, PromptMargin] = {}
+        self._side_tasks: set[asyncio.Task] = set()
 
     # -- connections ---------------------------------------------------------------
 
@@ -102,8 +157,17 @@ class QuotaService:
             self._tasks = [loop.create_task(task(), name=f"solaris-{getattr(task, '__name__', 'task')}")
                            for task in self._background]
             self._opened = True
+            self._in_background(self._load_margins_quietly())
+
+    async def _load_margins_quietly(self) -> None:
+        try:
+            await self.load_margins()
+        except DatabaseUnavailable:
+            pass  # the sweeper loads them once the database answers
 
     async def close(self) -> None:
+        # Charges of abandoned streams and reservation extensions finish first.
+        await asyncio.gather(*self._side_tasks, return_exceptions=True)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -156,6 +220,7 @@ class QuotaService:
         open (the call then goes through unmetered).
         """
         started = time.perf_counter()
+        adopt_call_id(data, new_call_id())
         try:
             return await self._reserve_call(data, call_type, key, cache)
         except Refusal as refusal:
@@ -174,20 +239,30 @@ class QuotaService:
     async def _reserve_call(self, data: dict, call_type: str, key: object, cache: object) -> str | None:
         """`key` is LiteLLM's UserAPIKeyAuth: its user_id, token (key hash) and key_alias."""
         settings = self.settings
-        token, alias = getattr(key, "token", None), getattr(key, "key_alias", None)
-        trusted = key_may_name_users(token, alias, settings.trusted_keys)
-        user_id = resolve_identity(data, settings.identity_header,
-                                   key_identity(getattr(key, "user_id", None), token), trusted)
-        if not trusted and (data.get("user") or header_value(
-                (data.get("proxy_server_request") or {}).get("headers"), settings.identity_header)):
-            # A key outside trusted_keys tried to name someone: charged to itself, and logged.
-            log_event("identity_ignored", logging.WARNING, user_id=user_id, key_alias=alias)
-        call_id = str(data.get("litellm_call_id") or "")
+        # Normalised, named only by a key allowed to (else a 403), never a shared default account.
+        user_id = resolve_identity(data, key, header_name=settings.identity_header,
+                                   local_part_case=settings.identity_local_part_case,
+                                   anonymous_calls=settings.anonymous_calls, trusted_keys=settings.trusted_keys)
+        call_id = str(data["litellm_call_id"])
         model = str(data.get("model") or "") or None
-        # A free title call is still reserved and settled, at factor 0: the ledger shows its raw tokens.
-        free = settings.title_calls == "free" and settings.is_title_call(data)
+        margin = self._margins.get(model or "", PromptMargin()).widened(
+            PromptMargin(ratio=settings.prompt_margin_for(model)))
+        # A free title call is still reserved and settled, at factor 0: the ledger shows its raw
+        # tokens. Only LibreChat's whole title request shape counts, its answer is capped, and a
+        # long prompt makes it an ordinary call.
+        free = settings.title_calls == "free" and is_title_call(data, call_type, settings)
+        if free:
+            cap_title_completion(data, settings)
         factor = 0.0 if free else settings.factor_for(model)
-        plan = plan_call(data, call_type, factor, settings.completion_tokens_default)
+        plan = self._plan(data, call_type, factor, margin)
+        if free and plan.prompt_tokens > settings.title_prompt_tokens_max:
+            free, factor = False, settings.factor_for(model)
+            plan = self._plan(data, call_type, factor, margin)
+        if plan.free:
+            # A route the admin opened with `free` (e.g. `routes: {moderations: free}`): nothing
+            # to reserve, nothing to charge.
+            log_event("free_route", user_id=user_id, call_id=call_id, route=plan.route)
+            return user_id
         try:
             await rate_limits.enforce(cache, user_id, plan.wanted_tokens, settings)
         except RateLimited as refusal:
@@ -213,13 +288,27 @@ class QuotaService:
                 log_event("fail_open", logging.WARNING, user_id=user_id, call_id=call_id, error=str(error))
                 # Charged when it succeeds: directly if the database is back by then, else
                 # through the spool.
-                self._remember(call_id, CallInFlight(user_id, plan.factor, metered=False))
+                self._remember(call_id, CallInFlight(user_id, plan.factor, metered=False, model=model,
+                                                     prompt_tokens=plan.prompt_tokens,
+                                                     charge_raw_tokens=plan.settle_raw_tokens(plan.wanted_tokens)))
                 return None
             log_event("database_unavailable", logging.ERROR, user_id=user_id, call_id=call_id, error=str(error))
             raise
         self._apply(reservation, plan, data, user_id, call_id)
-        self._remember(call_id, CallInFlight(user_id, plan.factor, metered=True))
+        self._remember(call_id, CallInFlight(user_id, plan.factor, metered=True, model=model,
+                                             prompt_tokens=plan.prompt_tokens,
+                                             prompt_bound_tokens=plan.prompt_bound_tokens,
+                                             reserved_tokens=reservation.reserved,
+                                             learns_margin=call_type in _margin_call_types and not free,
+                                             charge_raw_tokens=plan.settle_raw_tokens(reservation.reserved)))
         return user_id
+
+    def _plan(self, data: dict, call_type: str, factor: float, margin: PromptMargin) -> Plan:
+        """The call's plan, its prompt bounded by the model's margin (known once it is counted)."""
+        plan = plan_call(data, call_type, factor, self.settings, margin.ratio)
+        if margin.excess_tokens and plan.prompt_tokens:
+            plan = dataclasses.replace(plan, prompt_margin=margin.multiplier(plan.prompt_tokens))
+        return plan
 
     def _remember(self, call_id: str, call: CallInFlight) -> None:
         if not call_id:
@@ -232,10 +321,14 @@ class QuotaService:
                           user_id=forgotten.user_id, calls_in_flight_max=calls_in_flight_max)
 
     def _apply(self, reservation: ledger.Reservation, plan: Plan, data: dict, user_id: str, call_id: str) -> None:
-        if reservation.outcome in ("reserved", "duplicate"):
-            if plan.completion_tokens_max > 0:
-                set_completion_bound(data, plan.completion_bound(reservation.reserved))
+        if reservation.outcome == "reserved":
+            plan.write_bound(data, reservation.reserved)
             return
+        if reservation.outcome == "duplicate":
+            # Our keys are fresh per request, so this means something reused one: never let a
+            # call ride on another call's reservation.
+            log_event("refused", logging.ERROR, user_id=user_id, call_id=call_id, reason="duplicate_call_id")
+            raise CallConflict()
         fields = {
             "credited_tokens": reservation.credited_tokens,
             "used_tokens": reservation.debited_tokens,
@@ -256,8 +349,26 @@ class QuotaService:
                                  remaining_tokens=max(0, reservation.remaining_tokens), **fields)
         raise AccountInactive(f"account_{reservation.outcome}", **fields)
 
+    async def settle_response(self, call_id: str, response_obj: object, model: str | None,
+                              cost_usd: float | None) -> ledger.Resolution | None:
+        """Charge a call that succeeded, by the provider's usage or, when it reports none, by our
+        own count of the prompt and of what was delivered (never zero: invariant 8)."""
+        call = self._calls.get(call_id)
+        if call is not None and call.charge_raw_tokens is not None:
+            return await self.settle_call(call_id, call.charge_raw_tokens, model, cost_usd)
+        usage = reported_usage(response_obj)
+        if usage is None:
+            if call is None:
+                log_event("settle_skipped", logging.WARNING, call_id=call_id, reason="no usage and no call in flight")
+                return None
+            usage = Usage(raw_tokens=call.counted_raw_tokens(delivered_text(response_obj)), prompt_tokens=None)
+            log_event("usage_counted", logging.WARNING, user_id=call.user_id, call_id=call_id,
+                      raw_tokens=usage.raw_tokens, reason="the provider reported no usage")
+        return await self.settle_call(call_id, usage.raw_tokens, model, cost_usd, usage.prompt_tokens)
+
     async def settle_call(
-        self, call_id: str, raw_tokens: int, model: str | None, cost_usd: float | None
+        self, call_id: str, raw_tokens: int, model: str | None, cost_usd: float | None,
+        reported_prompt_tokens: int | None = None,
     ) -> ledger.Resolution | None:
         """Charge a call that succeeded. None: the database is unreachable and the usage
         went to the spool, to be charged by the replay (never lost, never charged twice)."""
@@ -272,17 +383,44 @@ class QuotaService:
                     connection, call_id=call_id, kind="settle", raw_tokens=raw_tokens, model=model,
                     cost_usd=cost_usd, thresholds=self.settings.alert_thresholds,
                 )
+                if call is not None and reported_prompt_tokens is not None:
+                    await self._learn_margin(connection, call, reported_prompt_tokens)
         except DatabaseUnavailable as error:
             if self.spool.append(entry):
                 log_event("usage_spooled", logging.WARNING, user_id=entry.user_id, call_id=call_id,
                           raw_tokens=raw_tokens, metered=call.metered if call else None, error=str(error))
             return None
-        if resolution.state == "settled":
+        if resolution.charged_tokens:
             self.metrics.charged_tokens.labels(model=model or "unknown").inc(resolution.charged_tokens)
-        else:
+        if resolution.state != "settled" or (call is None and not resolution.charged_tokens):
             log_event("settle_ignored", logging.WARNING, call_id=call_id, state=resolution.state,
                       raw_tokens=raw_tokens)
         return resolution
+
+    async def _learn_margin(self, connection: AsyncConnection, call: CallInFlight, reported_tokens: int) -> None:
+        """A provider that counted more prompt tokens than the reservation allowed for widens the
+        model's margin (running maxima, persisted), so the next reservations bound it too."""
+        if not call.learns_margin or not call.model or call.prompt_tokens <= 0:
+            return
+        learned = self._margins.get(call.model, PromptMargin())
+        if reported_tokens <= max(call.prompt_bound_tokens, learned.bound(call.prompt_tokens)):
+            return
+        margin = await ledger.learn_margin(connection, call.model, reported_tokens, call.prompt_tokens)
+        self._margins[call.model] = learned.widened(margin)
+        log_event("margin_learned", logging.WARNING, model=call.model, ratio=self._margins[call.model].ratio,
+                  excess_tokens=self._margins[call.model].excess_tokens, reported_prompt_tokens=reported_tokens,
+                  estimated_prompt_tokens=call.prompt_tokens)
+
+    async def settle_delivered(self, call_id: str) -> ledger.Resolution | None:
+        """A call that ended without a result after delivering content (a stream that broke or
+        was abandoned): charged our count of its prompt and of what it delivered."""
+        call = self._calls.get(call_id)
+        if call is None:
+            return None
+        raw_tokens = call.counted_raw_tokens()
+        log_event("usage_counted", logging.WARNING, user_id=call.user_id, call_id=call_id, raw_tokens=raw_tokens,
+                  reason="the stream ended without usage after delivering content")
+        return await self.settle_call(call_id, raw_tokens, call.model, None)
 
     async def charge_spooled(self, entry: SpoolEntry) -> ledger.Resolution:
         """Charge usage that was not charged when it happened; idempotent per call id."""
@@ -300,15 +438,74 @@ class QuotaService:
         return resolution
 
     async def release_call(self, call_id: str) -> ledger.Resolution:
-        call = self._calls.pop(call_id, None)
+        call = self._calls.get(call_id)
         if call is None or not call.metered:
             # Nothing this process reserved: a refused call, one the database was down for
             # (its 503 is not held up by a release that would wait for the pool too), an
             # unmetered one, or a repeated failure event. A reservation forgotten past
             # calls_in_flight_max expires instead.
+            self._calls.pop(call_id, None)
             return ledger.Resolution(state="unknown", charged_tokens=0)
+        if call.delivered:
+            # It failed after content reached the client: what was delivered is owed.
+            return await self.settle_delivered(call_id) or ledger.Resolution(state="unknown", charged_tokens=0)
+        self._calls.pop(call_id, None)
         async with self.connection() as connection:
             return await ledger.resolve(connection, call_id=call_id, kind="release")
+
+    # -- streams -------------------------------------------------------------------
+
+    async def meter_stream(self, stream: AsyncIterator[object], call_id: str) -> AsyncIterator[object]:
+        """Pass a stream through, noting what it delivers and keeping its reservation alive.
+
+        A stream that breaks or is abandoned after delivering content is charged what it
+        delivered (the success event, if one still comes, finds the call settled). While
+        chunks flow, the reservation's expiry is pushed forward, so the sweeper never returns
+        tokens of a call that is still running.
+        """
+        call = self._calls.get(call_id)
+        if call is None or not call.metered:
+            async for chunk in stream:
+                yield chunk
+            return
+        renew_every_s = self.settings.reservation_ttl_s / 3
+        completed = False
+        try:
+            async for chunk in stream:
+                text = chunk_text(chunk)
+                if text:
+                    call.delivered.append(text)
+                if time.monotonic() - call.renewed_at_s > renew_every_s:
+                    call.renewed_at_s = time.monotonic()
+                    self._in_background(self._extend(call_id))
+                yield chunk
+            completed = True
+        except Exception:
+            if call.delivered:
+                await self.settle_delivered(call_id)
+            raise
+        finally:
+            if not completed and call.delivered and call_id in self._calls:
+                # The client went away (GeneratorExit or cancellation): no await is safe here.
+                self._in_background(self.settle_delivered(call_id))
+
+    async def _extend(self, call_id: str) -> None:
+        try:
+            async with self.connection() as connection:
+                await ledger.extend_reservation(connection, call_id, self.settings.reservation_ttl_s)
+        except DatabaseUnavailable as error:
+            log_event("extend_failed", logging.WARNING, call_id=call_id, error=str(error))
+
+    def _in_background(self, work: Coroutine[None, None, object]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._side_tasks.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(self._side_tasks.discard)
+
+    async def load_margins(self) -> None:
+        async with self.connection() as connection:
+            learned = await ledger.margins(connection)
+        for model, margin in learned.items():
+            self._margins[model] = self._margins.get(model, PromptMargin()).widened(margin)
 
     # -- background ----------------------------------------------------------------
 
@@ -366,6 +563,7 @@ class QuotaService:
                 pruned_total += pruned
                 if pruned < prune_batch_size_max:
                     break
+        await self.load_margins()
         if expired_total:
             log_event("reservations_expired", count=expired_total)
         if pruned_total:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from solaris_hooks import routes_admin, routes_alerts, routes_reports, routes_users, web_admin, web_me
+from solaris_hooks import route_guard, routes_admin, routes_alerts, routes_reports, routes_users, web_admin, web_me
 from solaris_hooks.api import prefix
 from solaris_hooks.quota import QuotaService
 
@@ -16,5 +16,8 @@ def mount_routes(service: QuotaService) -> None:
         return
     for module in (routes_admin, routes_users, routes_alerts, routes_reports, web_admin, web_me):
         app.include_router(module.build_router(service))
+    # Routes whose handlers never call the pre-call hook (pass-through, files, realtime…)
+    # are closed at the door unless `routes` opens them.
+    route_guard.install(app, lambda: service.settings)
     # The API schema is cached on first use; make sure ours is in it.
     app.openapi_schema = None

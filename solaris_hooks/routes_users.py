@@ -1,4 +1,8 @@
-"""`/solaris/users`: accounts, credits, corrections, bulk grants, imports and each user's ledger."""
+"""`/solaris/users`: accounts, credits, corrections, bulk grants, imports, merges and each user's ledger.
+
+A user id in a path or body names an account as in solaris_hooks.accounts: `Ana@Example.COM`
+finds `ana@example.com`.
+"""
 
 from __future__ import annotations
 
@@ -109,6 +113,24 @@ class ImportOut(BaseModel):
     updated: int
 
 
+class MergeIn(Strict):
+    into: UserId = Field(description="The account that stays: the one calls are charged to (its id normalised).")
+
+
+class MovedOut(BaseModel):
+    ledger_rows: int
+    reservations: int = Field(description="All of FROM's reservations; pending ones are also counted below.")
+    pending_reservations: int
+    alerts: int
+    other_rows: int
+
+
+class MergeOut(BaseModel):
+    account: AccountOut = Field(description="INTO after the merge.")
+    merged_from: str
+    moved: MovedOut
+
+
 class LedgerRowOut(BaseModel):
     id: int
     kind: str
@@ -149,7 +171,7 @@ class UserPathConvertor(UserPartConvertor):
     """The same as the last part of a path, unless it ends like a route below a user:
     `GET …/ana/ledger` is Ana's ledger and `PATCH …/ana/adjust` a 405."""
 
-    regex = r"(?!(?s:.*)/(?:add-tokens|adjust|ledger)$)(?s:.+)"
+    regex = r"(?!(?s:.*)/(?:add-tokens|adjust|ledger|merge)$)(?s:.+)"
 
 
 register_url_convertor("solaris_user_part", UserPartConvertor())
@@ -167,6 +189,7 @@ def as_bound(value: datetime | date | None, end: bool = False) -> datetime | Non
 def build_router(service: QuotaService) -> APIRouter:
     router = new_router()
     settings = lambda: service.settings  # noqa: E731 - reloads replace service.settings
+    case = lambda: service.settings.identity_local_part_case  # noqa: E731
 
     @router.get("/users", response_model=AccountPage, summary="List and search users")
     async def list_users(
@@ -190,7 +213,8 @@ def build_router(service: QuotaService) -> APIRouter:
         tokens = settings().default_tokens_per_user if body.initial_tokens is None else body.initial_tokens
         async with service.connection() as connection:
             return await accounts.create(connection, user_id=body.user_id, tokens=tokens, email=body.email,
-                                         name=body.name, locale=body.locale, actor=actor.name)
+                                         name=body.name, locale=body.locale, actor=actor.name,
+                                         local_part_case=case())
 
     @router.post("/users/bulk-grant", response_model=BulkGrantOut, summary="Credit every active user, or a list",
                  responses={**body_errors, **errors(404)})
@@ -198,7 +222,7 @@ def build_router(service: QuotaService) -> APIRouter:
         async with service.connection() as connection:
             count = await accounts.bulk_credit(connection, user_ids=body.user_ids, tokens=body.tokens,
                                                reason=body.reason, actor=actor.name,
-                                               thresholds=settings().alert_thresholds)
+                                               thresholds=settings().alert_thresholds, local_part_case=case())
         log_event("bulk_credited", users=count, tokens=body.tokens, actor=actor.name)
         return BulkGrantOut(credited_users=count)
 
@@ -215,7 +239,8 @@ def build_router(service: QuotaService) -> APIRouter:
             raise InvalidInput("the CSV must be UTF-8 text") from None
         async with service.connection() as connection:
             report = await accounts.import_csv(connection, text, actor=actor.name,
-                                               default_tokens=settings().default_tokens_per_user)
+                                               default_tokens=settings().default_tokens_per_user,
+                                               local_part_case=case())
         return ImportOut(created=report.created, updated=report.updated)
 
     @router.post("/users/{user_id:solaris_user_part}/add-tokens", response_model=AccountOut,
@@ -233,7 +258,7 @@ def build_router(service: QuotaService) -> APIRouter:
             credit = await accounts.credit(
                 connection, user_id=user_id, tokens=body.tokens, reason=body.reason, actor=actor.name,
                 default_tokens=settings().default_tokens_per_user, thresholds=settings().alert_thresholds,
-                idempotency_key=idempotency_key,
+                local_part_case=case(), idempotency_key=idempotency_key,
             )
         if credit.replayed:
             response.headers["Idempotent-Replayed"] = "true"
@@ -244,11 +269,23 @@ def build_router(service: QuotaService) -> APIRouter:
                  responses={**body_errors, **errors(404, 409)})
     async def adjust(user_id: UserId, body: AdjustIn, actor: Actor = Depends(authorize)) -> dict:
         async with service.connection() as connection:
-            adjusted = await accounts.adjust(connection, user_id=accounts.check_user_id(user_id), tokens=body.tokens,
+            adjusted = await accounts.adjust(connection, user_id=user_id, tokens=body.tokens,
                                              target=body.target, reason=body.reason, actor=actor.name,
-                                             thresholds=settings().alert_thresholds)
-        log_event("adjusted", user_id=user_id, tokens=body.tokens, target=body.target, actor=actor.name)
+                                             thresholds=settings().alert_thresholds, local_part_case=case())
+        log_event("adjusted", user_id=adjusted["user_id"], tokens=body.tokens, target=body.target, actor=actor.name)
         return adjusted
+
+    @router.post("/users/{user_id:solaris_user_part}/merge", response_model=MergeOut,
+                 summary="Merge this account into another one of the same person",
+                 description="FROM (this account) must be one calls no longer reach, such as one made before "
+                             "identities were normalised; INTO, one they reach. Ledger rows, reservations and "
+                             "alerts move to INTO, balances are added, FROM is deleted; one transaction, audited.",
+                 responses={**body_errors, **errors(404, 409)})
+    async def merge(user_id: UserId, body: MergeIn, actor: Actor = Depends(authorize)) -> MergeOut:
+        async with service.connection() as connection:
+            merged = await accounts.merge(connection, from_user_id=user_id, into_user_id=body.into, actor=actor.name,
+                                          thresholds=settings().alert_thresholds, local_part_case=case())
+        return MergeOut(account=merged.account, merged_from=merged.merged_from, moved=merged.moved)
 
     @router.get("/users/{user_id:solaris_user_part}/ledger", response_model=LedgerPage,
                 summary="One user's ledger, newest first",
@@ -266,8 +303,8 @@ def build_router(service: QuotaService) -> APIRouter:
             raise InvalidInput("`from` must be before `to`")
         limit = min(limit, page_size_max)
         async with service.connection() as connection:
-            rows, total = await accounts.ledger_page(connection, accounts.check_user_id(user_id), kind=kind,
-                                                     start=start_at, end=end_at, limit=limit, offset=offset)
+            rows, total = await accounts.ledger_page(connection, user_id, kind=kind, start=start_at, end=end_at,
+                                                     limit=limit, offset=offset, local_part_case=case())
         return LedgerPage(rows=rows, total=total, limit=limit, offset=offset)
 
     # Ids with '/' reach every route: `:solaris_user_part` below a user, `:solaris_user` for the user itself.
@@ -276,7 +313,7 @@ def build_router(service: QuotaService) -> APIRouter:
                 responses=errors(404))
     async def get_user(user_id: UserId) -> dict:
         async with service.connection() as connection:
-            return await accounts.require(connection, accounts.check_user_id(user_id))
+            return await accounts.find(connection, user_id, case())
 
     @router.patch("/users/{user_id:solaris_user}", response_model=AccountOut,
                   summary="Change e-mail, name, locale or status",
@@ -284,6 +321,6 @@ def build_router(service: QuotaService) -> APIRouter:
     async def update_user(user_id: UserId, body: UpdateUserIn, actor: Actor = Depends(authorize)) -> dict:
         changes = body.model_dump(exclude_unset=True)
         async with service.connection() as connection:
-            return await accounts.update(connection, accounts.check_user_id(user_id), changes, actor.name)
+            return await accounts.update(connection, user_id, changes, actor.name, local_part_case=case())
 
     return router

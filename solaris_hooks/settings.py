@@ -19,7 +19,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from solaris_hooks.exceptions import SettingsError
+from solaris_hooks.input_parts import InputPartBounds
+from solaris_hooks.prices import ModelPrice
 from solaris_hooks.refill import RefillSettings
+from solaris_hooks.route_rules import Rule, validate_routes
 
 settings_block = "solaris_settings"
 env_prefix = "os.environ/"
@@ -57,7 +60,37 @@ class Settings(BaseModel):
     # Completion budget reserved, and written into the request, when a call sets no
     # max_tokens: without a bound the upstream could spend more than we reserved.
     completion_tokens_default: int = Field(4096, ge=1, le=1_000_000)
+    # Every route has a rule: `charge` (bounded before the call, charged after; only the
+    # routes solaris_hooks can bound), `free` (no reservation, no charge) or `refuse` (403
+    # naming the route and this setting). Merged over the defaults: chat, completions,
+    # responses, messages, embeddings, moderations, images, image_edits, speech and
+    # transcriptions are charged; every other route (files, batches, passthrough, realtime,
+    # assistants, rerank…, see solaris_hooks.route_rules) is refused until opened here.
+    routes: dict[Annotated[str, Field(pattern=r"^[a-z_]{1,60}$")], Rule] = Field(default_factory=dict, max_length=100)
+    # Upper bounds of prompt parts that are not text (images, audio, files), per model group
+    # or "*" (see solaris_hooks.input_parts.InputPartBounds). A part without a bound refuses the call.
+    input_part_bounds: dict[Annotated[str, Field(min_length=1, max_length=200)], InputPartBounds] = Field(
+        default_factory=dict, max_length=1000)
+    # Prices of images, speech and transcriptions, in platform tokens, per model group or "*"
+    # (see solaris_hooks.prices.ModelPrice). A model without a price on those routes is refused.
+    model_prices: dict[Annotated[str, Field(min_length=1, max_length=200)], ModelPrice] = Field(
+        default_factory=dict, max_length=1000)
+    # Starting prompt margins per model group or "*": the prompt estimate is multiplied by
+    # the larger of this and the margin learned from what providers report (solaris.model_margins).
+    # Set it for a model whose tokenizer counts more than ours (e.g. {claude-sonnet: 1.3}) to
+    # bound even its very first call; unset, the first call teaches the margin.
+    prompt_margins: dict[Annotated[str, Field(min_length=1, max_length=200)],
+                         Annotated[float, Field(ge=1, le=10)]] = Field(default_factory=dict, max_length=1000)
+    # The header that names the end user when neither of LiteLLM's own (x-litellm-customer-id,
+    # x-litellm-end-user-id) is sent; read after them, as LiteLLM reads its user_header_name.
     identity_header: str = Field("x-litellm-end-user-id", min_length=1, max_length=100)
+    # Whether `Ana@example.com` and `ana@example.com` are one account: everything in an
+    # identity but an e-mail domain (always lower-cased) follows this. See solaris_hooks.identity.
+    identity_local_part_case: Literal["insensitive", "sensitive"] = "insensitive"
+    # A call from a trusted key (see trusted_keys) that names no end user: refused with a
+    # 400, or charged to the key's own LiteLLM user (else `key:<hash prefix>`). Never
+    # silently to one account shared by everyone.
+    anonymous_calls: Literal["refuse", "charge_key"] = "refuse"
     fail_mode: Literal["closed", "open"] = "closed"
     # Usage that could not be written to the ledger (a settle while Postgres was down, or a
     # call fail_mode: open let through) waits here, in one JSON-lines file per proxy
@@ -69,26 +102,34 @@ class Settings(BaseModel):
     replay_interval_s: float = Field(5, gt=0, le=3600)
     # 429 carries `x-should-retry: false` so OpenAI SDKs do not retry; 403 is never retried.
     refusal_status_code: Literal[403, 429] = 429
-    # Keys that may name the end user (header or body `user`): aliases, raw keys (or
-    # os.environ/NAME) or `master_key`. Unset: every key may. Any other key is charged to
-    # its own user, so a person holding a personal key cannot spend someone else's allowance.
-    trusted_keys: list[Annotated[str, Field(min_length=1, max_length=500)]] | None = None
+    # Keys that may name the end user (headers or body `user`), besides the master key,
+    # which always may: aliases or raw keys (or os.environ/NAME). Unset: the master key
+    # only. Any other key pays for itself and may name only itself (naming someone else is
+    # a 403), so a person holding a personal key cannot spend someone else's allowance.
+    trusted_keys: list[Annotated[str, Field(min_length=1, max_length=500)]] | None = Field(None, max_length=1000)
     # Per end user, counted per minute in LiteLLM's cache (shared by replicas through Redis
     # with enable_redis_auth_cache: true); unset: no limit.
     requests_per_minute: int | None = Field(None, ge=1, le=1_000_000)
     tokens_per_minute: int | None = Field(None, ge=1, le=10**12)
-    # LibreChat's conversation titles: charged like any call, or recorded with 0 tokens.
+    # LibreChat's conversation titles: charged like any call, or recorded with 0 tokens (only
+    # for a user with some allowance left). See solaris_hooks.title_calls for what is a title call.
     title_calls: Literal["charge", "free"] = "charge"
-    # How a title call is recognised: regexes (case-insensitive) over the call's messages.
-    # The defaults match LibreChat's own title prompts (classic, agents, assistants).
+    # How a title call's one user message must start: regexes (case-insensitive), matched at
+    # the start of the message, never anywhere in it. The defaults are LibreChat's own title
+    # prompts (classic clients, @librechat/agents completion and structured titles).
     title_prompt_patterns: list[Annotated[str, Field(min_length=1, max_length=300)]] = Field(
         default_factory=lambda: [
-            r"5-word-or-less title for the conversation",
-            r"concise title in the detected language",
-            r"concise title \(max 40 characters\) for a conversation",
+            r"(Please generate|Provide) a concise, 5-word-or-less title for the conversation",
+            r"Analyze this conversation and provide:\s*1\. The detected language",
+            r"[^\n]{0,80}concise title in the detected language",
+            r"[^\n]{0,80}concise title \(max 40 characters\) for a conversation",
         ],
         max_length=20,
     )
+    # A free title call is capped: its answer at this many raw tokens (a title is a few
+    # words), its prompt at this many (longer ones are charged like any call).
+    title_completion_tokens_max: int = Field(100, ge=1, le=4096)
+    title_prompt_tokens_max: int = Field(4000, ge=1, le=1_000_000)
     # Periodic renewal of every allowance; none when absent.
     refill: RefillSettings | None = None
     # Usage fractions that warn by e-mail; the block at 1.0 is always added.
@@ -120,18 +161,18 @@ class Settings(BaseModel):
                 raise ValueError(f"{pattern!r} is not a valid regular expression: {error}") from None
         return patterns
 
-    def is_title_call(self, data: dict) -> bool:
-        """Whether a call is LibreChat asking for a conversation title (see title_prompt_patterns)."""
-        messages = data.get("messages")
-        if not isinstance(messages, list) or not self.title_prompt_patterns:
-            return False
-        text = " ".join(str(message.get("content") or "") for message in messages if isinstance(message, dict))
-        return any(re.search(pattern, text, re.IGNORECASE) for pattern in self.title_prompt_patterns)
+    @field_validator("routes")
+    @classmethod
+    def _routes_boundable(cls, routes: dict[str, Rule]) -> dict[str, Rule]:
+        return dict(validate_routes(routes))
 
     @field_validator("alert_thresholds")
     @classmethod
     def _sorted_unique(cls, thresholds: list[float]) -> list[float]:
         return sorted(set(thresholds))
+
+    def prompt_margin_for(self, model: str | None) -> float:
+        return self.prompt_margins.get(model or "", self.prompt_margins.get("*", 1.0))
 
     def factor_for(self, model: str | None) -> float:
         return self.model_factors.get(model or "", self.conversion_factor)

@@ -24,7 +24,7 @@ from starlette.responses import RedirectResponse, Response
 from solaris_hooks import accounts, audit, dashboard, outbox, web_session, web_signing
 from solaris_hooks.api import ApiError, read_body
 from solaris_hooks.auth import identify
-from solaris_hooks.exceptions import AdminError, Conflict, DatabaseUnavailable, NotFound, SettingsError
+from solaris_hooks.exceptions import AdminError, Conflict, DatabaseUnavailable, InvalidInput, NotFound, SettingsError
 from solaris_hooks.logs import log_event
 from solaris_hooks.messages import normalise_locale
 from solaris_hooks.quota import QuotaService
@@ -277,7 +277,8 @@ def build_router(service: QuotaService) -> APIRouter:
                                       email=str(form.get("email") or "").strip() or None,
                                       name=str(form.get("name") or "").strip() or None,
                                       locale=normalise_locale(str(form.get("locale"))) if form.get("locale") else None,
-                                      actor=session.actor.name)
+                                      actor=session.actor.name,
+                                      local_part_case=service.settings.identity_local_part_case)
             return "notice.created", {"user": user_id}
 
         return await act(request, f"{home}/users", session, create)
@@ -308,7 +309,8 @@ def build_router(service: QuotaService) -> APIRouter:
                         return "notice.bulk_repeated", {}
                 count = await accounts.bulk_credit(connection, user_ids=listed if scope == "listed" else None,
                                                    tokens=tokens, reason=reason, actor=session.actor.name,
-                                                   thresholds=service.settings.alert_thresholds)
+                                                   thresholds=service.settings.alert_thresholds,
+                                                   local_part_case=service.settings.identity_local_part_case)
             log_event("bulk_credited", users=count, tokens=tokens, actor=session.actor.name)
             return "notice.bulk_granted", {"tokens": format_number(tokens, session.locale),
                                            "users": format_number(count, session.locale)}
@@ -332,7 +334,8 @@ def build_router(service: QuotaService) -> APIRouter:
                 raise AdminError(translate(session.locale, "notice.import_not_utf8"), "invalid_request") from None
             async with service.connection() as connection:
                 report = await accounts.import_csv(connection, text, actor=session.actor.name,
-                                                   default_tokens=service.settings.default_tokens_per_user)
+                                                   default_tokens=service.settings.default_tokens_per_user,
+                                                   local_part_case=service.settings.identity_local_part_case)
             return "notice.imported", {"created": report.created, "updated": report.updated}
 
         return await act(request, f"{home}/users", session, load)
@@ -353,6 +356,7 @@ def build_router(service: QuotaService) -> APIRouter:
                 result = await accounts.credit(
                     connection, user_id=user_id, tokens=tokens, reason=reason, actor=session.actor.name,
                     default_tokens=settings.default_tokens_per_user, thresholds=settings.alert_thresholds,
+                    local_part_case=settings.identity_local_part_case,
                     # The form's own key: a double click or a resubmitted page credits once.
                     idempotency_key=str(form.get("idempotency_key") or "")[:255] or None)
             return "notice.credited", {"tokens": format_number(tokens, session.locale), "user": user_id,
@@ -369,8 +373,8 @@ def build_router(service: QuotaService) -> APIRouter:
 
         async def change() -> tuple[str, dict]:
             async with service.connection() as connection:
-                await accounts.update(connection, accounts.check_user_id(user_id), {"status": status},
-                                      session.actor.name)
+                await accounts.update(connection, user_id, {"status": status}, session.actor.name,
+                                      local_part_case=service.settings.identity_local_part_case)
             return "notice.status", {"user": user_id, "status": translate(session.locale, f"status.{status}")}
 
         return await act(request, target, session, change)
@@ -385,11 +389,17 @@ def build_router(service: QuotaService) -> APIRouter:
         start_day, end_day = parse_day(start), parse_day(end)
         number = parse_int(page, 1, low=1)
         async with service.connection() as connection:
-            account = await accounts.get(connection, id) if id else None
+            try:
+                # Typed as an admin types it: `Ana@Example.COM` finds `ana@example.com`.
+                found = await accounts.resolve_user_id(connection, id, service.settings.identity_local_part_case)
+            except InvalidInput:
+                found = None
+            account = await accounts.get(connection, found) if found else None
             if account is None:
                 raise PageError(404, "error.no_user")
+            id = account["user_id"]
             rows, total = await accounts.ledger_page(
-                connection, id, kind=kind or None,
+                connection, id, kind=kind or None, local_part_case=service.settings.identity_local_part_case,
                 start=datetime.combine(start_day, time(0), tzinfo=timezone.utc) if start_day else None,
                 end=datetime.combine(end_day + timedelta(days=1), time(0), tzinfo=timezone.utc) if end_day else None,
                 limit=ledger_page_size, offset=(number - 1) * ledger_page_size)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import contextmanager
+from typing import Iterator
 import time
 import uuid
 from decimal import Decimal
@@ -95,11 +97,11 @@ def empty_database(database_url: str) -> str:
 
 
 @pytest.fixture
-def own_database(database_url: str) -> str:
+def own_database(database_url: str, request: pytest.FixtureRequest) -> str:
     """A migrated database that only this test uses; its ledger must replay too."""
     with scratch_database(database_url) as url:
         yield url
-        assert_ledger_consistent(url)
+        assert_ledger_consistent(url, getattr(request.module, "overspent_on_purpose", ()))
 
 
 @pytest.fixture(scope="session")
@@ -163,6 +165,22 @@ def proxy_env(database_url: str, data_dir: Path) -> dict[str, str | None]:
                  "SOLARIS_SECRET_KEY"):
         env[name] = None
     return env
+
+
+@contextmanager
+def proxy_of_its_own(database_url: str, provider_url: str, work: Path, settings: dict, log_name: str
+                     ) -> Iterator[ProxyProcess]:
+    """A proxy with settings of its own, on a scratch database of its own (so what it learns,
+    prompt margins included, touches no other test); its ledger must replay when it stops."""
+    with scratch_database(database_url) as url:
+        config = write_proxy_config(work / "litellm-config.yaml", provider_url, settings)
+        process = ProxyProcess(config, proxy_env(url, work), artifacts_dir / log_name).wait_ready()
+        process.database_url = url  # type: ignore[attr-defined]
+        try:
+            yield process
+        finally:
+            process.stop()
+        assert_ledger_consistent(url)
 
 
 @pytest.fixture(scope="session")

@@ -30,6 +30,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from conftest import artifacts_dir, master_key
+from solaris_hooks.identity import normalise_identity
 from solaris_hooks.testing import wait_for
 
 auth = {"Authorization": f"Bearer {master_key}"}
@@ -346,11 +347,14 @@ class TestIdentityInjection:
     def test_a_line_feed_ends_the_header_and_nothing_is_injected(self, proxy, http, user_id):
         """`id\\nx-injected: 1`: HTTP reads a bare LF as the end of the header line, so the
         call is charged to `id` and `x-injected` is just another header, in no account."""
-        status, headers, _ = split_response(raw_request(proxy.port, identity=user_id.encode() + b"\nx-injected: 1"))
+        # A name of its own: the fuzzer may create an account "x-injected: 1" (an id it sent
+        # as "\r\nX-Injected: 1", trimmed and lower-cased), which is no injection.
+        injected = f"x-injected-{uuid.uuid4().hex[:8]}"
+        status, headers, _ = split_response(raw_request(proxy.port, identity=user_id.encode() + f"\n{injected}: 1".encode()))
         assert status == 200
         assert accounts_like(http, user_id) == [user_id]
-        assert accounts_like(http, "x-injected") == []
-        assert "x-injected" not in headers
+        assert accounts_like(http, injected) == []
+        assert injected not in headers
 
     @pytest.mark.parametrize("inside", ["\r\nx-admin: 1", "\x00", "\x1b[2J", "\u2028", "\u0085", "\u202e", "\u200b",
                                         "\ufeff"],
@@ -475,8 +479,15 @@ class TestEveryTextField:
                 assert_readable_error(response, response.status_code)
                 continue
             if where == "body" and field in ("name", "email", "user_id") and method in ("POST", "PATCH"):
-                assert response.json()[field] == value.strip(), label
+                # A user id is one person whatever its spelling: it comes back normalised.
+                expected = normalised(value) if field == "user_id" else value.strip()
+                assert response.json()[field] == expected, label
         assert {"ledger", "accounts", "audit"} <= solaris_tables(database_url)
+
+
+def normalised(user_id: str) -> str:
+    """An id as the ledger keeps it (the default identity_local_part_case: insensitive)."""
+    return normalise_identity(user_id, "insensitive")
 
 
 def new_user(http: httpx.Client) -> str:
@@ -496,6 +507,7 @@ class TestHtmlAndSqlAreData:
         email = f"o'brien--{marker}@example.com"
         created = http.post("/solaris/users", json={"user_id": user_id, "name": name, "email": email})
         assert created.status_code == 201 and created.headers["content-type"] == "application/json"
+        user_id = normalised(user_id)  # ids are one person whatever their spelling
         assert (created.json()["user_id"], created.json()["name"], created.json()["email"]) == (user_id, name, email)
         reason = f"{sql} {html} {marker}"
         credited = http.post(f"/solaris/users/{user_id}/add-tokens", json={"tokens": 7, "reason": reason})
@@ -505,7 +517,7 @@ class TestHtmlAndSqlAreData:
         patched = http.patch(f"/solaris/users/{user_id}", json={"name": name + " 2"})
         assert patched.json()["name"] == name + " 2"
 
-        assert accounts_like(http, f"DROP TABLE solaris.accounts;-- <img src=x onerror=alert(1)> {marker}") == [user_id]
+        assert accounts_like(http, f"drop table solaris.accounts;-- <img src=x onerror=alert(1)> {marker}") == [user_id]
         assert accounts_like(http, f"{sql} {marker}") == [user_id]
         ledger = http.get(f"/solaris/users/{user_id}/ledger").json()["rows"]
         assert [row["reason"] for row in ledger if row["kind"] in ("credit", "adjust")] == [reason, reason]
@@ -526,7 +538,7 @@ class TestHtmlAndSqlAreData:
                              headers={"content-type": "text/csv"})
         assert response.json() == {"created": 1, "updated": 0}
         account = http.get(f"/solaris/users/{user_id}").json()
-        assert (account["user_id"], account["name"], account["credited_tokens"]) == (user_id, name, 5)
+        assert (account["user_id"], account["name"], account["credited_tokens"]) == (normalised(user_id), name, 5)
 
     def test_a_chat_identity_with_html_and_sql_is_an_account_like_any_other(self, client, http):
         """The header `<b>'; DROP…` names an account; the usage CSV quotes formula-looking text."""
@@ -534,6 +546,7 @@ class TestHtmlAndSqlAreData:
         user_id = f"=HYPERLINK(\"evil\")<b>{sql}{marker}"
         client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "[[tokens=3]] oi"}],
                                        extra_headers={identity_header: user_id})
+        user_id = normalised(user_id)
         assert http.get(f"/solaris/users/{user_id}").json()["user_id"] == user_id
 
         def report_row():

@@ -58,7 +58,7 @@ class TestProvisioning:
 
 class TestReserve:
     def test_a_call_id_is_reserved_once(self, database_url, user_id):
-        """Reserving the same call id again is a no-op that reports the first reservation."""
+        """Reserving the same call id again reserves nothing more: the caller refuses the call."""
 
         async def scenario(connection):
             first = await reserve(connection, user_id, "call-x-" + user_id, wanted=100)
@@ -67,7 +67,7 @@ class TestReserve:
 
         first, second, balance = run(database_url, scenario)
         assert (first.outcome, second.outcome) == ("reserved", "duplicate")
-        assert second.reserved == 100
+        assert second.reserved == 0  # nothing for the second call to ride on
         assert balance.reserved_tokens == 100
 
     def test_a_reservation_takes_what_is_left_when_less_than_wanted(self, database_url, user_id):

@@ -23,10 +23,12 @@ import httpx
 import openai
 import psycopg
 import pytest
+from litellm.proxy._types import UserAPIKeyAuth
 
 from conftest import (artifacts_dir, charged, master_key, proxy_env, proxy_settings, record_figure,
                       write_proxy_config)
 from solaris_hooks import ledger
+from solaris_hooks.doctor import diagnose, overspend_invariant
 from solaris_hooks.exceptions import DatabaseUnavailable
 from solaris_hooks.migrations import migrate
 from solaris_hooks.outbox import Outbox
@@ -215,6 +217,10 @@ async def account(service: QuotaService, user_id: str) -> ledger.Balance:
     return found
 
 
+# The master key: it may name the end user of a call.
+master_key_auth = UserAPIKeyAuth(api_key="litellm_proxy_master_key")
+
+
 class TestSettleSpooled:
     def test_a_pending_reservation_is_settled_at_its_own_factor_once(self, own_database):
         """The reservation's factor wins over the entry's; a second charge changes nothing."""
@@ -251,6 +257,16 @@ class TestSettleSpooled:
                             WHERE user_id = %s AND kind = 'usage')""", (call_id, user_id)).fetchone()
         assert "unmetered" in reason
         assert thresholds[-1] == 1  # the block notice, as a settle that crossed 100 % would raise
+        # Doctor shows the overspend and the call that made it; an admin credit settles it.
+        overspent = [finding for finding in diagnose(own_database) if finding.invariant == overspend_invariant]
+        assert overspent and overspent[0].rows[0][0] == user_id and call_id in str(overspent[0].rows[0])
+
+        async def credit(service):
+            async with service.connection() as connection:
+                await ledger.credit(connection, user_id=user_id, tokens=128, default_tokens=1000, actor="test",
+                                    reason="overspend of an unmetered call")
+
+        run_service(own_database, credit)
 
     def test_an_expired_reservation_gets_a_late_settle(self, own_database):
         """The sweeper returned the reservation during the outage; the usage is still charged, once."""
@@ -268,15 +284,14 @@ class TestSettleSpooled:
         assert (after.debited_tokens, after.reserved_tokens) == (20, 0)
         assert_ledger_consistent(own_database)
 
-    @pytest.mark.parametrize("kind", ["settle", "release"])
-    def test_a_call_already_settled_or_released_is_not_charged_again(self, own_database, kind):
-        """The first write committed before the connection broke, or the call was reported failed."""
+    def test_a_call_already_settled_is_not_charged_again(self, own_database):
+        """The first write committed before the connection broke: the replay changes nothing."""
         user_id, call_id = f"done-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
 
         async def scenario(service):
             await reserve(service, user_id, call_id)
             async with service.connection() as connection:
-                await ledger.resolve(connection, call_id=call_id, kind=kind, raw_tokens=10)
+                await ledger.resolve(connection, call_id=call_id, kind="settle", raw_tokens=10)
             before = await account(service, user_id)
             again = await service.charge_spooled(entry(call_id, 10, user_id=user_id, factor=0.5))
             return before, again, await account(service, user_id)
@@ -284,6 +299,22 @@ class TestSettleSpooled:
         before, again, after = run_service(own_database, scenario)
         assert again.charged_tokens == 0
         assert after == before
+
+    def test_a_released_call_with_spooled_usage_is_charged_once(self, own_database):
+        """A result after a release is owed (a late settle, as a late success event is); a second replay adds nothing."""
+        user_id, call_id = f"rel-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
+
+        async def scenario(service):
+            await reserve(service, user_id, call_id)
+            async with service.connection() as connection:
+                await ledger.resolve(connection, call_id=call_id, kind="release")
+            first = await service.charge_spooled(entry(call_id, 10, user_id=user_id, factor=0.5))
+            again = await service.charge_spooled(entry(call_id, 10, user_id=user_id, factor=0.5))
+            return first, again, await account(service, user_id)
+
+        first, again, after = run_service(own_database, scenario)
+        assert (first.charged_tokens, again.charged_tokens) == (5, 0)  # at the reservation's factor, 0.5
+        assert (after.debited_tokens, after.reserved_tokens) == (5, 0)
 
     def test_a_settle_with_no_reservation_and_no_user_is_left_unmatched(self, own_database):
         """Nobody to charge: state unknown, no ledger row."""
@@ -362,9 +393,10 @@ class TestRecovery:
         async def scenario(service):
             data = {"model": "m", "messages": [{"role": "user", "content": "oi"}], "litellm_call_id": call_id,
                     "max_tokens": 50, "proxy_server_request": {"headers": {"x-litellm-end-user-id": user_id}}}
-            await service.reserve_call(data, "acompletion", None)
+            await service.reserve_call(data, "acompletion", master_key_auth)
             stoppable_postgres.stop()
-            spooled = await service.settle_call(call_id, 80, "m", 0.001)
+            # The call id is ours now, not the one the request came with.
+            spooled = await service.settle_call(data["litellm_call_id"], 80, "m", 0.001)
             with pytest.raises(DatabaseUnavailable):
                 await service.replay_once()
             stoppable_postgres.start()
@@ -392,11 +424,11 @@ class TestRecovery:
                     "proxy_server_request": {"headers": {"x-litellm-end-user-id": user_id}}}
             stoppable_postgres.stop()
             try:
-                assert await service.reserve_call(data, "acompletion", None) is None
+                assert await service.reserve_call(data, "acompletion", master_key_auth) is None
                 assert await service.release_call(call_id + "-other") == ledger.Resolution("unknown", 0)
             finally:
                 stoppable_postgres.start()
-            resolution = await service.settle_call(call_id, 90, "m", None)
+            resolution = await service.settle_call(data["litellm_call_id"], 90, "m", None)
             return resolution, await account(service, user_id)
 
         resolution, after = run_service(url, scenario, spool_dir=str(tmp_path), db_timeout_s=1, fail_mode="open")

@@ -28,6 +28,9 @@ march_range = ("2025-03-01", "2025-03-31")
 march = dict(zip(("from", "to"), march_range))
 
 ana, bruno, dora, eva = "ana@example.com", "bruno@example.com", "dora@example.com", "eva@example.com"
+# Dora ends 500 over her allowance, so the reports show a negative balance; doctor flags it,
+# and the ledger check after each test expects it of her alone.
+overspent_on_purpose = {dora}
 formula_user = "=1+2"
 ana_name = 'Ana "A", da Silva\nJr'
 
