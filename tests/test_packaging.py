@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -21,16 +23,38 @@ print(e.render(alert, s.Settings())[0])
 """
 
 
+def build_wheel(source: Path, into: Path) -> list[str]:
+    """`pip wheel` of a source tree; the names of the files in the wheel."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q", "-w", str(into)],
+        check=True, capture_output=True, timeout=300,
+    )
+    return zipfile.ZipFile(next(into.glob("solaris_hooks-*.whl"))).namelist()
+
+
 class TestWheel:
+    def test_the_image_build_context_carries_the_templates(self, tmp_path):
+        """A wheel built from exactly what the Dockerfile copies has every template: the package's
+        templates folder is a link to the top-level one, which must be copied too."""
+        context = tmp_path / "opt"
+        for sources, target in re.findall(r"^COPY (.+) (\S+)$", (repo / "Dockerfile").read_text(), re.M):
+            for source in sources.split():
+                destination = context / Path(target).relative_to("/opt/solaris-hooks") if not target.endswith(
+                    "/") else context / Path(target).relative_to("/opt/solaris-hooks") / source
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                if (repo / source).is_dir():
+                    shutil.copytree(repo / source, destination, symlinks=True)
+                else:
+                    shutil.copy2(repo / source, destination)
+        names = build_wheel(context, tmp_path)
+        templates = [name for name in names if name.startswith("solaris_hooks/templates/")]
+        repo_templates = [path for path in (repo / "templates").rglob("*") if path.is_file()]
+        assert len(templates) == len(repo_templates) > 0
+
     def test_the_wheel_carries_templates_and_migrations_that_load_from_it(self, tmp_path):
         """Built and unpacked elsewhere, the package renders its messages and lists its migrations."""
-        subprocess.run(
-            [sys.executable, "-m", "pip", "wheel", str(repo), "--no-deps", "--no-build-isolation", "-q",
-             "-w", str(tmp_path)],
-            check=True, capture_output=True, timeout=300,
-        )
+        names = build_wheel(repo, tmp_path)
         wheel = next(tmp_path.glob("solaris_hooks-*.whl"))
-        names = zipfile.ZipFile(wheel).namelist()
         assert "solaris_hooks/templates/messages/pt-BR.yaml" in names
         assert "solaris_hooks/templates/messages/en.yaml" in names
         assert "solaris_hooks/templates/email/base.html" in names
