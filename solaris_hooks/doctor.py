@@ -1,6 +1,6 @@
 """`solaris doctor`: is this deployment healthy? One line per check, non-zero exit on a problem.
 
-The ledger invariants (DESIGN.md) are each one query returning the rows that break them,
+The ledger invariants (docs/design.md) are each one query returning the rows that break them,
 so a report names the users and calls to look at; the tests run the same queries after
 every test. Overspend (an account that used more than it was credited) is one of them,
 reported with the ledger rows that took the account over; /solaris/health shows it too.
@@ -125,7 +125,7 @@ checks: tuple[tuple[str, str], ...] = (
         """SELECT call_id, user_id, expires_at FROM solaris.reservations
             WHERE state = 'pending' AND expires_at < now() - interval '10 minutes'""",
     ),
-    # DESIGN.md invariant 6. Charges that were never reserved (fail_mode: open, late
+    # docs/design.md invariant 6. Charges that were never reserved (fail_mode: open, late
     # settles, see 0005_spool.sql) can take an account here by design: still a finding,
     # with each row's reason saying how it happened, for the operator to settle.
     (overspend_invariant, overspend_query(overspend_accounts_max, overspend_calls_max)),

@@ -1,6 +1,6 @@
 """The ledger operations, each one call of a SQL function in `solaris` (one round trip).
 
-Two-phase transfers as in DESIGN.md: reserve a pending debit, then settle, release or
+Two-phase transfers as in docs/design.md: reserve a pending debit, then settle, release or
 expire it. Amounts here are platform tokens (raw tokens × factor, rounded up).
 """
 

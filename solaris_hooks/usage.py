@@ -1,6 +1,6 @@
 """What a served call used: the provider's usage when it reports one, else our own count.
 
-Every served call is charged (DESIGN.md invariant 8). Providers name their counts
+Every served call is charged (docs/design.md invariant 8). Providers name their counts
 differently (chat: prompt/completion tokens; Responses and Anthropic: input/output
 tokens), and some report none at all: then the call is charged our estimate of its prompt
 plus our count of the text it delivered, never zero.

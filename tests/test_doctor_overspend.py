@@ -1,5 +1,5 @@
 """`solaris doctor` and `/solaris/health` see accounts that used more than they were credited
-(DESIGN.md invariant 6), and name the calls that took each one over."""
+(docs/design.md invariant 6), and name the calls that took each one over."""
 
 from __future__ import annotations
 
