@@ -75,6 +75,13 @@ def adopt_call_id(data: dict, call_id: str) -> None:
         details["litellm_call_id"] = call_id
 
 
+def keep_our_callback_on(data: dict) -> None:
+    """Drop the client's `no-log` switch: LiteLLM skips every logging callback of a call that
+    sets it, ours too, so its settle would never come and the reservation would expire, a free
+    call. The charge is not a log a client may turn off."""
+    data.pop("no-log", None)
+
+
 @dataclass
 class CallInFlight:
     """What a call's success or failure needs and LiteLLM does not hand back to it."""
@@ -221,6 +228,7 @@ class QuotaService:
         """
         started = time.perf_counter()
         adopt_call_id(data, new_call_id())
+        keep_our_callback_on(data)
         try:
             return await self._reserve_call(data, call_type, key, cache)
         except Refusal as refusal:

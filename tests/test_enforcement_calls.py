@@ -89,6 +89,11 @@ class TestClientChosenCallIds:
         account = strict_admin.settled_account(user_id)
         assert_within_allowance(account)
 
+    def test_a_call_asking_for_no_logging_is_still_charged(self, openai_client, strict_admin, user_id):
+        """Before: `"no-log": true` made LiteLLM skip our success event; the reservation expired, the call was free."""
+        response = chat(openai_client, user_id, "[[tokens=50]] sem registro", extra_body={"no-log": True})
+        assert strict_admin.settled_account(user_id)["used_tokens"] == charged(response.usage.total_tokens)
+
     def test_a_blocked_user_reusing_an_id_is_refused(self, openai_client, strict_admin, user_id):
         """A blocked account gets its 403 whatever id the call carries."""
         chat(openai_client, user_id, "[[tokens=5]] oi", extra_headers={"x-litellm-call-id": "blocked-id"})
