@@ -61,23 +61,33 @@ def _field(item: object, name: str) -> object:
     return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
 
 
-def delivered_text(response_obj: object) -> str:
-    """The text a non-streamed response delivered: contents, tool calls, output items."""
+def _function_text(function: object) -> str:
+    return str(_field(function, "name") or "") + str(_field(function, "arguments") or "")
+
+
+def _choices_text(choices: object, message_key: str) -> list[str]:
+    """What chat choices carry in their message (or streamed delta): content, tool and function
+    calls, and the text of legacy completions."""
     parts: list[str] = []
-    for choice in _field(response_obj, "choices") or []:
-        message = _field(choice, "message") or {}
+    for choice in choices or []:
+        message = _field(choice, message_key) or {}
         content = _field(message, "content")
         if isinstance(content, str):
             parts.append(content)
         for call in _field(message, "tool_calls") or []:
-            function = _field(call, "function") or {}
-            parts.append(str(_field(function, "name") or "") + str(_field(function, "arguments") or ""))
+            parts.append(_function_text(_field(call, "function") or {}))
         function_call = _field(message, "function_call")
         if function_call:
-            parts.append(str(_field(function_call, "name") or "") + str(_field(function_call, "arguments") or ""))
+            parts.append(_function_text(function_call))
         text = _field(choice, "text")  # legacy completions
         if isinstance(text, str):
             parts.append(text)
+    return parts
+
+
+def delivered_text(response_obj: object) -> str:
+    """The text a non-streamed response delivered: contents, tool calls, output items."""
+    parts = _choices_text(_field(response_obj, "choices"), "message")
     for item in _field(response_obj, "output") or []:  # Responses API
         for content in _field(item, "content") or []:
             text = _field(content, "text")
@@ -98,18 +108,7 @@ def delivered_text(response_obj: object) -> str:
 
 def chunk_text(chunk: object) -> str:
     """The text one streamed chunk delivers (chat deltas, Responses and Anthropic events)."""
-    parts: list[str] = []
-    for choice in _field(chunk, "choices") or []:
-        delta = _field(choice, "delta") or {}
-        content = _field(delta, "content")
-        if isinstance(content, str):
-            parts.append(content)
-        for call in _field(delta, "tool_calls") or []:
-            function = _field(call, "function") or {}
-            parts.append(str(_field(function, "name") or "") + str(_field(function, "arguments") or ""))
-        text = _field(choice, "text")
-        if isinstance(text, str):
-            parts.append(text)
+    parts = _choices_text(_field(chunk, "choices"), "delta")
     delta = _field(chunk, "delta")  # Responses `response.*.delta` events, Anthropic content_block_delta
     if isinstance(delta, str):
         parts.append(delta)
