@@ -411,7 +411,7 @@ class QuotaService:
         if not call.learns_margin or not call.model or call.prompt_tokens <= 0:
             return
         learned = self._margins.get(call.model, PromptMargin())
-        if reported_tokens <= max(call.prompt_bound_tokens, learned.bound(call.prompt_tokens)):
+        if reported_tokens <= call.prompt_bound_tokens or learned.covers(call.prompt_tokens, reported_tokens):
             return
         margin = await ledger.learn_margin(connection, call.model, reported_tokens, call.prompt_tokens)
         self._margins[call.model] = learned.widened(margin)
