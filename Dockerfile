@@ -8,12 +8,11 @@ FROM ghcr.io/berriai/litellm-database:main-v1.108.7
 
 USER root
 
-# Only what `pip install .` needs (setuptools reads README.md as the long description).
-# solaris_hooks/templates is a link to the top-level templates/: copy that folder too, or
-# the wheel has no messages, e-mails or pages (tests/test_packaging.py builds exactly this).
+# Only what `pip install .` needs (setuptools reads README.md as the long description);
+# the templates and migrations are files inside the package (tests/test_packaging.py
+# builds a wheel from exactly this copy set and renders from it).
 COPY pyproject.toml README.md /opt/solaris-hooks/
 COPY solaris_hooks /opt/solaris-hooks/solaris_hooks
-COPY templates /opt/solaris-hooks/templates
 
 # pip keeps the image's litellm (it satisfies our range) and adds what is missing
 # (psycopg, pgserver, ...). PIP_BREAK_SYSTEM_PACKAGES: the image installs LiteLLM into the

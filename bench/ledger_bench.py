@@ -29,9 +29,9 @@ from typing import AsyncIterator, Awaitable, Callable
 from psycopg import AsyncConnection
 from psycopg.conninfo import make_conninfo
 
-from solaris_hooks import ledger
-from solaris_hooks.doctor import diagnose
-from solaris_hooks.migrations import migrate
+from solaris_hooks.db import ledger
+from solaris_hooks.admin.doctor import diagnose
+from solaris_hooks.db.migrations import migrate
 
 concurrencies = (1, 8, 32)
 spread_users_count = 1000

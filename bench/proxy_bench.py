@@ -19,7 +19,7 @@ import aiohttp
 import psutil
 import yaml
 
-from solaris_hooks.testing import ProxyProcess, free_port, wait_for
+from tests.support.harness import ProxyProcess, free_port, wait_for
 
 repo = Path(__file__).resolve().parent.parent
 master_key = "sk-bench-" + os.urandom(8).hex()
@@ -130,7 +130,7 @@ def proxy_rss_mb(proxy: ProxyProcess) -> float:
 
 
 def start_provider(port: int) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-m", "solaris_hooks.fake_provider", str(port), "--fast"],
+    process = subprocess.Popen([sys.executable, "-m", "tests.support.fake_provider", str(port), "--fast"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     import httpx
 

@@ -17,8 +17,10 @@ from typing import Awaitable, Callable
 
 from psycopg import AsyncConnection
 
-from solaris_hooks import dashboard, reports
-from solaris_hooks.routes_reports import csv_memory_bytes_max
+from solaris_hooks.admin import dashboard
+
+from solaris_hooks.admin import reports
+from solaris_hooks.web.api.reports import csv_memory_bytes_max
 
 from .ledger_bench import scratch_database
 

@@ -26,7 +26,7 @@ import psutil
 import psycopg
 
 from bench import ledger_bench, proxy_bench, reports_bench
-from solaris_hooks.testing import scratch_database
+from tests.support.harness import scratch_database
 
 repo = Path(__file__).resolve().parent.parent
 
@@ -94,7 +94,7 @@ def write_markdown(path: Path, figures: dict, sections: dict[str, list[tuple[str
         ".venv/bin/python -m bench.run --quick   # the smoke mode the test suite runs",
         "```",
         "",
-        "What runs: an OpenAI-compatible fake provider on loopback (`solaris_hooks.fake_provider --fast`);",
+        "What runs: an OpenAI-compatible fake provider on loopback (`tests.support.fake_provider --fast`);",
         "two LiteLLM proxies started alike, one with a no-op callback (`bench/noop_callback.py`, the",
         "baseline) and one with `solaris_hooks`; the same load on both in alternating rounds, from an",
         "aiohttp client in the benchmark process. Ledger pairs run straight against Postgres beside the",

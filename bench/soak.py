@@ -38,9 +38,9 @@ import yaml
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from solaris_hooks.fake_provider import FakeProvider  # noqa: E402
-from solaris_hooks.doctor import diagnose, overspend_invariant  # noqa: E402
-from solaris_hooks.testing import (MailCatcher, ProxyProcess, assert_ledger_consistent, free_port,  # noqa: E402
+from tests.support.fake_provider import FakeProvider  # noqa: E402
+from solaris_hooks.admin.doctor import diagnose, overspend_invariant  # noqa: E402
+from tests.support.harness import (MailCatcher, ProxyProcess, assert_ledger_consistent, free_port,  # noqa: E402
                                    scratch_database, wait_for)
 
 artifacts_dir = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -418,7 +418,7 @@ def check(soak: Soak, url: str, proxies: list[Proxy], catcher: TimedCatcher) -> 
         rows.append(("ledger replays to the balances", "holds", True))
     except AssertionError as error:
         rows.append(("ledger replays to the balances", str(error)[:300], False))
-    doctor = subprocess.run([sys.executable, "-m", "solaris_hooks.cli", "doctor", "--config", str(proxies[0].config)],
+    doctor = subprocess.run([sys.executable, "-m", "solaris_hooks.cli.main", "doctor", "--config", str(proxies[0].config)],
                             env={name: value for name, value in {**os.environ, **proxies[0].env}.items() if value},
                             capture_output=True, text=True, timeout=120)
     failed_checks = re.findall("^FAIL +(.*)$", doctor.stdout, re.M)

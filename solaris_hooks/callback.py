@@ -14,16 +14,16 @@ import logging
 import os
 from functools import partial
 
-from solaris_hooks.database import database_url
+from solaris_hooks.db.connection import database_url
 from solaris_hooks.hooks import SolarisCallback
 from solaris_hooks.logs import log_event, logger
-from solaris_hooks.migrations import migrate
-from solaris_hooks.outbox import Outbox
-from solaris_hooks.quota import QuotaService
+from solaris_hooks.db.migrations import migrate
+from solaris_hooks.mail.outbox import Outbox
+from solaris_hooks.quota.service import QuotaService
 from solaris_hooks.refill import refill_forever
-from solaris_hooks.routes import mount_routes
+from solaris_hooks.web.mount import mount_routes
 from solaris_hooks.settings import load_settings
-from solaris_hooks.smtp import smtp_settings_from_env
+from solaris_hooks.mail.smtp import smtp_settings_from_env
 
 
 def _configure_logging() -> None:

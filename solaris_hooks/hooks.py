@@ -15,7 +15,7 @@ from litellm.integrations.custom_logger import CustomLogger
 from solaris_hooks import messages
 from solaris_hooks.exceptions import DatabaseUnavailable, QuotaExhausted, RateLimited, Refusal
 from solaris_hooks.logs import log_event
-from solaris_hooks.quota import QuotaService
+from solaris_hooks.quota.service import QuotaService
 from solaris_hooks.settings import Settings
 
 

@@ -1,8 +1,7 @@
 """User-facing text, pt-BR first and English too, from `templates/messages/<locale>.yaml`.
 
-The templates folder is found the same way from a source checkout (where
-`solaris_hooks/templates` links to the top-level `templates/`) and from an installed
-wheel (where it is packaged inside `solaris_hooks`).
+The templates are files inside the package (`solaris_hooks/templates`), found through
+importlib.resources the same way from a source checkout and from an installed wheel.
 """
 
 from __future__ import annotations

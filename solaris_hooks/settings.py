@@ -19,10 +19,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from solaris_hooks.exceptions import SettingsError
-from solaris_hooks.input_parts import InputPartBounds
-from solaris_hooks.prices import ModelPrice
+from solaris_hooks.quota.input_parts import InputPartBounds
+from solaris_hooks.quota.prices import ModelPrice
 from solaris_hooks.refill import RefillSettings
-from solaris_hooks.route_rules import Rule, validate_routes
+from solaris_hooks.quota.route_rules import Rule, validate_routes
 
 settings_block = "solaris_settings"
 env_prefix = "os.environ/"
@@ -65,14 +65,14 @@ class Settings(BaseModel):
     # naming the route and this setting). Merged over the defaults: chat, completions,
     # responses, messages, embeddings, moderations, images, image_edits, speech and
     # transcriptions are charged; every other route (files, batches, passthrough, realtime,
-    # assistants, rerank…, see solaris_hooks.route_rules) is refused until opened here.
+    # assistants, rerank…, see solaris_hooks.quota.route_rules) is refused until opened here.
     routes: dict[Annotated[str, Field(pattern=r"^[a-z_]{1,60}$")], Rule] = Field(default_factory=dict, max_length=100)
     # Upper bounds of prompt parts that are not text (images, audio, files), per model group
-    # or "*" (see solaris_hooks.input_parts.InputPartBounds). A part without a bound refuses the call.
+    # or "*" (see solaris_hooks.quota.input_parts.InputPartBounds). A part without a bound refuses the call.
     input_part_bounds: dict[Annotated[str, Field(min_length=1, max_length=200)], InputPartBounds] = Field(
         default_factory=dict, max_length=1000)
     # Prices of images, speech and transcriptions, in platform tokens, per model group or "*"
-    # (see solaris_hooks.prices.ModelPrice). A model without a price on those routes is refused.
+    # (see solaris_hooks.quota.prices.ModelPrice). A model without a price on those routes is refused.
     model_prices: dict[Annotated[str, Field(min_length=1, max_length=200)], ModelPrice] = Field(
         default_factory=dict, max_length=1000)
     # Starting prompt margins per model group or "*": the prompt estimate is multiplied by
@@ -85,7 +85,7 @@ class Settings(BaseModel):
     # x-litellm-end-user-id) is sent; read after them, as LiteLLM reads its user_header_name.
     identity_header: str = Field("x-litellm-end-user-id", min_length=1, max_length=100)
     # Whether `Ana@example.com` and `ana@example.com` are one account: everything in an
-    # identity but an e-mail domain (always lower-cased) follows this. See solaris_hooks.identity.
+    # identity but an e-mail domain (always lower-cased) follows this. See solaris_hooks.quota.identity.
     identity_local_part_case: Literal["insensitive", "sensitive"] = "insensitive"
     # A call from a trusted key (see trusted_keys) that names no end user: refused with a
     # 400, or charged to the key's own LiteLLM user (else `key:<hash prefix>`). Never
@@ -112,7 +112,7 @@ class Settings(BaseModel):
     requests_per_minute: int | None = Field(None, ge=1, le=1_000_000)
     tokens_per_minute: int | None = Field(None, ge=1, le=10**12)
     # LibreChat's conversation titles: charged like any call, or recorded with 0 tokens (only
-    # for a user with some allowance left). See solaris_hooks.title_calls for what is a title call.
+    # for a user with some allowance left). See solaris_hooks.quota.title_calls for what is a title call.
     title_calls: Literal["charge", "free"] = "charge"
     # How a title call's one user message must start: regexes (case-insensitive), matched at
     # the start of the message, never anywhere in it. The defaults are LibreChat's own title

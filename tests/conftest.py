@@ -22,9 +22,9 @@ import yaml
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from solaris_hooks.fake_provider import FakeProvider  # noqa: E402
-from solaris_hooks.migrations import migrate  # noqa: E402
-from solaris_hooks.testing import (  # noqa: E402
+from tests.support.fake_provider import FakeProvider  # noqa: E402
+from solaris_hooks.db.migrations import migrate  # noqa: E402
+from tests.support.harness import (  # noqa: E402
     AdminClient,
     MailCatcher,
     ProxyProcess,

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import admin_key_ana, admin_key_anonymous, master_key, proxy_settings, viewer_key
-from solaris_hooks.auth import key_fingerprint
+from solaris_hooks.web.auth import key_fingerprint
 from test_quota import ask
 
 allowance = proxy_settings["default_tokens_per_user"]
@@ -173,7 +173,7 @@ class TestLedger:
             rows = http.get(f"/solaris/users/{user['user_id']}/ledger", params={"kind": "settle"}).json()["rows"]
             return rows or None
 
-        from solaris_hooks.testing import wait_for
+        from tests.support.harness import wait_for
 
         (settle,) = wait_for(settled, 10, what="settle row")
         assert settle["raw_tokens"] > 9 and settle["model"] == "fake-model" and settle["call_id"]

@@ -15,9 +15,9 @@ import httpx
 import pytest
 
 from conftest import admin_key_ana, master_key, tampered, viewer_key
-from solaris_hooks import web_signing
+from solaris_hooks.mail import links as web_signing
 from solaris_hooks.settings import Settings
-from solaris_hooks.testing import html_part, text_part
+from tests.support.harness import html_part, text_part
 
 
 def hidden(html: str, name: str) -> str:

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from conftest import admin_email, credits_email, master_key
-from solaris_hooks.testing import text_part, wait_for
+from tests.support.harness import text_part, wait_for
 from test_quota import ask
 
 auth = {"Authorization": f"Bearer {master_key}"}

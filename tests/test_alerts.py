@@ -9,13 +9,15 @@ from decimal import Decimal
 
 import pytest
 
-from solaris_hooks import emails, ledger
-from solaris_hooks.emails import Alert
-from solaris_hooks.outbox import Outbox, Report, retry_dead
-from solaris_hooks.quota import QuotaService
+from solaris_hooks.mail import emails
+
+from solaris_hooks.db import ledger
+from solaris_hooks.mail.emails import Alert
+from solaris_hooks.mail.outbox import Outbox, Report, retry_dead
+from solaris_hooks.quota.service import QuotaService
 from solaris_hooks.settings import Settings
-from solaris_hooks.smtp import SmtpSettings, smtp_settings_from_env
-from solaris_hooks.testing import MailCatcher, free_port, html_part, text_part
+from solaris_hooks.mail.smtp import SmtpSettings, smtp_settings_from_env
+from tests.support.harness import MailCatcher, free_port, html_part, text_part
 
 thresholds = [0.8, 0.95]
 fast_retries = {"mail_backoff_base_s": 0.05, "mail_backoff_max_s": 0.2, "mail_lease_s": 30}

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from conftest import artifacts_dir
-from solaris_hooks.testing import AdminClient, ProxyProcess
+from tests.support.harness import AdminClient, ProxyProcess
 
 repo = Path(__file__).resolve().parent.parent
 # `make run` as a new user has it: no database URL, no master key, no API key.
@@ -26,7 +26,7 @@ fresh_machine_env: dict[str, str | None] = {
 
 
 def solaris(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "solaris_hooks.cli", *args], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "solaris_hooks.cli.main", *args], env=env, capture_output=True,
                           text=True, timeout=120)
 
 
@@ -162,7 +162,7 @@ class TestDoctorChecks:
 
     def test_an_unreachable_smtp_server_fails_the_check(self, own_database):
         """SMTP_HOST pointing nowhere: the smtp line says FAIL and the exit code is 1."""
-        from solaris_hooks.testing import free_port
+        from tests.support.harness import free_port
 
         result = solaris("doctor", env=cli_env(own_database, SMTP_HOST="127.0.0.1", SMTP_PORT=str(free_port())))
         assert result.returncode == 1

@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from solaris_hooks import degraded
-from solaris_hooks.metrics import Metrics
+from solaris_hooks.quota import degraded
+from solaris_hooks.quota.metrics import Metrics
 
 
 def count(what: str, error: str) -> float:

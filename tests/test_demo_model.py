@@ -13,7 +13,7 @@ import litellm
 import pytest
 from litellm.integrations.custom_logger import CustomLogger
 
-from solaris_hooks.demo_model import demo_llm
+from solaris_hooks.demo.model import demo_llm
 
 tokenizer = "gpt-3.5-turbo"
 messages = [

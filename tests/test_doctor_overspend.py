@@ -10,8 +10,8 @@ import psycopg
 import pytest
 
 from conftest import charged, master_key
-from solaris_hooks import doctor
-from solaris_hooks.testing import scratch_database
+from solaris_hooks.admin import doctor
+from tests.support.harness import scratch_database
 
 factor = 0.376
 
@@ -146,7 +146,7 @@ class TestDoctorCommand:
         execute(ledger_database, unmetered("dora", "spooled-dora", 4000))
         monkeypatch.setenv("SOLARIS_DATABASE_URL", ledger_database)
         monkeypatch.delenv("SMTP_HOST", raising=False)
-        from solaris_hooks import cli
+        from solaris_hooks.cli import main as cli
 
         code = cli.main(["doctor"])
         out = capsys.readouterr().out

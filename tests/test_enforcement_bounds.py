@@ -17,8 +17,8 @@ import openai
 import pytest
 
 from conftest import charged, master_key, proxy_of_its_own, record_figure
-from solaris_hooks.fake_provider._media import silent_wav, tiny_png
-from solaris_hooks.testing import AdminClient
+from tests.support.fake_provider._media import silent_wav, tiny_png
+from tests.support.harness import AdminClient
 
 allowance = 1000
 factor = 0.376

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 
 from conftest import charged, master_key, proxy_of_its_own, proxy_settings
-from solaris_hooks.testing import AdminClient, wait_for
+from tests.support.harness import AdminClient, wait_for
 
 allowance = 1000
 factor = proxy_settings["conversion_factor"]

@@ -17,9 +17,9 @@ import openai
 import pytest
 
 from conftest import master_key, proxy_of_its_own, record_figure
-from solaris_hooks.fake_provider._media import silent_mp3, silent_wav
-from solaris_hooks.route_rules import route_of_path
-from solaris_hooks.testing import AdminClient
+from tests.support.fake_provider._media import silent_mp3, silent_wav
+from solaris_hooks.quota.route_rules import route_of_path
+from tests.support.harness import AdminClient
 
 allowance = 1000
 model_prices = {

@@ -12,8 +12,8 @@ import struct
 
 import pytest
 
-from solaris_hooks.audio_length import audio_seconds, wav_seconds
-from solaris_hooks.estimate import (
+from solaris_hooks.quota.audio_length import audio_seconds, wav_seconds
+from solaris_hooks.quota.estimate import (
     Plan,
     completion_limit,
     plan_call,
@@ -22,11 +22,11 @@ from solaris_hooks.estimate import (
     set_completion_bound,
 )
 from solaris_hooks.exceptions import CallUnbounded, RouteClosed
-from solaris_hooks.fake_provider import _anthropic, _chat, _embeddings, _responses
-from solaris_hooks.fake_provider._media import silent_mp3, silent_wav, tiny_png
-from solaris_hooks.prices import image_price
-from solaris_hooks.route_guard import RouteGuard, install
-from solaris_hooks.route_rules import route_of_call_type, route_of_path, rule_for
+from tests.support.fake_provider import _anthropic, _chat, _embeddings, _responses
+from tests.support.fake_provider._media import silent_mp3, silent_wav, tiny_png
+from solaris_hooks.quota.prices import image_price
+from solaris_hooks.quota.route_guard import RouteGuard, install
+from solaris_hooks.quota.route_rules import route_of_call_type, route_of_path, rule_for
 from solaris_hooks.settings import SettingsError, settings_from_mapping
 
 # Bounds at least what the fake provider bills (OpenAI's tile formula tops at 1,445,

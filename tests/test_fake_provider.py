@@ -24,10 +24,10 @@ import openai
 import pytest
 import yaml
 
-from solaris_hooks.fake_provider import FakeProvider, count_prompt_tokens
-from solaris_hooks.fake_provider._http import RequestLog
-from solaris_hooks.fake_provider._media import audio_duration_s, image_size, silent_mp3, silent_wav, tiny_png
-from solaris_hooks.testing import free_port, wait_for
+from tests.support.fake_provider import FakeProvider, count_prompt_tokens
+from tests.support.fake_provider._http import RequestLog
+from tests.support.fake_provider._media import audio_duration_s, image_size, silent_mp3, silent_wav, tiny_png
+from tests.support.harness import free_port, wait_for
 
 from conftest import artifacts_dir, write_proxy_config
 

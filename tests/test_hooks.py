@@ -12,7 +12,7 @@ from fastapi import HTTPException
 from litellm.proxy._types import UserAPIKeyAuth
 
 from solaris_hooks.hooks import SolarisCallback
-from solaris_hooks.quota import QuotaService
+from solaris_hooks.quota.service import QuotaService
 from solaris_hooks.settings import Settings
 
 
@@ -52,7 +52,7 @@ def run_with_callback(database_url: str, scenario, **settings) -> object:
 
 
 async def balance(service: QuotaService, user_id: str):
-    from solaris_hooks import ledger
+    from solaris_hooks.db import ledger
 
     async with service.connection() as connection:
         return await ledger.balance(connection, user_id)

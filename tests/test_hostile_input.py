@@ -30,8 +30,8 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from conftest import artifacts_dir, master_key
-from solaris_hooks.identity import normalise_identity
-from solaris_hooks.testing import wait_for
+from solaris_hooks.quota.identity import normalise_identity
+from tests.support.harness import wait_for
 
 auth = {"Authorization": f"Bearer {master_key}"}
 identity_header = "x-litellm-end-user-id"
@@ -588,8 +588,10 @@ class TestUnexpectedErrors:
         from fastapi import FastAPI
         from fastapi.testclient import TestClient
 
-        from solaris_hooks import api, routes_users
-        from solaris_hooks.auth import Actor
+        from solaris_hooks.web.api import base as api
+
+        from solaris_hooks.web.api import users as routes_users
+        from solaris_hooks.web.auth import Actor
 
         class Broken:
             settings = None
@@ -615,7 +617,7 @@ class TestIdentityRules:
     def test_invisible_and_control_characters_are_refused(self, identity):
         """C0/C1 controls, format characters, separators, surrogates and U+FFFD are not identities."""
         from solaris_hooks.exceptions import IdentityRefused
-        from solaris_hooks.identity import validate_identity
+        from solaris_hooks.quota.identity import validate_identity
 
         with pytest.raises(IdentityRefused):
             validate_identity(identity)
@@ -624,13 +626,13 @@ class TestIdentityRules:
                                           "<b>'; DROP TABLE x;--", "dept/ana@example.com", "用户@例子.广告"])
     def test_visible_text_of_any_script_is_an_identity(self, identity):
         """Accents, other scripts, markup-looking and SQL-looking text are just names."""
-        from solaris_hooks.identity import validate_identity
+        from solaris_hooks.quota.identity import validate_identity
 
         assert validate_identity(identity) == identity
 
     def test_header_bytes_are_read_as_utf8_when_they_are_utf8(self):
         """Starlette hands headers over as latin-1: UTF-8 bytes are decoded again, latin-1 kept."""
-        from solaris_hooks.identity import header_text
+        from solaris_hooks.quota.identity import header_text
 
         utf8_on_the_wire = "joão".encode().decode("latin-1")
         latin1_on_the_wire = "joão".encode("latin-1").decode("latin-1")

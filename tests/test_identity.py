@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from solaris_hooks.exceptions import IdentityForbidden, IdentityRefused
-from solaris_hooks.identity import (identity_length_max, key_may_name_users, master_key_token, named_identity,
+from solaris_hooks.quota.identity import (identity_length_max, key_may_name_users, master_key_token, named_identity,
                                     normalise_identity, resolve_identity)
 
 header = "x-litellm-end-user-id"

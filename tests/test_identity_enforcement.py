@@ -18,7 +18,7 @@ from litellm.proxy._types import UserAPIKeyAuth
 
 from conftest import charged, master_key, record_figure, viewer_key
 from solaris_hooks.hooks import SolarisCallback
-from solaris_hooks.quota import QuotaService
+from solaris_hooks.quota.service import QuotaService
 from solaris_hooks.settings import Settings
 from test_cli import cli_env, solaris
 
@@ -136,7 +136,7 @@ def header_text_of(value: bytes) -> str:
 
 
 def proxy_settled(http: httpx.Client, user_id: str) -> dict:
-    from solaris_hooks.testing import wait_for
+    from tests.support.harness import wait_for
 
     def settled() -> dict | None:
         account = http.get(f"/solaris/users/{user_id}").json()

@@ -8,7 +8,7 @@ import uuid
 import psycopg
 import pytest
 
-from solaris_hooks import ledger
+from solaris_hooks.db import ledger
 
 
 def run(database_url: str, scenario):

@@ -13,9 +13,9 @@ import openai
 import pytest
 
 from conftest import admin_key_ana, admin_key_anonymous, master_key, viewer_key
-from solaris_hooks.cli import main as cli_main
-from solaris_hooks.outbox import Outbox
-from solaris_hooks.testing import free_port, wait_for
+from solaris_hooks.cli.main import main as cli_main
+from solaris_hooks.mail.outbox import Outbox
+from tests.support.harness import free_port, wait_for
 from test_alerts import run, smtp_for, spend
 from test_quota import ask, exhaust
 

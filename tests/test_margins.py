@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from solaris_hooks.margins import PromptMargin
+from solaris_hooks.db.margins import PromptMargin
 
 
 class TestPromptMargin:

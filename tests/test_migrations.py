@@ -10,7 +10,7 @@ import pytest
 from psycopg.conninfo import make_conninfo
 
 from solaris_hooks.exceptions import MigrationError
-from solaris_hooks.migrations import available_migrations, migrate
+from solaris_hooks.db.migrations import available_migrations, migrate
 
 
 class TestMigrate:

@@ -27,16 +27,16 @@ from litellm.proxy._types import UserAPIKeyAuth
 
 from conftest import (artifacts_dir, charged, master_key, proxy_env, proxy_settings, record_figure,
                       write_proxy_config)
-from solaris_hooks import ledger
-from solaris_hooks.doctor import diagnose, overspend_invariant
+from solaris_hooks.db import ledger
+from solaris_hooks.admin.doctor import diagnose, overspend_invariant
 from solaris_hooks.exceptions import DatabaseUnavailable
-from solaris_hooks.migrations import migrate
-from solaris_hooks.outbox import Outbox
-from solaris_hooks.quota import QuotaService
+from solaris_hooks.db.migrations import migrate
+from solaris_hooks.mail.outbox import Outbox
+from solaris_hooks.quota.service import QuotaService
 from solaris_hooks.settings import Settings
-from solaris_hooks.smtp import SmtpSettings
-from solaris_hooks.spool import Spool, SpoolEntry, read_entries, rejected_name, segment_suffix
-from solaris_hooks.testing import MailCatcher, ProxyProcess, assert_ledger_consistent, wait_for
+from solaris_hooks.mail.smtp import SmtpSettings
+from solaris_hooks.quota.spool import Spool, SpoolEntry, read_entries, rejected_name, segment_suffix
+from tests.support.harness import MailCatcher, ProxyProcess, assert_ledger_consistent, wait_for
 
 allowance = proxy_settings["default_tokens_per_user"]
 

@@ -12,12 +12,12 @@ from pathlib import Path
 repo = Path(__file__).resolve().parent.parent
 
 probe = """
-import solaris_hooks, solaris_hooks.messages as m, solaris_hooks.migrations as g
+import solaris_hooks, solaris_hooks.messages as m, solaris_hooks.db.migrations as g
 print(solaris_hooks.__file__)
 print(m.render("quota_exhausted", credited_tokens=1000, used_tokens=1000, reserved_tokens=0, credits_email="c@x"))
 print(m.render("quota_exhausted", "en", credited_tokens=1000, used_tokens=1000, reserved_tokens=0, credits_email=""))
 print(len(g.available_migrations()))
-import solaris_hooks.emails as e, solaris_hooks.settings as s
+import solaris_hooks.mail.emails as e, solaris_hooks.settings as s
 alert = e.Alert(1, "a@b.co", "usage", 0.8, 1000, 800, None, 1, None, None, None)
 print(e.render(alert, s.Settings())[0])
 """
@@ -34,8 +34,7 @@ def build_wheel(source: Path, into: Path) -> list[str]:
 
 class TestWheel:
     def test_the_image_build_context_carries_the_templates(self, tmp_path):
-        """A wheel built from exactly what the Dockerfile copies has every template: the package's
-        templates folder is a link to the top-level one, which must be copied too."""
+        """A wheel built from exactly what the Dockerfile copies has every template."""
         context = tmp_path / "opt"
         for sources, target in re.findall(r"^COPY (.+) (\S+)$", (repo / "Dockerfile").read_text(), re.M):
             for source in sources.split():
@@ -48,7 +47,7 @@ class TestWheel:
                     shutil.copy2(repo / source, destination)
         names = build_wheel(context, tmp_path)
         templates = [name for name in names if name.startswith("solaris_hooks/templates/")]
-        repo_templates = [path for path in (repo / "templates").rglob("*") if path.is_file()]
+        repo_templates = [path for path in (repo / "solaris_hooks" / "templates").rglob("*") if path.is_file()]
         assert len(templates) == len(repo_templates) > 0
 
     def test_the_wheel_carries_templates_and_migrations_that_load_from_it(self, tmp_path):
@@ -60,7 +59,7 @@ class TestWheel:
         assert "solaris_hooks/templates/email/base.html" in names
         assert "solaris_hooks/templates/email/pt-BR/warning.html" in names
         assert "solaris_hooks/templates/email/en/credit.txt" in names
-        assert any(name.startswith("solaris_hooks/migrations/0001_") for name in names)
+        assert any(name.startswith("solaris_hooks/db/migrations/0001_") for name in names)
 
         unpacked = tmp_path / "site"
         zipfile.ZipFile(wheel).extractall(unpacked)

@@ -18,11 +18,12 @@ from litellm.caching.dual_cache import DualCache
 from litellm.proxy._types import UserAPIKeyAuth
 
 from conftest import artifacts_dir, master_key, proxy_env, record_figure, write_proxy_config
-from solaris_hooks import degraded, rate_limits
+from solaris_hooks.quota import degraded
+from solaris_hooks.quota import rate_limits
 from solaris_hooks.exceptions import RateLimited
-from solaris_hooks.metrics import Metrics
+from solaris_hooks.quota.metrics import Metrics
 from solaris_hooks.settings import Settings
-from solaris_hooks.testing import ProxyProcess
+from tests.support.harness import ProxyProcess
 from test_hooks import request_data, run_with_callback
 from test_rate_limits_redis import chat, fresh_window, window_s
 

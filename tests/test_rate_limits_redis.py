@@ -25,7 +25,7 @@ import redis
 import yaml
 
 from conftest import artifacts_dir, credits_email, master_key, proxy_env, write_proxy_config
-from solaris_hooks.testing import ProxyProcess, free_port, wait_for
+from tests.support.harness import ProxyProcess, free_port, wait_for
 from conftest import record_figure
 
 requests_per_minute = 4

@@ -25,9 +25,9 @@ import psycopg
 
 from conftest import (artifacts_dir, charged, credits_email, master_key, proxy_env, proxy_settings, record_figure,
                       write_proxy_config)
-from solaris_hooks.migrations import available_migrations
+from solaris_hooks.db.migrations import available_migrations
 from solaris_hooks.refill import RefillSettings, local_today, period_key
-from solaris_hooks.testing import MailCatcher, ProxyProcess, assert_ledger_consistent, wait_for
+from tests.support.harness import MailCatcher, ProxyProcess, assert_ledger_consistent, wait_for
 
 allowance = proxy_settings["default_tokens_per_user"]
 # 15 prompt tokens + 38 completion tokens = 53 raw = ceil(19.928) = 20 platform tokens, so
@@ -158,7 +158,7 @@ def solaris_cli(*args: str, database_url: str) -> subprocess.CompletedProcess:
     env = {name: value for name, value in os.environ.items()
            if name not in ("DATABASE_URL", "SMTP_HOST", "SOLARIS_CONFIG")}
     env["SOLARIS_DATABASE_URL"] = database_url
-    return subprocess.run([sys.executable, "-m", "solaris_hooks.cli", *args], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "solaris_hooks.cli.main", *args], env=env, capture_output=True,
                           text=True, timeout=120)
 
 

@@ -15,11 +15,13 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from solaris_hooks import ledger, reports
-from solaris_hooks.cli_report import add_report_command
+from solaris_hooks.db import ledger
+
+from solaris_hooks.admin import reports
+from solaris_hooks.cli.report import add_report_command
 from solaris_hooks.exceptions import InvalidInput
-from solaris_hooks.quota import QuotaService
-from solaris_hooks.routes_reports import build_router
+from solaris_hooks.quota.service import QuotaService
+from solaris_hooks.web.api.reports import build_router
 from solaris_hooks.settings import Settings
 
 admin_key = "sk-reports-" + uuid.uuid4().hex

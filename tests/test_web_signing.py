@@ -7,11 +7,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from conftest import tampered
-from solaris_hooks import web_session, web_signing
-from solaris_hooks.auth import Actor
+from solaris_hooks.web.pages import session as web_session
+from solaris_hooks.mail import links as web_signing
+from solaris_hooks.web.auth import Actor
 from solaris_hooks.exceptions import LinkExpired, LinkInvalid, SettingsError
 from solaris_hooks.settings import Settings
-from solaris_hooks.web_charts import bar_chart, nice_ceiling
+from solaris_hooks.web.pages.charts import bar_chart, nice_ceiling
 
 environ = {"LITELLM_MASTER_KEY": "sk-master-for-signing"}
 

@@ -1,0 +1,1 @@
+"""Use cases shared by the API, the pages and the CLI: accounts, credits, reports, the doctor."""

@@ -1,0 +1,173 @@
+"""`solaris users …` and `solaris credits add`: account administration from the shell.
+
+They talk to the database directly (SOLARIS_DATABASE_URL, DATABASE_URL, or the embedded
+Postgres of SOLARIS_DATA_DIR), so they work with the proxy stopped. Changes are audited
+with the actor `cli:<login name>`. User ids are read as the proxy reads them (its config's
+identity_local_part_case): `Ana@Example.COM` finds `ana@example.com`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+from typing import Awaitable, Callable
+
+import psycopg
+
+from solaris_hooks.admin import accounts
+from solaris_hooks.cli.output import print_rows
+from solaris_hooks.settings import load_settings
+
+account_columns = ("user_id", "email", "name", "status", "credited_tokens", "used_tokens", "reserved_tokens",
+                   "remaining_tokens", "period")
+ledger_columns = ("created_at", "kind", "tokens", "raw_tokens", "model", "cost_usd", "actor", "reason")
+
+
+def actor() -> str:
+    try:
+        return "cli:" + getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
+
+
+def run_with_connection(work: Callable[[psycopg.AsyncConnection], Awaitable[object]]) -> object:
+    from solaris_hooks.cli.main import cli_database_url
+
+    url = cli_database_url()
+
+    async def main():
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as connection:
+            return await work(connection)
+
+    return asyncio.run(main())
+
+
+def users_list(args: argparse.Namespace) -> int:
+    rows, total = run_with_connection(lambda connection: accounts.page(
+        connection, search=args.search, status=args.status, sort=args.sort, order=args.order,
+        limit=min(args.limit, 10_000), offset=0))
+    print_rows(rows, account_columns, as_csv=args.csv)
+    if not args.csv:
+        print(f"{len(rows)} of {total} user(s)")
+    return 0
+
+
+def users_show(args: argparse.Namespace) -> int:
+    case = load_settings().identity_local_part_case
+
+    async def work(connection):
+        account = await accounts.find(connection, args.user_id, case)
+        rows, total = await accounts.ledger_page(connection, account["user_id"], kind=None, start=None, end=None,
+                                                 limit=args.ledger_rows, offset=0, local_part_case=case)
+        return account, rows, total
+
+    account, rows, total = run_with_connection(work)
+    width = max(len(key) for key in account)
+    for key, value in account.items():
+        print(f"{key:<{width}}  {'' if value is None else value}")
+    print()
+    print_rows(rows, ledger_columns, title=f"last {len(rows)} of {total} ledger rows")
+    return 0
+
+
+def users_create(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    tokens = settings.default_tokens_per_user if args.tokens is None else args.tokens
+    created = run_with_connection(lambda connection: accounts.create(
+        connection, user_id=args.user_id, tokens=tokens, email=args.email, name=args.name, locale=args.locale,
+        actor=actor(), local_part_case=settings.identity_local_part_case))
+    print(f"created {created['user_id']} with {created['credited_tokens']} tokens")
+    return 0
+
+
+def users_set_status(args: argparse.Namespace) -> int:
+    case = load_settings().identity_local_part_case
+    updated = run_with_connection(lambda connection: accounts.update(
+        connection, args.user_id, {"status": args.status}, actor(), local_part_case=case))
+    print(f"{updated['user_id']} is now {updated['status']}")
+    return 0
+
+
+def credits_add(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    credit = run_with_connection(lambda connection: accounts.credit(
+        connection, user_id=args.user_id, tokens=args.tokens, reason=args.reason, actor=actor(),
+        default_tokens=settings.default_tokens_per_user, thresholds=settings.alert_thresholds,
+        local_part_case=settings.identity_local_part_case, idempotency_key=args.idempotency_key))
+    account = credit.account
+    note = " (already done with this idempotency key: nothing added)" if credit.replayed else ""
+    print(f"{account['user_id']}: {account['credited_tokens']} credited, {account['remaining_tokens']} left{note}")
+    return 0
+
+
+def users_merge(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    merged = run_with_connection(lambda connection: accounts.merge(
+        connection, from_user_id=args.from_user_id, into_user_id=args.into_user_id, actor=actor(),
+        thresholds=settings.alert_thresholds, local_part_case=settings.identity_local_part_case))
+    account, moved = merged.account, merged.moved
+    print(f"merged {merged.merged_from} into {account['user_id']}: {moved['ledger_rows']} ledger rows, "
+          f"{moved['reservations']} reservations ({moved['pending_reservations']} pending), {moved['alerts']} alerts "
+          f"moved; {account['credited_tokens']} credited, {account['remaining_tokens']} left")
+    return 0
+
+
+def positive_tokens(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of tokens") from None
+    if not 0 < value <= 10**12:
+        raise argparse.ArgumentTypeError("tokens must be between 1 and 10^12")
+    return value
+
+
+def add_user_commands(commands: argparse._SubParsersAction) -> None:
+    users = commands.add_parser("users", help="list, show, create, merge users and change their status")
+    user_commands = users.add_subparsers(dest="users_command", required=True)
+
+    listing = user_commands.add_parser("list", help="users with their balances")
+    listing.add_argument("--search", help="part of the id, e-mail or name")
+    listing.add_argument("--status", choices=accounts.statuses)
+    listing.add_argument("--sort", choices=tuple(accounts.sort_orders), default="created")
+    listing.add_argument("--order", choices=("asc", "desc"), default="desc")
+    listing.add_argument("--limit", type=int, default=100)
+    listing.add_argument("--csv", action="store_true", help="CSV instead of a table")
+    listing.set_defaults(handler=users_list)
+
+    show = user_commands.add_parser("show", help="one user's balance, profile and latest ledger rows")
+    show.add_argument("user_id")
+    show.add_argument("--ledger-rows", type=int, default=10)
+    show.set_defaults(handler=users_show)
+
+    create = user_commands.add_parser("create", help="create a user ahead of their first call")
+    create.add_argument("user_id")
+    create.add_argument("--email")
+    create.add_argument("--name")
+    create.add_argument("--locale", choices=("pt-BR", "en"))
+    create.add_argument("--tokens", type=int, help="first grant (default: default_tokens_per_user)")
+    create.set_defaults(handler=users_create)
+
+    status = user_commands.add_parser("set-status", help="activate, block or disable a user")
+    status.add_argument("user_id")
+    status.add_argument("status", choices=accounts.statuses)
+    status.set_defaults(handler=users_set_status)
+
+    merge = user_commands.add_parser(
+        "merge", help="make one person's two accounts one (e.g. Ana@Example.COM into ana@example.com)",
+        description="Moves FROM's ledger rows, reservations and alerts to INTO, adds its balances to INTO's and "
+                    "deletes FROM, in one audited transaction. FROM must be an account calls no longer reach "
+                    "(made before identities were normalised); INTO, one they reach.")
+    merge.add_argument("from_user_id", metavar="FROM")
+    merge.add_argument("into_user_id", metavar="INTO")
+    merge.set_defaults(handler=users_merge)
+
+    credits = commands.add_parser("credits", help="add tokens to a user")
+    credit_commands = credits.add_subparsers(dest="credits_command", required=True)
+    add = credit_commands.add_parser("add", help="add tokens to a user (created if unknown)")
+    add.add_argument("user_id")
+    add.add_argument("tokens", type=positive_tokens)
+    add.add_argument("--reason", required=True, help="why, for the ledger")
+    add.add_argument("--idempotency-key", help="run twice with the same key, credit once")
+    add.set_defaults(handler=credits_add)

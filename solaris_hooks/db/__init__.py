@@ -1,0 +1,1 @@
+"""The database: connections, migrations, and the ledger's SQL calls."""

@@ -1,0 +1,1 @@
+"""Alert e-mails: the outbox, rendering, SMTP, and the signed links they carry."""

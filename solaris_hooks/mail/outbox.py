@@ -1,0 +1,270 @@
+"""The outbox worker: claims due alerts, sends them after the claim commits, records the outcome.
+
+Claims use `FOR UPDATE SKIP LOCKED`, so replicas never claim the same row at once; a
+claim is a lease (`claimed_until`), so a sender that crashed between claim and send has
+its rows taken over once the lease runs out. Delivery is therefore at least once, and
+the stable Message-ID lets a mail system drop the rare duplicate. Failures are retried
+with exponential backoff and jitter, then marked `dead` for an admin to look at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import socket
+import smtplib
+import time
+import uuid
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Callable
+
+from psycopg import AsyncConnection
+from psycopg.rows import class_row, dict_row
+
+from solaris_hooks.db import audit
+
+from solaris_hooks.mail import emails
+
+from solaris_hooks.mail import smtp
+from solaris_hooks.mail.emails import Alert
+from solaris_hooks.exceptions import Conflict, DatabaseUnavailable, NotFound
+from solaris_hooks.logs import log_event
+from solaris_hooks.db.pages import fetch_page
+from solaris_hooks.settings import Settings
+from solaris_hooks.mail.smtp import SmtpSettings
+
+claim_batch_size_max = 50
+# How often a worker retries recording an outcome while the database is down.
+record_retry_s = 0.5
+error_length_max = 500
+
+_claim = """
+WITH claimed AS (
+    UPDATE solaris.alerts a
+       SET status = 'sending', attempts = a.attempts + 1, claimed_by = %(worker)s,
+           claimed_until = now() + make_interval(secs => %(lease_s)s)
+     WHERE a.id IN (SELECT id FROM solaris.alerts
+                     WHERE (status IN ('pending', 'failed') AND next_attempt_at <= now())
+                        OR (status = 'sending' AND claimed_until < now())
+                     ORDER BY id
+                     LIMIT %(limit)s
+                       FOR UPDATE SKIP LOCKED)
+    RETURNING a.*
+)
+SELECT c.id, c.user_id, c.kind, c.threshold, c.credited_tokens, c.used_tokens, c.tokens, c.attempts,
+       acc.email, acc.name, acc.locale
+  FROM claimed c JOIN solaris.accounts acc USING (user_id)
+ ORDER BY c.id
+"""
+
+# Each outcome only applies while we still hold the claim: if our lease ran out and
+# another worker took the row over, its outcome is the one that counts.
+_sent = """UPDATE solaris.alerts SET status = 'sent', sent_at = now(), claimed_until = NULL, last_error = NULL,
+                  recipients = %(recipients)s
+            WHERE id = %(id)s AND claimed_by = %(worker)s AND status = 'sending'"""
+_failed = """UPDATE solaris.alerts
+                SET status = CASE WHEN attempts >= %(attempts_max)s THEN 'dead' ELSE 'failed' END,
+                    next_attempt_at = now() + make_interval(secs => %(delay_s)s),
+                    claimed_until = NULL, last_error = %(error)s
+              WHERE id = %(id)s AND claimed_by = %(worker)s AND status = 'sending'
+          RETURNING status"""
+_no_address = """UPDATE solaris.alerts SET status = 'no_address', claimed_until = NULL
+                  WHERE id = %(id)s AND claimed_by = %(worker)s AND status = 'sending'"""
+
+
+def loggable_error(error: Exception) -> str:
+    """What went wrong, for the log: SMTP replies and refusals may quote the recipient's
+    address, so only their class and codes are kept (the full text is in `last_error`)."""
+    if isinstance(error, smtplib.SMTPResponseException):
+        return f"{type(error).__name__}: {error.smtp_code}"
+    if isinstance(error, smtplib.SMTPRecipientsRefused):
+        return f"{type(error).__name__}: {', '.join(sorted({str(code) for code, _ in error.recipients.values()}))}"
+    if isinstance(error, smtplib.SMTPException):
+        return type(error).__name__
+    return f"{type(error).__name__}: {error}"[:error_length_max]
+
+
+def _alert_fields(alert: Alert) -> dict[str, object]:
+    """What identifies an alert in a log line. Never the recipient's address: the user id
+    finds it, and log lines travel further and live longer than the database."""
+    threshold = None if alert.threshold is None else float(alert.threshold)
+    return {"user_id": alert.user_id, "alert_id": alert.id, "kind": alert.template, "threshold": threshold}
+
+
+def backoff_s(attempts: int, settings: Settings) -> float:
+    """Exponential in the attempts made, capped, with jitter so failed senders spread out."""
+    ceiling = min(settings.mail_backoff_max_s, settings.mail_backoff_base_s * 2 ** max(0, attempts - 1))
+    return ceiling * random.uniform(0.5, 1.0)
+
+
+@dataclass
+class Report:
+    sent: int = 0
+    failed: int = 0
+    dead: int = 0
+    no_address: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def handled(self) -> int:
+        return self.sent + self.failed + self.dead + self.no_address
+
+
+Connect = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
+
+
+class Outbox:
+    def __init__(self, connect: Connect, settings: Settings, smtp_settings: SmtpSettings,
+                 worker_id: str | None = None) -> None:
+        self._connect = connect
+        self.settings = settings
+        self.smtp = smtp_settings
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+    async def claim(self, limit: int = claim_batch_size_max) -> list[Alert]:
+        async with self._connect() as connection, connection.cursor(row_factory=class_row(Alert)) as cursor:
+            await cursor.execute(_claim, {"worker": self.worker_id, "lease_s": self.settings.mail_lease_s,
+                                          "limit": limit})
+            return await cursor.fetchall()
+
+    async def deliver(self, alert: Alert, report: Report, claim_ends_at_s: float | None = None) -> None:
+        """Send one claimed alert and record the outcome. claim_ends_at_s (time.monotonic)
+        is when the claim's lease runs out: until then, recording waits out a database
+        outage rather than leave a sent alert to be sent again by the next claimant."""
+        if claim_ends_at_s is None:
+            claim_ends_at_s = time.monotonic() + self.settings.mail_lease_s
+        message = emails.compose(alert, self.settings, self.smtp)
+        if message is None:
+            await self._record(_no_address, id=alert.id)
+            report.no_address += 1
+            log_event("mail_no_address", **_alert_fields(alert))
+            return
+        recipients = ", ".join(filter(None, [message["To"], message["Bcc"]]))
+        try:
+            await asyncio.to_thread(smtp.send, self.smtp, message)
+        except (OSError, smtplib.SMTPException) as error:
+            text = f"{type(error).__name__}: {error}"[:error_length_max]
+            delay_s = backoff_s(alert.attempts, self.settings)
+            status = await self._record_until(claim_ends_at_s, _failed, id=alert.id, error=text, delay_s=delay_s,
+                                              attempts_max=self.settings.mail_attempts_max)
+            if status == "dead":
+                report.dead += 1
+            else:
+                report.failed += 1
+            report.errors.append(text)
+            if status == "dead":
+                log_event("mail_dead", logging.ERROR, **_alert_fields(alert), attempts=alert.attempts,
+                          error=loggable_error(error))
+            else:
+                # status None: our lease ran out and another worker owns the row now.
+                log_event("mail_failed", logging.WARNING, **_alert_fields(alert), attempts=alert.attempts,
+                          status=status, retry_in_s=round(delay_s, 1), error=loggable_error(error))
+            return
+        await self._record_until(claim_ends_at_s, _sent, id=alert.id, recipients=recipients)
+        report.sent += 1
+        log_event("mail_sent", **_alert_fields(alert), attempts=alert.attempts, message_id=message["Message-ID"])
+
+    async def _record(self, statement: str, **params: object) -> str | None:
+        async with self._connect() as connection:
+            cursor = await connection.execute(statement, {"worker": self.worker_id, **params})
+            row = await cursor.fetchone() if cursor.description else None
+        return row[0] if row else None
+
+    async def _record_until(self, claim_ends_at_s: float, statement: str, **params: object) -> str | None:
+        """_record, retried through a database outage while the claim lasts (with a margin
+        for the statement itself): the message is already out, and only this worker knows."""
+        while True:
+            try:
+                return await self._record(statement, **params)
+            except DatabaseUnavailable:
+                if time.monotonic() + record_retry_s + self.settings.db_timeout_s >= claim_ends_at_s:
+                    raise
+                await asyncio.sleep(record_retry_s)
+
+    async def deliver_due(self, limit: int = claim_batch_size_max) -> Report:
+        """One pass: claim what is due (up to limit) and send it, in claim order."""
+        report = Report()
+        claimed_at_s = time.monotonic()
+        for alert in await self.claim(limit):
+            await self.deliver(alert, report, claimed_at_s + self.settings.mail_lease_s)
+        return report
+
+    async def flush(self, rounds_max: int = 1000) -> Report:
+        """Send until nothing is due (mail that failed waits for its next attempt)."""
+        total = Report()
+        for _ in range(rounds_max):
+            report = await self.deliver_due()
+            for name in ("sent", "failed", "dead", "no_address"):
+                setattr(total, name, getattr(total, name) + getattr(report, name))
+            total.errors += report.errors
+            if report.handled < claim_batch_size_max:
+                break
+        return total
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                report = await self.deliver_due()
+            except DatabaseUnavailable as error:
+                log_event("outbox_failed", logging.WARNING, error=str(error))
+                report = Report()
+            except Exception as error:  # a dead worker would leave every alert unsent
+                log_event("outbox_failed", logging.ERROR, error=repr(error))
+                report = Report()
+            if report.handled < claim_batch_size_max:
+                await asyncio.sleep(self.settings.mail_poll_interval_s)
+
+
+# -- what admins see and do ----------------------------------------------------------
+
+statuses = ("pending", "sending", "sent", "failed", "dead", "no_address", "covered")
+
+_alert_columns = """id, user_id, kind, threshold, status, attempts, last_error, recipients, credited_tokens,
+                    used_tokens, tokens, created_at, next_attempt_at, sent_at"""
+
+
+async def list_alerts(connection: AsyncConnection, *, status: str | None, user_id: str | None, limit: int,
+                      offset: int) -> tuple[list[dict], int]:
+    """A page of alerts, newest first, and how many match in all."""
+    where = "WHERE (%(status)s::text IS NULL OR status = %(status)s) AND (%(user)s::text IS NULL OR user_id = %(user)s)"
+    params = {"status": status, "user": user_id, "limit": limit, "offset": offset}
+    return await fetch_page(connection, columns=_alert_columns, source="solaris.alerts", where=where,
+                            order_by="id DESC", params=params)
+
+
+async def retry_dead(connection: AsyncConnection, alert_id: int) -> tuple[dict | None, str | None]:
+    """Re-queue a dead alert with a fresh set of attempts. Returns (alert, previous status)."""
+    async with connection.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(
+            f"""WITH previous AS (SELECT id, status FROM solaris.alerts WHERE id = %(id)s FOR UPDATE)
+                UPDATE solaris.alerts a
+                   SET status = CASE WHEN previous.status = 'dead' THEN 'pending' ELSE a.status END,
+                       attempts = CASE WHEN previous.status = 'dead' THEN 0 ELSE a.attempts END,
+                       next_attempt_at = CASE WHEN previous.status = 'dead' THEN now() ELSE a.next_attempt_at END
+                  FROM previous WHERE a.id = previous.id
+             RETURNING {", ".join("a." + column.strip() for column in _alert_columns.split(","))},
+                       previous.status AS previous_status""",
+            {"id": alert_id},
+        )
+        row = await cursor.fetchone()
+    if row is None:
+        return None, None
+    return row, row.pop("previous_status")
+
+
+async def requeue_dead(connection: AsyncConnection, alert_id: int, actor: str) -> dict:
+    """An admin's retry of a dead alert, with its audit row, in one transaction; NotFound
+    for an unknown id, Conflict for an alert that is not dead."""
+    async with connection.transaction():
+        row, previous = await retry_dead(connection, alert_id)
+        if row is None:
+            raise NotFound(f"no alert with id {alert_id}", "alert_not_found")
+        if previous != "dead":
+            raise Conflict(f"only dead alerts can be retried; alert {alert_id} is {previous}", "alert_not_dead")
+        await audit.record(connection, actor=actor, action="alert.retry", user_id=row["user_id"],
+                           details={"alert_id": alert_id})
+    log_event("alert_requeued", alert_id=alert_id, user_id=row["user_id"], actor=actor)
+    return row

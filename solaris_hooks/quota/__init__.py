@@ -1,0 +1,1 @@
+"""The request path: who is calling, what a call may cost, reserve and settle, rate limits, the spool."""

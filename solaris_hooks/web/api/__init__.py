@@ -1,0 +1,1 @@
+"""The /solaris JSON API routers."""

@@ -1,0 +1,1 @@
+"""The server-rendered admin and personal pages."""

@@ -1,0 +1,194 @@
+"""Helpers for testing code that runs behind solaris_hooks: waits, the admin API, the ledger check.
+
+Used by this project's tests and benchmarks, and usable by anyone who deploys us.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from pathlib import Path
+from typing import Callable, Collection, Iterator, TypeVar
+
+import httpx
+
+from solaris_hooks.admin.doctor import Finding, diagnose, overspend_invariant
+
+T = TypeVar("T")
+
+
+def wait_for(probe: Callable[[], T], timeout_s: float = 10, interval_s: float = 0.05, what: str = "condition") -> T:
+    """Poll until probe() returns something truthy; its value is returned."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not reached within {timeout_s} s (last value: {value!r})")
+        time.sleep(interval_s)
+
+
+@contextmanager
+def scratch_database(server_url: str, migrated: bool = True) -> Iterator[str]:
+    """A database of its own on the same server (migrated unless told not to), dropped after."""
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    from solaris_hooks.db.migrations import migrate
+
+    name = f"solaris_scratch_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server_url, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    url = make_conninfo(server_url, dbname=name)
+    try:
+        if migrated:
+            migrate(url)
+        yield url
+    finally:
+        with psycopg.connect(server_url, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def assert_ledger_consistent(database_url: str, overspent_on_purpose: Collection[str] = ()) -> None:
+    """Fail with the offending rows unless every ledger invariant holds.
+
+    overspent_on_purpose: users a test took past their allowance on purpose (a report that
+    must show a negative balance); their overspend is expected, anybody else's fails.
+    """
+    findings = []
+    for finding in diagnose(database_url):
+        if finding.invariant == overspend_invariant:
+            finding = Finding(finding.invariant, [row for row in finding.rows if row[0] not in overspent_on_purpose])
+        if finding.rows:
+            findings.append(finding)
+    assert not findings, "\n".join(f"{finding.invariant}: {finding.rows}" for finding in findings)
+
+
+class AdminClient:
+    """The `/solaris` admin API of a running proxy."""
+
+    def __init__(self, base_url: str, admin_key: str) -> None:
+        self.http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {admin_key}"}, timeout=30)
+
+    def account(self, user_id: str) -> dict | None:
+        response = self.http.get(f"/solaris/users/{user_id}")
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return response.json()
+
+    def add_tokens(self, user_id: str, tokens: int, reason: str = "test") -> dict:
+        response = self.http.post(f"/solaris/users/{user_id}/add-tokens", json={"tokens": tokens, "reason": reason})
+        response.raise_for_status()
+        return response.json()
+
+    def settled_account(self, user_id: str, timeout_s: float = 15) -> dict:
+        """The account once no call of the user is in flight (success logging is async)."""
+
+        def settled() -> dict | None:
+            account = self.account(user_id)
+            return account if account is not None and account["reserved_tokens"] == 0 else None
+
+        return wait_for(settled, timeout_s, what=f"no pending reservation for {user_id}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class ProxyProcess:
+    """`solaris run` as a child process on a free port, with its output in a log file."""
+
+    def __init__(self, config: Path, env: dict[str, str | None], log_path: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        command = [sys.executable, "-m", "solaris_hooks.cli.main", "run", "--config", str(config), "--port", str(self.port)]
+        self._log = open(log_path, "ab")
+        # A None value removes the variable from the child's environment.
+        child_env = {name: value for name, value in {**os.environ, **env}.items() if value is not None}
+        self.process = subprocess.Popen(command, env=child_env, stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout_s: float = 120) -> ProxyProcess:
+        def ready() -> bool:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"proxy exited with {self.process.returncode}; see {self.log_path}:\n{self.log()[-3000:]}")
+            try:
+                return httpx.get(f"{self.base_url}/health/liveliness", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(ready, timeout_s, interval_s=0.2, what=f"proxy on port {self.port}")
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self, timeout_s: float = 20) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+
+class MailCatcher:
+    """A real SMTP server (aiosmtpd) on loopback that keeps what it receives.
+
+    stop() and start() again on the same port simulate a mail server outage.
+    """
+
+    def __init__(self, port: int | None = None, **server_options: object) -> None:
+        self.port = port or free_port()
+        self.received: list[EmailMessage] = []
+        self._server_options = server_options
+        self._controller = None
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # aiosmtpd handler hook
+        message = message_from_bytes(envelope.original_content or envelope.content, policy=default_policy)
+        message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
+        self.received.append(message)
+        return "250 Message accepted for delivery"
+
+    def start(self) -> MailCatcher:
+        from aiosmtpd.controller import Controller
+
+        self._controller = Controller(self, hostname="127.0.0.1", port=self.port, **self._server_options)
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def to(self, address: str) -> list[EmailMessage]:
+        """Messages whose envelope included address (To, Cc or Bcc)."""
+        return [message for message in self.received if address in message["X-Envelope-To"].split(", ")]
+
+    def wait_for(self, address: str, count: int, timeout_s: float = 15) -> list[EmailMessage]:
+        return wait_for(lambda: len(self.to(address)) >= count and self.to(address), timeout_s,
+                        what=f"{count} message(s) to {address}")
+
+
+def text_part(message: EmailMessage) -> str:
+    return message.get_body(preferencelist=("plain",)).get_content()
+
+
+def html_part(message: EmailMessage) -> str:
+    return message.get_body(preferencelist=("html",)).get_content()
