@@ -21,16 +21,16 @@ import statistics
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import AsyncIterator, Awaitable, Callable
 
 from psycopg import AsyncConnection
 from psycopg.conninfo import make_conninfo
 
-from solaris_hooks.db import ledger
 from solaris_hooks.admin.doctor import diagnose
+from solaris_hooks.db import ledger
 from solaris_hooks.db.migrations import migrate
 
 concurrencies = (1, 8, 32)
@@ -51,9 +51,9 @@ model = "gpt-4o-mini"
 raw_tokens = 812
 cost_usd = 0.000487
 thresholds = (0.8, 0.95)
-allowance_tokens = 10 ** 15
+allowance_tokens = 10**15
 
-ceiling_limit = 2 ** 62  # the `x < limit` of the ceiling UPDATE: checked, never reached
+ceiling_limit = 2**62  # the `x < limit` of the ceiling UPDATE: checked, never reached
 _ceiling_update = "UPDATE bench_ceiling SET x = x + 1 WHERE id = %s AND x < %s RETURNING x"
 
 
@@ -99,13 +99,28 @@ def ledger_pair(user_ids: list[str]) -> Operation:
         user_id = user_ids[number % len(user_ids)]  # round-robin over the users
         call_id = str(uuid.uuid4())  # as LiteLLM's litellm_call_id
         reservation = await ledger.reserve(
-            connection, user_id=user_id, call_id=call_id, wanted_tokens=wanted_tokens,
-            minimum_tokens=minimum_tokens, default_tokens=default_tokens, ttl_s=ttl_s, model=model,
-            factor=factor, thresholds=thresholds)
+            connection,
+            user_id=user_id,
+            call_id=call_id,
+            wanted_tokens=wanted_tokens,
+            minimum_tokens=minimum_tokens,
+            default_tokens=default_tokens,
+            ttl_s=ttl_s,
+            model=model,
+            factor=factor,
+            thresholds=thresholds,
+        )
         if reservation.outcome != "reserved":
             raise RuntimeError(f"reserve for {user_id} was {reservation.outcome}, the benchmark expects none refused")
-        resolution = await ledger.resolve(connection, call_id=call_id, kind="settle", raw_tokens=raw_tokens,
-                                          model=model, cost_usd=cost_usd, thresholds=thresholds)
+        resolution = await ledger.resolve(
+            connection,
+            call_id=call_id,
+            kind="settle",
+            raw_tokens=raw_tokens,
+            model=model,
+            cost_usd=cost_usd,
+            thresholds=thresholds,
+        )
         if resolution.state != "settled":
             raise RuntimeError(f"settle of {call_id} was {resolution.state}")
 
@@ -149,7 +164,8 @@ async def ops_per_s(connections: list[AsyncConnection], operation: Operation, du
 # table (the pairs/s fell by a third within seconds).
 _seed_history = """
 WITH calls AS (
-    SELECT 'history-' || number AS call_id, (%(users)s::text[])[1 + number %% cardinality(%(users)s::text[])] AS user_id,
+    SELECT 'history-' || number AS call_id,
+           (%(users)s::text[])[1 + number %% cardinality(%(users)s::text[])] AS user_id,
            now() - interval '1 hour' - (%(calls)s - number) * interval '1 second' AS reserved_at
       FROM generate_series(1, %(calls)s) number
 ), reservations AS (
@@ -185,15 +201,27 @@ async def _prepare(url: str, history_calls: int) -> tuple[list[str], list[str]]:
             for user_id in hot_users + spread_users:
                 await connection.execute(
                     "SELECT 1 FROM solaris.create_account(%s, %s, NULL, NULL, NULL, 'bench')",
-                    (user_id, allowance_tokens))
-            await connection.execute(_seed_history, {
-                "users": hot_users + spread_users, "calls": history_calls, "wanted": wanted_tokens,
-                "charged": math.ceil(raw_tokens * factor), "raw": raw_tokens, "model": model,
-                "factor": Decimal(str(factor)), "cost_usd": Decimal(str(cost_usd)), "ttl_s": ttl_s})
+                    (user_id, allowance_tokens),
+                )
+            await connection.execute(
+                _seed_history,
+                {
+                    "users": hot_users + spread_users,
+                    "calls": history_calls,
+                    "wanted": wanted_tokens,
+                    "charged": math.ceil(raw_tokens * factor),
+                    "raw": raw_tokens,
+                    "model": model,
+                    "factor": Decimal(str(factor)),
+                    "cost_usd": Decimal(str(cost_usd)),
+                    "ttl_s": ttl_s,
+                },
+            )
             await connection.execute(_settle_history_balances)
         await connection.execute("CREATE TABLE bench_ceiling (id integer PRIMARY KEY, x bigint NOT NULL)")
         await connection.execute(
-            "INSERT INTO bench_ceiling SELECT id, 0 FROM generate_series(1, %s) id", (spread_users_count,))
+            "INSERT INTO bench_ceiling SELECT id, 0 FROM generate_series(1, %s) id", (spread_users_count,)
+        )
         await connection.execute("VACUUM ANALYZE")
     return hot_users, spread_users
 
@@ -201,8 +229,7 @@ async def _prepare(url: str, history_calls: int) -> tuple[list[str], list[str]]:
 # -- the benchmark ---------------------------------------------------------------------------
 
 
-async def _measure_case(connections: list[AsyncConnection], pair: Operation, update: Operation,
-                        mode: Mode) -> dict:
+async def _measure_case(connections: list[AsyncConnection], pair: Operation, update: Operation, mode: Mode) -> dict:
     await ops_per_s(connections, pair, mode.warmup_s)
     await ops_per_s(connections, update, mode.warmup_s)
     pairs_per_s_rounds, updates_per_s_rounds = [], []
@@ -215,7 +242,7 @@ async def _measure_case(connections: list[AsyncConnection], pair: Operation, upd
             updates_per_s_rounds.append(await ops_per_s(connections, update, mode.duration_s))
             pairs_per_s_rounds.append(await ops_per_s(connections, pair, mode.duration_s))
     # The ratio of each round's neighbouring runs, so slow drift of the machine cancels out.
-    ratios = [pairs / updates for pairs, updates in zip(pairs_per_s_rounds, updates_per_s_rounds)]
+    ratios = [pairs / updates for pairs, updates in zip(pairs_per_s_rounds, updates_per_s_rounds, strict=False)]
     return {
         "pairs_per_s": statistics.median(pairs_per_s_rounds),
         "updates_per_s": statistics.median(updates_per_s_rounds),
@@ -238,10 +265,18 @@ async def run(database_url: str, quick: bool) -> dict:
             for concurrency in concurrencies:
                 for scenario, user_ids, rows_count in scenarios:
                     _progress(f"{scenario}: {len(user_ids)} user(s) vs {rows_count} row(s), concurrency {concurrency}")
-                    measured = await _measure_case(connections[:concurrency], ledger_pair(user_ids),
-                                                   ceiling_update(rows_count), mode)
-                    cases.append({"scenario": scenario, "users": len(user_ids), "rows": rows_count,
-                                  "concurrency": concurrency, **measured})
+                    measured = await _measure_case(
+                        connections[:concurrency], ledger_pair(user_ids), ceiling_update(rows_count), mode
+                    )
+                    cases.append(
+                        {
+                            "scenario": scenario,
+                            "users": len(user_ids),
+                            "rows": rows_count,
+                            "concurrency": concurrency,
+                            **measured,
+                        }
+                    )
         finally:
             for connection in connections:
                 await connection.close()
@@ -249,7 +284,8 @@ async def run(database_url: str, quick: bool) -> dict:
         async with await AsyncConnection.connect(url, autocommit=True) as connection:
             # Every pair of the run, warm-ups included; the seeded history is not.
             cursor = await connection.execute(
-                "SELECT count(*) FROM solaris.ledger WHERE kind = 'settle' AND call_id NOT LIKE 'history-%'")
+                "SELECT count(*) FROM solaris.ledger WHERE kind = 'settle' AND call_id NOT LIKE 'history-%'"
+            )
             (pairs_total,) = await cursor.fetchone()
             cursor = await connection.execute("SELECT version()")
             (server_version,) = await cursor.fetchone()
@@ -267,8 +303,10 @@ async def run(database_url: str, quick: bool) -> dict:
         "cases": cases,
         "pairs_total": pairs_total,
         "ledger_consistent": not findings,
-        "doctor_findings": [{"invariant": finding.invariant, "rows": [list(map(str, row)) for row in finding.rows]}
-                            for finding in findings],
+        "doctor_findings": [
+            {"invariant": finding.invariant, "rows": [list(map(str, row)) for row in finding.rows]}
+            for finding in findings
+        ],
     }
 
 
@@ -280,13 +318,18 @@ def rows(figures: dict) -> list[tuple[str, str, str]]:
             ok = case["ratio"] >= figures["target_ratio"]
             verdict = f"≥ {figures['target_ratio']:.2f}: {'met' if ok else 'MISSED'}"
         else:
-            measure = (f"ledger, {case['users']:,} users ÷ UPDATE on {case['rows']:,} rows, "
-                       f"concurrency {case['concurrency']}")
+            measure = (
+                f"ledger, {case['users']:,} users ÷ UPDATE on {case['rows']:,} rows, concurrency {case['concurrency']}"
+            )
             verdict = "(no target)"
         value = f"{case['pairs_per_s']:,.0f} pairs/s ÷ {case['updates_per_s']:,.0f} UPDATEs/s = {case['ratio']:.2f}"
         table.append((measure, value, verdict))
     consistent = figures["ledger_consistent"]
-    table.append(("ledger consistent after the run (solaris doctor)",
-                  f"{figures['pairs_total']:,} pairs, {len(figures['doctor_findings'])} finding(s)",
-                  "no findings: met" if consistent else "FINDINGS"))
+    table.append(
+        (
+            "ledger consistent after the run (solaris doctor)",
+            f"{figures['pairs_total']:,} pairs, {len(figures['doctor_findings'])} finding(s)",
+            "no findings: met" if consistent else "FINDINGS",
+        )
+    )
     return table

@@ -19,8 +19,9 @@ class NoopCallback(CustomLogger):
     async def async_log_failure_event(self, kwargs, response_obj, start_time, end_time):
         return None
 
-    async def async_post_call_failure_hook(self, request_data, original_exception, user_api_key_dict,
-                                           traceback_str=None):
+    async def async_post_call_failure_hook(
+        self, request_data, original_exception, user_api_key_dict, traceback_str=None
+    ):
         return None
 
 

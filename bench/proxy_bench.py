@@ -73,13 +73,15 @@ async def drive(base_url: str, scenario: Scenario, duration_s: float, users_many
     A session per round: connections idle between rounds would be closed by the
     server's keep-alive timeout and fail on reuse.
     """
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
-                                     timeout=aiohttp.ClientTimeout(total=120)) as session:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=120)
+    ) as session:
         return await _drive(session, base_url, scenario, duration_s, users_many, offset)
 
 
-async def _drive(session: aiohttp.ClientSession, base_url: str, scenario: Scenario, duration_s: float,
-                 users_many: int, offset: int) -> Tally:
+async def _drive(
+    session: aiohttp.ClientSession, base_url: str, scenario: Scenario, duration_s: float, users_many: int, offset: int
+) -> Tally:
     tally = Tally()
     deadline = time.perf_counter() + duration_s
     counter = iter(range(offset, 10**12))
@@ -87,13 +89,14 @@ async def _drive(session: aiohttp.ClientSession, base_url: str, scenario: Scenar
     async def worker() -> None:
         while time.perf_counter() < deadline:
             user = user_for(scenario, next(counter), users_many)
-            body = {"model": "fake-model", "messages": [{"role": "user", "content": prompt}],
-                    "stream": scenario.stream}
+            body = {"model": "fake-model", "messages": [{"role": "user", "content": prompt}], "stream": scenario.stream}
             started = time.perf_counter()
             try:
-                async with session.post(f"{base_url}/v1/chat/completions", json=body,
-                                        headers={"Authorization": f"Bearer {master_key}",
-                                                 "x-litellm-end-user-id": user}) as response:
+                async with session.post(
+                    f"{base_url}/v1/chat/completions",
+                    json=body,
+                    headers={"Authorization": f"Bearer {master_key}", "x-litellm-end-user-id": user},
+                ) as response:
                     await response.read()
                     ok = response.status == 200
             except aiohttp.ClientError:
@@ -112,8 +115,12 @@ async def _drive(session: aiohttp.ClientSession, base_url: str, scenario: Scenar
 
 def write_config(path: Path, variant: str, provider_url: str) -> Path:
     config = {
-        "model_list": [{"model_name": "fake-model",
-                        "litellm_params": {"model": "openai/fake-model", "api_base": provider_url, "api_key": "x"}}],
+        "model_list": [
+            {
+                "model_name": "fake-model",
+                "litellm_params": {"model": "openai/fake-model", "api_base": provider_url, "api_key": "x"},
+            }
+        ],
         "litellm_settings": {"callbacks": callbacks[variant], "num_retries": 0},
         # Nobody runs out during a benchmark: refusals are cheaper and would flatter us.
         "solaris_settings": {"default_tokens_per_user": 10**12},
@@ -130,8 +137,11 @@ def proxy_rss_mb(proxy: ProxyProcess) -> float:
 
 
 def start_provider(port: int) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-m", "tests.support.fake_provider", str(port), "--fast"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.fake_provider", str(port), "--fast"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     import httpx
 
     wait_for(lambda: _answers(httpx, f"http://127.0.0.1:{port}/v1/models"), 20, what="fake provider")
@@ -151,19 +161,30 @@ async def run(database_url: str, quick: bool, work_dir: Path) -> dict:
     rounds = 1 if quick else 3
     users_many = 50 if quick else 1000
     requests_for_memory = 0 if quick else 10_000
-    scenarios = [Scenario(c, stream, users) for c in concurrencies for stream in (False, True)
-                 for users in ("many", "hot")]
+    scenarios = [
+        Scenario(c, stream, users) for c in concurrencies for stream in (False, True) for users in ("many", "hot")
+    ]
 
     provider_port = free_port()
     provider = start_provider(provider_port)
-    env = {"SOLARIS_DATABASE_URL": database_url, "LITELLM_MASTER_KEY": master_key, "DATABASE_URL": None,
-           "PYTHONPATH": str(repo), "SOLARIS_LOG_LEVEL": "WARNING", "SMTP_HOST": None,
-           "DEFAULT_TOKENS_PER_USER": None, "CONVERSION_FACTOR": None}
-    proxies = {variant: ProxyProcess(write_config(work_dir / f"{variant}.yaml", variant,
-                                                  f"http://127.0.0.1:{provider_port}/v1"),
-                                     {**env, "SOLARIS_DATA_DIR": str(work_dir / variant)},
-                                     work_dir / f"{variant}.log")
-               for variant in variants}
+    env = {
+        "SOLARIS_DATABASE_URL": database_url,
+        "LITELLM_MASTER_KEY": master_key,
+        "DATABASE_URL": None,
+        "PYTHONPATH": str(repo),
+        "SOLARIS_LOG_LEVEL": "WARNING",
+        "SMTP_HOST": None,
+        "DEFAULT_TOKENS_PER_USER": None,
+        "CONVERSION_FACTOR": None,
+    }
+    proxies = {
+        variant: ProxyProcess(
+            write_config(work_dir / f"{variant}.yaml", variant, f"http://127.0.0.1:{provider_port}/v1"),
+            {**env, "SOLARIS_DATA_DIR": str(work_dir / variant)},
+            work_dir / f"{variant}.log",
+        )
+        for variant in variants
+    }
     try:
         for proxy in proxies.values():
             proxy.wait_ready()
@@ -172,7 +193,7 @@ async def run(database_url: str, quick: bool, work_dir: Path) -> dict:
             warm = Scenario(16, False, "many")
             await drive(proxy.base_url, warm, 0.5 if quick else 3.0, users_many)
         rss_start = {variant: proxy_rss_mb(proxy) for variant, proxy in proxies.items()}
-        sent = {variant: 0 for variant in variants}
+        sent = dict.fromkeys(variants, 0)
         results = []
         for scenario in scenarios:
             tallies = {variant: Tally() for variant in variants}
@@ -183,18 +204,25 @@ async def run(database_url: str, quick: bool, work_dir: Path) -> dict:
                     tallies[variant].add(tally)
                     sent[variant] += tally.requests
             base, ours = tallies["noop"].summary(), tallies["solaris"].summary()
-            results.append({
-                "scenario": scenario.name, "concurrency": scenario.concurrency, "stream": scenario.stream,
-                "users": scenario.users, "noop": base, "solaris": ours,
-                "throughput_ratio": ours["requests_per_s"] / base["requests_per_s"] if base["requests_per_s"] else 0,
-                "added_p50_ms": ours["p50_ms"] - base["p50_ms"],
-                "added_p99_ms": ours["p99_ms"] - base["p99_ms"],
-            })
+            results.append(
+                {
+                    "scenario": scenario.name,
+                    "concurrency": scenario.concurrency,
+                    "stream": scenario.stream,
+                    "users": scenario.users,
+                    "noop": base,
+                    "solaris": ours,
+                    "throughput_ratio": ours["requests_per_s"] / base["requests_per_s"]
+                    if base["requests_per_s"]
+                    else 0,
+                    "added_p50_ms": ours["p50_ms"] - base["p50_ms"],
+                    "added_p99_ms": ours["p99_ms"] - base["p99_ms"],
+                }
+            )
         # Top up to the memory target's request count, the same load on both.
         for variant in variants:
             while sent[variant] < requests_for_memory:
-                tally = await drive(proxies[variant].base_url, Scenario(16, False, "many"), 2.0,
-                                    users_many)
+                tally = await drive(proxies[variant].base_url, Scenario(16, False, "many"), 2.0, users_many)
                 sent[variant] += tally.requests
         rss_end = {variant: proxy_rss_mb(proxy) for variant, proxy in proxies.items()}
     finally:
@@ -202,11 +230,22 @@ async def run(database_url: str, quick: bool, work_dir: Path) -> dict:
             proxy.stop()
         provider.terminate()
         provider.wait(10)
-    memory = {variant: {"rss_start_mb": rss_start[variant], "rss_end_mb": rss_end[variant],
-                        "growth_mb": rss_end[variant] - rss_start[variant], "requests": sent[variant]}
-              for variant in variants}
-    return {"scenarios": results, "memory": memory, "rounds": rounds, "round_duration_s": duration_s,
-            "users_many": users_many}
+    memory = {
+        variant: {
+            "rss_start_mb": rss_start[variant],
+            "rss_end_mb": rss_end[variant],
+            "growth_mb": rss_end[variant] - rss_start[variant],
+            "requests": sent[variant],
+        }
+        for variant in variants
+    }
+    return {
+        "scenarios": results,
+        "memory": memory,
+        "rounds": rounds,
+        "round_duration_s": duration_s,
+        "users_many": users_many,
+    }
 
 
 def rows(figures: dict) -> list[tuple[str, str, str]]:
@@ -217,21 +256,34 @@ def rows(figures: dict) -> list[tuple[str, str, str]]:
         if result["concurrency"] == 16:
             latency_ok = result["added_p50_ms"] <= 1 and result["added_p99_ms"] <= 3
             verdict += f"; +p50 ≤ 1 ms, +p99 ≤ 3 ms {'ok' if latency_ok else 'MISSED'}"
-        table.append((
-            f"proxy {result['scenario']}",
-            f"{ours['requests_per_s']:.0f}/{base['requests_per_s']:.0f} req/s = {result['throughput_ratio']:.3f}; "
-            f"p50 {ours['p50_ms']:.1f}/{base['p50_ms']:.1f} ms ({result['added_p50_ms']:+.2f}); "
-            f"p99 {ours['p99_ms']:.1f}/{base['p99_ms']:.1f} ms ({result['added_p99_ms']:+.2f})",
-            verdict,
-        ))
+        table.append(
+            (
+                f"proxy {result['scenario']}",
+                f"{ours['requests_per_s']:.0f}/{base['requests_per_s']:.0f} req/s = {result['throughput_ratio']:.3f}; "
+                f"p50 {ours['p50_ms']:.1f}/{base['p50_ms']:.1f} ms ({result['added_p50_ms']:+.2f}); "
+                f"p99 {ours['p99_ms']:.1f}/{base['p99_ms']:.1f} ms ({result['added_p99_ms']:+.2f})",
+                verdict,
+            )
+        )
     memory = figures["memory"]
     for variant in variants:
-        table.append((f"memory {variant}", f"{memory[variant]['rss_start_mb']:.0f} → {memory[variant]['rss_end_mb']:.0f}"
-                      f" MB ({memory[variant]['growth_mb']:+.1f} MB over {memory[variant]['requests']} requests)", ""))
+        table.append(
+            (
+                f"memory {variant}",
+                f"{memory[variant]['rss_start_mb']:.0f} → {memory[variant]['rss_end_mb']:.0f}"
+                f" MB ({memory[variant]['growth_mb']:+.1f} MB over {memory[variant]['requests']} requests)",
+                "",
+            )
+        )
     # LiteLLM's own caches grow with traffic in both proxies; ours is what solaris adds to that.
     added_mb = memory["solaris"]["growth_mb"] - memory["noop"]["growth_mb"]
-    table.append(("memory growth added by solaris_hooks", f"{added_mb:+.1f} MB",
-                  f"< 20 MB {'ok' if added_mb < 20 else 'MISSED'}"))
+    table.append(
+        (
+            "memory growth added by solaris_hooks",
+            f"{added_mb:+.1f} MB",
+            f"< 20 MB {'ok' if added_mb < 20 else 'MISSED'}",
+        )
+    )
     return table
 
 

@@ -12,21 +12,30 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, time as day_start, timezone
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from datetime import time as day_start
 
 from psycopg import AsyncConnection
 
-from solaris_hooks.admin import dashboard
-
-from solaris_hooks.admin import reports
+from solaris_hooks.admin import dashboard, reports
 from solaris_hooks.web.api.reports import csv_memory_bytes_max
 
 from .ledger_bench import scratch_database
 
 users_count = 1000
-models = ("gpt-4o-mini", "gpt-4o", "gpt-4.1", "gpt-4.1-mini", "o3-mini", "claude-3-5-sonnet",
-          "claude-3-5-haiku", "gemini-1.5-pro", "llama-3.1-70b", "solaris-demo")
+models = (
+    "gpt-4o-mini",
+    "gpt-4o",
+    "gpt-4.1",
+    "gpt-4.1-mini",
+    "o3-mini",
+    "claude-3-5-sonnet",
+    "claude-3-5-haiku",
+    "gemini-1.5-pro",
+    "llama-3.1-70b",
+    "solaris-demo",
+)
 days_spread = 90
 stats_ms_target = 200.0
 
@@ -130,10 +139,8 @@ async def _timings_ms(call: Callable[[], Awaitable[object]], calls_measured: int
 
 async def _usage_csv(connection: AsyncConnection, start: datetime, end: datetime) -> int:
     """The usage CSV exactly as GET /solaris/reports/usage.csv builds it; returns its rows."""
-    with tempfile.SpooledTemporaryFile(max_size=csv_memory_bytes_max, mode="w+", encoding="utf-8",
-                                       newline="") as spool:
-        written, _capped = await reports.write_usage_csv(connection, spool, start, end, "day",
-                                                         reports.usage_rows_max)
+    with tempfile.SpooledTemporaryFile(max_size=csv_memory_bytes_max, mode="w+", encoding="utf-8", newline="") as spool:
+        written, _capped = await reports.write_usage_csv(connection, spool, start, end, "day", reports.usage_rows_max)
     return written
 
 
@@ -148,23 +155,29 @@ async def run(database_url: str, quick: bool) -> dict:
         async with await AsyncConnection.connect(url, autocommit=True) as connection:
             cursor = await connection.execute(
                 "SELECT count(*), count(*) FILTER (WHERE kind = 'settle' AND created_at >= %s AND created_at < %s)"
-                "  FROM solaris.ledger", (start, end))
+                "  FROM solaris.ledger",
+                (start, end),
+            )
             rows_total, settle_rows_in_range = await cursor.fetchone()
             stats_ms = {}
             for group_by in ("day", "week", "month"):
                 _progress(f"stats by {group_by}")
                 stats_ms[group_by] = await _timings_ms(
-                    lambda group_by=group_by: reports.stats(connection, start, end, group_by), calls_measured,
-                    warm_up=not quick)
+                    lambda group_by=group_by: reports.stats(connection, start, end, group_by),
+                    calls_measured,
+                    warm_up=not quick,
+                )
             _progress("usage CSV by day")
             csv_rows = await _usage_csv(connection, start, end)  # also the unmeasured first call
             csv_ms = await _timings_ms(lambda: _usage_csv(connection, start, end), calls_measured, warm_up=False)
             _progress("admin overview page's queries")
-            now = datetime.now(timezone.utc)
-            today = datetime.combine(now.date(), day_start(0), tzinfo=timezone.utc)
+            now = datetime.now(UTC)
+            today = datetime.combine(now.date(), day_start(0), tzinfo=UTC)
             overview_ms = await _timings_ms(
-                lambda: dashboard.overview(connection, now, today, today.replace(day=1)), calls_measured,
-                warm_up=not quick)
+                lambda: dashboard.overview(connection, now, today, today.replace(day=1)),
+                calls_measured,
+                warm_up=not quick,
+            )
     return {
         "mode": "quick" if quick else "full",
         "ledger_rows": rows_total,
@@ -184,25 +197,41 @@ async def run(database_url: str, quick: bool) -> dict:
 
 
 def rows(figures: dict) -> list[tuple[str, str, str]]:
-    table = [("ledger rows generated (reserve + settle per call, a grant per user)",
-              f"{figures['ledger_rows']:,} in {figures['generation_s']:.1f} s",
-              f"{figures['settle_rows_in_range']:,} settled calls in the last {figures['range_days']} days")]
+    table = [
+        (
+            "ledger rows generated (reserve + settle per call, a grant per user)",
+            f"{figures['ledger_rows']:,} in {figures['generation_s']:.1f} s",
+            f"{figures['settle_rows_in_range']:,} settled calls in the last {figures['range_days']} days",
+        )
+    ]
     target_ms = figures["stats_ms_target"]
     for group_by, timing in figures["stats_ms"].items():
         ok = timing["median_ms"] < target_ms
         verdict = f"< {target_ms:.0f} ms: {'met' if ok else 'MISSED'}"
         if figures["ledger_rows"] < 1_000_000:
             verdict += " (not a 1M-row ledger)"
-        table.append((f"/solaris/stats, {figures['range_days']} days by {group_by}",
-                      f"median {timing['median_ms']:.0f} ms, p90 {timing['p90_ms']:.0f} ms ({timing['calls']} calls)",
-                      verdict))
+        table.append(
+            (
+                f"/solaris/stats, {figures['range_days']} days by {group_by}",
+                f"median {timing['median_ms']:.0f} ms, p90 {timing['p90_ms']:.0f} ms ({timing['calls']} calls)",
+                verdict,
+            )
+        )
     csv = figures["usage_csv_ms"]
-    table.append((f"usage CSV, {figures['range_days']} days by {csv['group_by']} ({csv['rows']:,} rows)",
-                  f"median {csv['median_ms']:.0f} ms, p90 {csv['p90_ms']:.0f} ms ({csv['calls']} calls)",
-                  "(no target)"))
+    table.append(
+        (
+            f"usage CSV, {figures['range_days']} days by {csv['group_by']} ({csv['rows']:,} rows)",
+            f"median {csv['median_ms']:.0f} ms, p90 {csv['p90_ms']:.0f} ms ({csv['calls']} calls)",
+            "(no target)",
+        )
+    )
     if "overview_ms" in figures:  # figures from before the admin pages have none
         overview = figures["overview_ms"]
-        table.append(("admin overview page (counts, 30-day chart, top users, models)",
-                      f"median {overview['median_ms']:.0f} ms, p90 {overview['p90_ms']:.0f} ms "
-                      f"({overview['calls']} calls)", "(no target)"))
+        table.append(
+            (
+                "admin overview page (counts, 30-day chart, top users, models)",
+                f"median {overview['median_ms']:.0f} ms, p90 {overview['p90_ms']:.0f} ms ({overview['calls']} calls)",
+                "(no target)",
+            )
+        )
     return table

@@ -38,10 +38,16 @@ import yaml
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from tests.support.fake_provider import FakeProvider  # noqa: E402
 from solaris_hooks.admin.doctor import diagnose, overspend_invariant  # noqa: E402
-from tests.support.harness import (MailCatcher, ProxyProcess, assert_ledger_consistent, free_port,  # noqa: E402
-                                   scratch_database, wait_for)
+from tests.support.fake_provider import FakeProvider  # noqa: E402
+from tests.support.harness import (
+    MailCatcher,
+    ProxyProcess,
+    assert_ledger_consistent,
+    free_port,  # noqa: E402
+    scratch_database,
+    wait_for,
+)
 
 artifacts_dir = Path(__file__).resolve().parent.parent / "test-artifacts"
 master_key = "sk-solaris-soak-" + uuid.uuid4().hex
@@ -52,18 +58,35 @@ factors = {"fake-model": 0.376, "fake-premium": 1.5}
 allowance = 300  # small: users cross 80/95/100 % within seconds and get refused
 concurrency = 16
 settings = {
-    "default_tokens_per_user": allowance, "conversion_factor": factors["fake-model"],
-    "model_factors": {"fake-premium": factors["fake-premium"]}, "credits_email": "creditos@example.com",
+    "default_tokens_per_user": allowance,
+    "conversion_factor": factors["fake-model"],
+    "model_factors": {"fake-premium": factors["fake-premium"]},
+    "credits_email": "creditos@example.com",
     "completion_tokens_default": 150,
     # Short, so what the kill strands comes back while we settle; still far longer than a
     # call (≤ 1.5 s) plus an outage, so a spooled settle finds its reservation pending.
-    "reservation_ttl_s": 20, "sweep_interval_s": 1, "replay_interval_s": 0.5, "db_timeout_s": 2,
+    "reservation_ttl_s": 20,
+    "sweep_interval_s": 1,
+    "replay_interval_s": 0.5,
+    "db_timeout_s": 2,
     # Mail goes out fast, and an alert left claimed by a fault is taken over soon.
-    "mail_poll_interval_s": 0.5, "mail_lease_s": 10, "mail_backoff_base_s": 1, "mail_backoff_max_s": 5,
+    "mail_poll_interval_s": 0.5,
+    "mail_lease_s": 10,
+    "mail_backoff_base_s": 1,
+    "mail_backoff_max_s": 5,
 }
 # Our events that must never appear: usage or mail lost, a loop that died, a settle dropped.
-bad_events = {"usage_lost", "spool_entry_rejected", "spooled_usage_unmatched", "replay_failed", "settle_ignored",
-              "settle_skipped", "unmetered_call_forgotten", "mail_dead", "spool_line_unreadable"}
+bad_events = {
+    "usage_lost",
+    "spool_entry_rejected",
+    "spooled_usage_unmatched",
+    "replay_failed",
+    "settle_ignored",
+    "settle_skipped",
+    "unmetered_call_forgotten",
+    "mail_dead",
+    "spool_line_unreadable",
+}
 
 
 def charged(raw_tokens: int, factor: float) -> int:
@@ -129,19 +152,47 @@ class Proxy:
         self.data_dir.mkdir(parents=True)
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.config = self.data_dir / "litellm-config.yaml"
-        self.config.write_text(yaml.safe_dump({
-            "model_list": [{"model_name": model, "litellm_params": {"model": f"openai/{model}", "api_base": provider,
-                                                                    "api_key": "fake-key"}} for model in factors],
-            "router_settings": {"num_retries": 0},
-            "litellm_settings": {"callbacks": "solaris_hooks.callback.quota_callback", "num_retries": 0},
-            "solaris_settings": {**settings, "fail_mode": fail_mode}}), encoding="utf-8")
-        self.env = {"SOLARIS_DATABASE_URL": url, "LITELLM_MASTER_KEY": master_key,
-                    "SOLARIS_DATA_DIR": str(self.data_dir), "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-                    "SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(mail_port), "SMTP_SECURITY": "none",
-                    "SMTP_FROM": "IA SOLARIS <quota@solaris.example>"}
+        self.config.write_text(
+            yaml.safe_dump(
+                {
+                    "model_list": [
+                        {
+                            "model_name": model,
+                            "litellm_params": {"model": f"openai/{model}", "api_base": provider, "api_key": "fake-key"},
+                        }
+                        for model in factors
+                    ],
+                    "router_settings": {"num_retries": 0},
+                    "litellm_settings": {"callbacks": "solaris_hooks.callback.quota_callback", "num_retries": 0},
+                    "solaris_settings": {**settings, "fail_mode": fail_mode},
+                }
+            ),
+            encoding="utf-8",
+        )
+        self.env = {
+            "SOLARIS_DATABASE_URL": url,
+            "LITELLM_MASTER_KEY": master_key,
+            "SOLARIS_DATA_DIR": str(self.data_dir),
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(mail_port),
+            "SMTP_SECURITY": "none",
+            "SMTP_FROM": "IA SOLARIS <quota@solaris.example>",
+        }
         # The machine's own overrides must not change what the checks expect.
-        self.env.update(dict.fromkeys(("DATABASE_URL", "DEFAULT_TOKENS_PER_USER", "CONVERSION_FACTOR", "CREDITS_EMAIL",
-                                       "SOLARIS_PUBLIC_URL", "SOLARIS_CONFIG", "ADMIN_EMAILS")))
+        self.env.update(
+            dict.fromkeys(
+                (
+                    "DATABASE_URL",
+                    "DEFAULT_TOKENS_PER_USER",
+                    "CONVERSION_FACTOR",
+                    "CREDITS_EMAIL",
+                    "SOLARIS_PUBLIC_URL",
+                    "SOLARIS_CONFIG",
+                    "ADMIN_EMAILS",
+                )
+            )
+        )
         self.log_path = artifacts_dir / f"soak-{name}.log"
         self.log_path.unlink(missing_ok=True)
         self.process: ProxyProcess | None = None
@@ -196,10 +247,18 @@ class Soak:
         self.started = time.monotonic()
         self.deadline = self.started + self.duration_s
         async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=64)) as http:
-            clients = [openai.AsyncOpenAI(base_url=f"{proxy.base_url}/v1", api_key=master_key, max_retries=0,
-                                          timeout=60, http_client=http) for proxy in self.proxies]
-            await asyncio.gather(*(self.worker(clients) for _ in range(concurrency)), self.credits(http),
-                                 self.faults(), self.sample_rss())
+            clients = [
+                openai.AsyncOpenAI(
+                    base_url=f"{proxy.base_url}/v1", api_key=master_key, max_retries=0, timeout=60, http_client=http
+                )
+                for proxy in self.proxies
+            ]
+            await asyncio.gather(
+                *(self.worker(clients) for _ in range(concurrency)),
+                self.credits(http),
+                self.faults(),
+                self.sample_rss(),
+            )
 
     def pick_proxy(self, user: str | None = None) -> int:
         return self.rng.choice([index for index in (0, 1) if self.up[index] and user not in closed_only] or [1])
@@ -221,8 +280,9 @@ class Soak:
 
     async def one_call(self, client: openai.AsyncOpenAI, index: int, user: str) -> Call:
         rng = self.rng
-        call = Call(user, index, "fake-premium" if rng.random() < 0.15 else "fake-model", rng.random() < 0.3,
-                    time.monotonic())
+        call = Call(
+            user, index, "fake-premium" if rng.random() < 0.15 else "fake-model", rng.random() < 0.3, time.monotonic()
+        )
         # The fake streams " ok" per token, and LiteLLM cuts a stream that repeats a chunk
         # 100 times (REPEATED_STREAMING_CHUNK_LIMIT): streamed answers stay below that.
         tokens = rng.randint(5, 80 if call.stream else 120)
@@ -236,8 +296,12 @@ class Soak:
             extra["stream_options"] = {"include_usage": True}
         try:
             response = await client.chat.completions.with_raw_response.create(
-                model=call.model, messages=[{"role": "user", "content": text}], stream=call.stream,
-                extra_headers={"x-litellm-end-user-id": user}, **extra)
+                model=call.model,
+                messages=[{"role": "user", "content": text}],
+                stream=call.stream,
+                extra_headers={"x-litellm-end-user-id": user},
+                **extra,
+            )
             call.call_id, answer = response.headers.get("x-litellm-call-id", ""), response.parse()
             usage = None if call.stream else answer.usage
             if call.stream:
@@ -247,8 +311,15 @@ class Soak:
             call.outcome = "served" if usage else "unexpected: no usage"
         except openai.APIStatusError as error:
             status = error.status_code
-            call.outcome = ("refused" if status == 429 else "unavailable" if status == 503
-                            else "failed" if fail and status == 500 else f"unexpected: {status}")
+            call.outcome = (
+                "refused"
+                if status == 429
+                else "unavailable"
+                if status == 503
+                else "failed"
+                if fail and status == 500
+                else f"unexpected: {status}"
+            )
         except (openai.APIConnectionError, httpx.HTTPError):
             call.outcome = "cut"
             await asyncio.sleep(0.5)  # a dead port is not hammered
@@ -269,7 +340,8 @@ class Soak:
                 response = await http.post(
                     f"{self.proxies[self.pick_proxy()].base_url}/solaris/users/{user}/add-tokens",
                     json={"tokens": tokens, "reason": "soak"},
-                    headers={"Authorization": f"Bearer {master_key}", "Idempotency-Key": uuid.uuid4().hex})
+                    headers={"Authorization": f"Bearer {master_key}", "Idempotency-Key": uuid.uuid4().hex},
+                )
                 committed = response.status_code == 200
             except httpx.HTTPError:
                 committed = False
@@ -325,12 +397,24 @@ def settle(url: str, proxies: list[Proxy]) -> tuple[str, str, bool]:
     spool segment is replayed and every alert is sent."""
     started = time.monotonic()
     try:
-        wait_for(lambda: not query(url, "SELECT 1 FROM solaris.reservations WHERE state = 'pending'"),
-                 settings["reservation_ttl_s"] + 60, 0.5, what="no pending reservation")
-        wait_for(lambda: not any(any((proxy.data_dir / "spool").glob("*.spool")) for proxy in proxies), 60, 0.5,
-                 what="every spool segment replayed")
-        wait_for(lambda: not query(url, "SELECT 1 FROM solaris.alerts WHERE status IN ('pending', 'sending', "
-                                        "'failed')"), settings["mail_lease_s"] + 60, 0.5, what="the outbox drained")
+        wait_for(
+            lambda: not query(url, "SELECT 1 FROM solaris.reservations WHERE state = 'pending'"),
+            settings["reservation_ttl_s"] + 60,
+            0.5,
+            what="no pending reservation",
+        )
+        wait_for(
+            lambda: not any(any((proxy.data_dir / "spool").glob("*.spool")) for proxy in proxies),
+            60,
+            0.5,
+            what="every spool segment replayed",
+        )
+        wait_for(
+            lambda: not query(url, "SELECT 1 FROM solaris.alerts WHERE status IN ('pending', 'sending', 'failed')"),
+            settings["mail_lease_s"] + 60,
+            0.5,
+            what="the outbox drained",
+        )
     except TimeoutError as error:
         return "reservations, spool and outbox settled", str(error), False
     time.sleep(2)  # a duplicate e-mail would arrive by now
@@ -342,39 +426,84 @@ def check(soak: Soak, url: str, proxies: list[Proxy], catcher: TimedCatcher) -> 
     outcomes = Counter(call.outcome for call in calls)
     # In flight at the kill, or served in the 2 s before it (its settle may not have run yet).
     at_kill = [call for call in calls if call.proxy == 0 and call.started < kill["at"] <= call.ended + 2]
-    unexpected = Counter(call.outcome for call in calls
-                         if call.outcome.startswith("unexpected") or (call.outcome == "cut" and call not in at_kill))
-    rows.append(("calls", f"{len(calls)} ({len(calls) / soak.duration_s:.1f}/s; {sum(c.proxy == 0 for c in calls)} via "
-                 f"a, open; {sum(c.stream for c in calls)} streamed, {sum(c.model == 'fake-premium' for c in calls)} "
-                 "on fake-premium at factor 1.5)", None))
-    rows.append(("served / refused 429 / 503 / upstream 500 / cut",
-                 " / ".join(str(outcomes[name]) for name in ("served", "refused", "unavailable", "failed", "cut")),
-                 None))
+    unexpected = Counter(
+        call.outcome
+        for call in calls
+        if call.outcome.startswith("unexpected") or (call.outcome == "cut" and call not in at_kill)
+    )
+    rows.append(
+        (
+            "calls",
+            f"{len(calls)} ({len(calls) / soak.duration_s:.1f}/s; {sum(c.proxy == 0 for c in calls)} via "
+            f"a, open; {sum(c.stream for c in calls)} streamed, {sum(c.model == 'fake-premium' for c in calls)} "
+            "on fake-premium at factor 1.5)",
+            None,
+        )
+    )
+    rows.append(
+        (
+            "served / refused 429 / 503 / upstream 500 / cut",
+            " / ".join(str(outcomes[name]) for name in ("served", "refused", "unavailable", "failed", "cut")),
+            None,
+        )
+    )
     rows.append(("unexpected client outcomes", str(dict(unexpected)) if unexpected else "0", not unexpected))
     planned = sum(what == "outage" for _, what in soak.schedule())
-    rows.append(("Postgres outages", f"{len(soak.outages)} of {planned}, down "
-                 + ", ".join(f"{end - start:.1f}" for start, end in soak.outages) + " s" if soak.server
-                 else "none: a given database is not ours to stop", len(soak.outages) == planned))
-    rows.append(("kill -9 of proxy a", f"{kill['processes']} processes, {kill['in_flight']} calls in flight, "
-                 f"{sum(c.outcome == 'cut' for c in at_kill)} cut; serving again after "
-                 f"{kill['restarted'] - kill['at']:.1f} s", kill["in_flight"] > 0))
+    rows.append(
+        (
+            "Postgres outages",
+            f"{len(soak.outages)} of {planned}, down "
+            + ", ".join(f"{end - start:.1f}" for start, end in soak.outages)
+            + " s"
+            if soak.server
+            else "none: a given database is not ours to stop",
+            len(soak.outages) == planned,
+        )
+    )
+    rows.append(
+        (
+            "kill -9 of proxy a",
+            f"{kill['processes']} processes, {kill['in_flight']} calls in flight, "
+            f"{sum(c.outcome == 'cut' for c in at_kill)} cut; serving again after "
+            f"{kill['restarted'] - kill['at']:.1f} s",
+            kill["in_flight"] > 0,
+        )
+    )
 
     events = [event for proxy in proxies for event in proxy.events()]
     named = Counter(event["event"] for event in events)
-    replayed = sum(event.get("replayed_entries", 0) for event in events
-                   if event["event"] in ("database_recovered", "spool_replayed"))
+    replayed = sum(
+        event.get("replayed_entries", 0)
+        for event in events
+        if event["event"] in ("database_recovered", "spool_replayed")
+    )
     left = [path.name for proxy in proxies for path in (proxy.data_dir / "spool").glob("*")]
-    rows.append(("spooled / replayed entries", f"{named['usage_spooled']} / {replayed} ({named['fail_open']} calls "
-                 "let through unreserved by a)", None))
+    rows.append(
+        (
+            "spooled / replayed entries",
+            f"{named['usage_spooled']} / {replayed} ({named['fail_open']} calls let through unreserved by a)",
+            None,
+        )
+    )
     rows.append(("spool drained, nothing rejected", ", ".join(left) or "yes", not left))
-    rows.append(("admin credits", f"{sum(soak.credits_confirmed.values())} tokens confirmed, "
-                 f"{sum(soak.credits_unknown.values())} refused or cut", None))
+    rows.append(
+        (
+            "admin credits",
+            f"{sum(soak.credits_confirmed.values())} tokens confirmed, "
+            f"{sum(soak.credits_unknown.values())} refused or cut",
+            None,
+        )
+    )
 
     # Every call the client saw succeed is charged once, ceil(raw × factor), under its call id.
     # Only at the kill may a served call go uncharged (its settle died with the process and
     # the reservation expired) or a call the client saw cut be charged.
-    settles = {call_id: (user, tokens) for call_id, user, tokens in query(
-        url, "SELECT call_id, user_id, tokens FROM solaris.ledger WHERE kind = 'settle'")}
+    settles = {
+        call_id: (user, tokens)
+        for call_id, user, tokens in query(
+            url, "SELECT call_id, user_id, tokens FROM solaris.ledger WHERE kind = 'settle'"
+        )
+    }
     served = [call for call in calls if call.outcome == "served"]
     expected, wrong, lost = Counter(), [], 0
     for call in served:
@@ -385,17 +514,26 @@ def check(soak: Soak, url: str, proxies: list[Proxy], catcher: TimedCatcher) -> 
             wrong.append(f"{call.call_id or 'no call id'}: charged {got}, served {call.user} {want}")
         else:
             expected[call.user] += want
-    extra = [(user, tokens) for call_id, (user, tokens) in settles.items()
-             if call_id not in {call.call_id for call in served}]
+    extra = [
+        (user, tokens)
+        for call_id, (user, tokens) in settles.items()
+        if call_id not in {call.call_id for call in served}
+    ]
     for user, tokens in extra:
         expected[user] += tokens
     cut_at_kill = sum(call.outcome == "cut" for call in at_kill)
     # Unmetered calls (fail_mode open) and late settles are charged unbounded, by design.
-    unbounded = dict(query(url, "SELECT user_id, sum(tokens) FROM solaris.ledger WHERE kind = 'settle' AND "
-                                "(reason LIKE 'unmetered%' OR reason LIKE 'late settle%') GROUP BY user_id"))
+    unbounded = dict(
+        query(
+            url,
+            "SELECT user_id, sum(tokens) FROM solaris.ledger WHERE kind = 'settle' AND "
+            "(reason LIKE 'unmetered%' OR reason LIKE 'late settle%') GROUP BY user_id",
+        )
+    )
     over, credit_wrong = [], []
     for user, credited, debited, reserved in query(
-            url, "SELECT user_id, credited_tokens, debited_tokens, reserved_tokens FROM solaris.accounts"):
+        url, "SELECT user_id, credited_tokens, debited_tokens, reserved_tokens FROM solaris.accounts"
+    ):
         if debited != expected[user]:
             wrong.append(f"{user}: charged {debited}, expected {expected[user]}")
         if debited > credited + unbounded.get(user, 0):
@@ -403,13 +541,24 @@ def check(soak: Soak, url: str, proxies: list[Proxy], catcher: TimedCatcher) -> 
         low = allowance + soak.credits_confirmed[user]
         if not low <= credited <= low + soak.credits_unknown[user] or reserved:
             credit_wrong.append(f"{user}: credited {credited}, reserved {reserved}")
-    rows.append(("served calls charged ceil(raw × factor), once", f"{len(served) - lost} of {len(served)}, "
-                 f"{sum(expected.values())} tokens; at the kill {lost} served uncharged, {len(extra)} of {cut_at_kill} "
-                 "cut charged; " + ("; ".join(wrong[:4]) or "every user's total equal"),
-                 not wrong and len(extra) <= cut_at_kill))
-    rows.append(("used ≤ credited (+ unmetered/late charges)", f"{len(users) - len(unbounded)} users never "
-                 f"unmetered, {len(unbounded)} charged {sum(unbounded.values())} tokens unmetered/late; "
-                 + ("; ".join(over[:4]) or "holds"), not over))
+    rows.append(
+        (
+            "served calls charged ceil(raw × factor), once",
+            f"{len(served) - lost} of {len(served)}, "
+            f"{sum(expected.values())} tokens; at the kill {lost} served uncharged, {len(extra)} of {cut_at_kill} "
+            "cut charged; " + ("; ".join(wrong[:4]) or "every user's total equal"),
+            not wrong and len(extra) <= cut_at_kill,
+        )
+    )
+    rows.append(
+        (
+            "used ≤ credited (+ unmetered/late charges)",
+            f"{len(users) - len(unbounded)} users never "
+            f"unmetered, {len(unbounded)} charged {sum(unbounded.values())} tokens unmetered/late; "
+            + ("; ".join(over[:4]) or "holds"),
+            not over,
+        )
+    )
     rows.append(("credited = grant + admin credits", "; ".join(credit_wrong[:4]) or "holds", not credit_wrong))
     # Doctor reports the overspend of unmetered and late charges, as it should: it is expected
     # of the users whose charges explain it (checked above), and of nobody else.
@@ -418,19 +567,35 @@ def check(soak: Soak, url: str, proxies: list[Proxy], catcher: TimedCatcher) -> 
         rows.append(("ledger replays to the balances", "holds", True))
     except AssertionError as error:
         rows.append(("ledger replays to the balances", str(error)[:300], False))
-    doctor = subprocess.run([sys.executable, "-m", "solaris_hooks.cli.main", "doctor", "--config", str(proxies[0].config)],
-                            env={name: value for name, value in {**os.environ, **proxies[0].env}.items() if value},
-                            capture_output=True, text=True, timeout=120)
+    doctor = subprocess.run(
+        [sys.executable, "-m", "solaris_hooks.cli.main", "doctor", "--config", str(proxies[0].config)],
+        env={name: value for name, value in {**os.environ, **proxies[0].env}.items() if value},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     failed_checks = re.findall("^FAIL +(.*)$", doctor.stdout, re.M)
-    overspent = {row[0] for finding in diagnose(url) if finding.invariant == overspend_invariant for row in finding.rows}
+    overspent = {
+        row[0] for finding in diagnose(url) if finding.invariant == overspend_invariant for row in finding.rows
+    }
     explained = all(line.startswith(overspend_invariant) for line in failed_checks) and overspent <= set(unbounded)
-    rows.append(("solaris doctor", f"exit {doctor.returncode}, {len(re.findall('^ok', doctor.stdout, re.M))} checks ok"
-                 + ("" if doctor.returncode == 0 else f"; overspend of {len(overspent)} users with unmetered/late "
-                    "charges" if explained else ": " + doctor.stdout[-300:]),
-                 doctor.returncode == 0 or explained))
+    rows.append(
+        (
+            "solaris doctor",
+            f"exit {doctor.returncode}, {len(re.findall('^ok', doctor.stdout, re.M))} checks ok"
+            + (
+                ""
+                if doctor.returncode == 0
+                else f"; overspend of {len(overspent)} users with unmetered/late charges"
+                if explained
+                else ": " + doctor.stdout[-300:]
+            ),
+            doctor.returncode == 0 or explained,
+        )
+    )
 
     statuses = dict(query(url, "SELECT status, count(*) FROM solaris.alerts GROUP BY status"))
-    sent = {alert for alert, in query(url, "SELECT id FROM solaris.alerts WHERE status = 'sent'")}
+    sent = {alert for (alert,) in query(url, "SELECT id FROM solaris.alerts WHERE status = 'sent'")}
     copies: dict[int, list[float]] = defaultdict(list)
     for message in catcher.received:
         if match := re.search(r"solaris-alert-(\d+)\.", message["Message-ID"] or ""):
@@ -439,32 +604,67 @@ def check(soak: Soak, url: str, proxies: list[Proxy], catcher: TimedCatcher) -> 
     # (Postgres stopped, process killed) leaves the alert claimed, and it goes out again,
     # same Message-ID, when the lease ends. Only then, a second before or during a fault.
     faults = [(start, end, "an outage") for start, end in soak.outages] + [(kill["at"], kill["at"], "the kill")]
-    twice = Counter(next((name for start, end, name in faults if start - 1 <= min(times) <= end), "no fault")
-                    for times in copies.values() if len(times) > 1)
-    rows.append(("alerts", ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())),
-                 set(statuses) <= {"sent", "covered"}))
-    rows.append(("one e-mail per sent alert", f"{len(catcher.received)} e-mails, {len(copies)} Message-IDs, "
-                 f"{len(sent)} sent alerts; sent twice: "
-                 + (", ".join(f"{count} at {name}" for name, count in twice.items()) or "none"),
-                 set(copies) == sent and not twice["no fault"]))
+    twice = Counter(
+        next((name for start, end, name in faults if start - 1 <= min(times) <= end), "no fault")
+        for times in copies.values()
+        if len(times) > 1
+    )
+    rows.append(
+        (
+            "alerts",
+            ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())),
+            set(statuses) <= {"sent", "covered"},
+        )
+    )
+    rows.append(
+        (
+            "one e-mail per sent alert",
+            f"{len(catcher.received)} e-mails, {len(copies)} Message-IDs, "
+            f"{len(sent)} sent alerts; sent twice: "
+            + (", ".join(f"{count} at {name}" for name, count in twice.items()) or "none"),
+            set(copies) == sent and not twice["no fault"],
+        )
+    )
 
     # Our JSON lines never carry a traceback. LiteLLM logs its own for a 503 refusal and an
     # upstream 500; any other kind fails.
     ours = sum("Traceback" in json.dumps(event) for event in events)
     bad = {name: count for name, count in named.items() if name in bad_events}
-    rows.append(("our JSON log lines", f"{len(events)} lines, {ours} with a traceback, bad events {bad or 0}",
-                 not ours and not bad))
+    rows.append(
+        (
+            "our JSON log lines",
+            f"{len(events)} lines, {ours} with a traceback, bad events {bad or 0}",
+            not ours and not bad,
+        )
+    )
     tracebacks = Counter(
-        "503 refusal" if "HTTPException: 503" in last else "upstream 500" if "fake provider failure" in last
-        else last[:100] for proxy in proxies for last in re.findall(
-            r"Traceback \(most recent call last\):\n(?:[ \t].*\n)*(.*)", proxy.log_path.read_text(errors="replace")))
-    rows.append(("LiteLLM's tracebacks in the proxy logs", ", ".join(f"{n} {kind}" for kind, n in tracebacks.items()),
-                 set(tracebacks) <= {"503 refusal", "upstream 500"}))
+        "503 refusal"
+        if "HTTPException: 503" in last
+        else "upstream 500"
+        if "fake provider failure" in last
+        else last[:100]
+        for proxy in proxies
+        for last in re.findall(
+            r"Traceback \(most recent call last\):\n(?:[ \t].*\n)*(.*)", proxy.log_path.read_text(errors="replace")
+        )
+    )
+    rows.append(
+        (
+            "LiteLLM's tracebacks in the proxy logs",
+            ", ".join(f"{n} {kind}" for kind, n in tracebacks.items()),
+            set(tracebacks) <= {"503 refusal", "upstream 500"},
+        )
+    )
     for proxy, samples in ((proxy, soak.rss[proxy.name]) for proxy in proxies):
         # a was restarted: its samples span two processes. b lived throughout: +50 % would be a leak.
         text = f"{samples[0]:.0f} → {samples[-1]:.0f} MB, max {max(samples):.0f}" if samples else "not sampled"
-        rows.append((f"RSS of proxy {proxy.name} (solaris run + LiteLLM)", text + (", restarted" if proxy.name == "a"
-                     else ""), None if proxy.name == "a" else bool(samples) and samples[-1] < 1.5 * samples[0]))
+        rows.append(
+            (
+                f"RSS of proxy {proxy.name} (solaris run + LiteLLM)",
+                text + (", restarted" if proxy.name == "a" else ""),
+                None if proxy.name == "a" else bool(samples) and samples[-1] < 1.5 * samples[0],
+            )
+        )
     return rows
 
 
@@ -475,23 +675,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=random.randrange(10**6), help="of the load's random choices")
     args = parser.parse_args(argv)
     duration_s = 60.0 if args.quick else args.minutes * 60
-    print(f"soak: {duration_s:.0f} s of load, seed {args.seed}; proxy logs in {artifacts_dir}/soak-*.log",
-          file=sys.stderr, flush=True)
+    print(
+        f"soak: {duration_s:.0f} s of load, seed {args.seed}; proxy logs in {artifacts_dir}/soak-*.log",
+        file=sys.stderr,
+        flush=True,
+    )
     provider, catcher = FakeProvider().start(), TimedCatcher().start()
     proxies: list[Proxy] = []
     try:
         # The scratch database lives on our server, so the outages stop it too.
-        with postgres() as (server_url, server), scratch_database(server_url) as url, \
-                tempfile.TemporaryDirectory(prefix="solaris-soak-work-") as work:
-            proxies = [Proxy("a", "open", url, provider.base_url, catcher.port, Path(work)),
-                       Proxy("b", "closed", url, provider.base_url, catcher.port, Path(work))]
+        with (
+            postgres() as (server_url, server),
+            scratch_database(server_url) as url,
+            tempfile.TemporaryDirectory(prefix="solaris-soak-work-") as work,
+        ):
+            proxies = [
+                Proxy("a", "open", url, provider.base_url, catcher.port, Path(work)),
+                Proxy("b", "closed", url, provider.base_url, catcher.port, Path(work)),
+            ]
             for proxy in proxies:
                 proxy.start()
             soak = Soak(proxies, server, duration_s, args.seed)
             asyncio.run(soak.run())
             print("soak: load done, settling …", file=sys.stderr, flush=True)
-            rows = [("run", f"{duration_s / 60:.1f} min of load, seed {args.seed}", None), settle(url, proxies),
-                    *check(soak, url, proxies, catcher)]
+            rows = [
+                ("run", f"{duration_s / 60:.1f} min of load, seed {args.seed}", None),
+                settle(url, proxies),
+                *check(soak, url, proxies, catcher),
+            ]
             for proxy in proxies:
                 proxy.process.stop()
     finally:
@@ -502,8 +713,9 @@ def main(argv: list[str] | None = None) -> int:
         provider.stop()
     failed = sum(ok is False for *_, ok in rows)
     width = max(len(measure) for measure, *_ in rows)
-    table = "\n".join(f"{'' if ok is None else 'ok' if ok else 'FAIL':<6}{measure:<{width}}  {value}"
-                      for measure, value, ok in rows)
+    table = "\n".join(
+        f"{'' if ok is None else 'ok' if ok else 'FAIL':<6}{measure:<{width}}  {value}" for measure, value, ok in rows
+    )
     summary = f"soak: {sum(ok is True for *_, ok in rows)} checks passed, {failed} failed\n{table}"
     print(summary)
     record(summary)

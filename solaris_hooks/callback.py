@@ -15,15 +15,15 @@ import os
 from functools import partial
 
 from solaris_hooks.db.connection import database_url
+from solaris_hooks.db.migrations import migrate
 from solaris_hooks.hooks import SolarisCallback
 from solaris_hooks.logs import log_event, logger
-from solaris_hooks.db.migrations import migrate
 from solaris_hooks.mail.outbox import Outbox
+from solaris_hooks.mail.smtp import smtp_settings_from_env
 from solaris_hooks.quota.service import QuotaService
 from solaris_hooks.refill import refill_forever
-from solaris_hooks.web.mount import mount_routes
 from solaris_hooks.settings import load_settings
-from solaris_hooks.mail.smtp import smtp_settings_from_env
+from solaris_hooks.web.mount import mount_routes
 
 
 def _configure_logging() -> None:
@@ -52,9 +52,14 @@ def build_callback() -> SolarisCallback:
         service.run_in_background(outbox.run_forever)
     mount_routes(service)
     _start_soon(service)
-    log_event("started", migrations_applied=applied, factor=settings.conversion_factor,
-              default_tokens_per_user=settings.default_tokens_per_user, fail_mode=settings.fail_mode,
-              mail="on" if smtp_settings else "off (SMTP_HOST unset: alerts wait in the outbox)")
+    log_event(
+        "started",
+        migrations_applied=applied,
+        factor=settings.conversion_factor,
+        default_tokens_per_user=settings.default_tokens_per_user,
+        fail_mode=settings.fail_mode,
+        mail="on" if smtp_settings else "off (SMTP_HOST unset: alerts wait in the outbox)",
+    )
     return SolarisCallback(service)
 
 

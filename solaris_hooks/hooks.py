@@ -83,7 +83,7 @@ class SolarisCallback(CustomLogger):
     ):
         # Release is idempotent, and charges what was delivered when content reached the client.
         await self._release(request_data.get("litellm_call_id"))
-        return None
+        return
 
     async def async_post_call_streaming_iterator_hook(self, user_api_key_dict, response, request_data: dict):
         async for chunk in self.service.meter_stream(response, str(request_data.get("litellm_call_id") or "")):

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import date, datetime, time, timedelta, timezone
-from typing import Callable, Literal
+from collections.abc import Callable
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -67,7 +68,7 @@ def period_key(day: date, every: str) -> str:
 
 
 def local_today(settings: RefillSettings, now: datetime | None = None) -> date:
-    return (now or datetime.now(timezone.utc)).astimezone(ZoneInfo(settings.timezone)).date()
+    return (now or datetime.now(UTC)).astimezone(ZoneInfo(settings.timezone)).date()
 
 
 def current_period(settings: RefillSettings, now: datetime | None = None) -> str:
@@ -86,8 +87,9 @@ async def refill_due(connect, settings: RefillSettings, now: datetime | None = N
     refilled_total = 0
     async with connect() as connection:
         while True:
-            cursor = await connection.execute("SELECT solaris.refill(%s, %s, %s, %s)",
-                                              (key, settings.mode, settings.amount, refill_batch_size_max))
+            cursor = await connection.execute(
+                "SELECT solaris.refill(%s, %s, %s, %s)", (key, settings.mode, settings.amount, refill_batch_size_max)
+            )
             refilled = (await cursor.fetchone())[0]
             refilled_total += refilled
             if refilled < refill_batch_size_max:

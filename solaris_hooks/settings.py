@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Literal, Mapping
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -21,8 +22,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from solaris_hooks.exceptions import SettingsError
 from solaris_hooks.quota.input_parts import InputPartBounds
 from solaris_hooks.quota.prices import ModelPrice
-from solaris_hooks.refill import RefillSettings
 from solaris_hooks.quota.route_rules import Rule, validate_routes
+from solaris_hooks.refill import RefillSettings
 
 settings_block = "solaris_settings"
 env_prefix = "os.environ/"
@@ -70,17 +71,20 @@ class Settings(BaseModel):
     # Upper bounds of prompt parts that are not text (images, audio, files), per model group
     # or "*" (see solaris_hooks.quota.input_parts.InputPartBounds). A part without a bound refuses the call.
     input_part_bounds: dict[Annotated[str, Field(min_length=1, max_length=200)], InputPartBounds] = Field(
-        default_factory=dict, max_length=1000)
+        default_factory=dict, max_length=1000
+    )
     # Prices of images, speech and transcriptions, in platform tokens, per model group or "*"
     # (see solaris_hooks.quota.prices.ModelPrice). A model without a price on those routes is refused.
     model_prices: dict[Annotated[str, Field(min_length=1, max_length=200)], ModelPrice] = Field(
-        default_factory=dict, max_length=1000)
+        default_factory=dict, max_length=1000
+    )
     # Starting prompt margins per model group or "*": the prompt estimate is multiplied by
     # the larger of this and the margin learned from what providers report (solaris.model_margins).
     # Set it for a model whose tokenizer counts more than ours (e.g. {claude-sonnet: 1.3}) to
     # bound even its very first call; unset, the first call teaches the margin.
-    prompt_margins: dict[Annotated[str, Field(min_length=1, max_length=200)],
-                         Annotated[float, Field(ge=1, le=10)]] = Field(default_factory=dict, max_length=1000)
+    prompt_margins: dict[Annotated[str, Field(min_length=1, max_length=200)], Annotated[float, Field(ge=1, le=10)]] = (
+        Field(default_factory=dict, max_length=1000)
+    )
     # The header that names the end user when neither of LiteLLM's own (x-litellm-customer-id,
     # x-litellm-end-user-id) is sent; read after them, as LiteLLM reads its user_header_name.
     identity_header: str = Field("x-litellm-end-user-id", min_length=1, max_length=100)
@@ -231,13 +235,17 @@ def describe_settings(environ: Mapping[str, str] = os.environ) -> dict[str, dict
         # Raw keys are secrets: show aliases and `master_key` only.
         raw = block.get("trusted_keys") or []
         values["trusted_keys"] = [
-            entry if entry == "master_key" or not (str(entry).startswith("sk-") or str(written).startswith(env_prefix))
+            entry
+            if entry == "master_key" or not (str(entry).startswith("sk-") or str(written).startswith(env_prefix))
             else "********"
-            for entry, written in zip(values["trusted_keys"], list(raw) + [""] * len(values["trusted_keys"]))
+            for entry, written in zip(
+                values["trusted_keys"], list(raw) + [""] * len(values["trusted_keys"]), strict=False
+            )
         ]
     for key, value in values.items():
-        override = next((env for env, target in env_overrides.items() if target == key and environ.get(env, "").strip()),
-                        None)
+        override = next(
+            (env for env, target in env_overrides.items() if target == key and environ.get(env, "").strip()), None
+        )
         if override:
             source = f"env {override}"
         elif key in block:
@@ -246,8 +254,15 @@ def describe_settings(environ: Mapping[str, str] = os.environ) -> dict[str, dict
         else:
             source = "default"
         described[key] = {"value": value, "source": source}
-    for name in ("SMTP_HOST", "SMTP_PORT", "SMTP_SECURITY", "SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_FROM",
-                 "ADMIN_EMAILS"):
+    for name in (
+        "SMTP_HOST",
+        "SMTP_PORT",
+        "SMTP_SECURITY",
+        "SMTP_USERNAME",
+        "SMTP_PASSWORD",
+        "SMTP_FROM",
+        "ADMIN_EMAILS",
+    ):
         if environ.get(name):
             value = "********" if name == "SMTP_PASSWORD" else environ[name]
             described[name.lower()] = {"value": value, "source": f"env {name}"}

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import math
 import os
-from contextlib import contextmanager
-from typing import Iterator
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,8 +22,8 @@ import yaml
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from tests.support.fake_provider import FakeProvider  # noqa: E402
 from solaris_hooks.db.migrations import migrate  # noqa: E402
+from tests.support.fake_provider import FakeProvider  # noqa: E402
 from tests.support.harness import (  # noqa: E402
     AdminClient,
     MailCatcher,
@@ -136,9 +136,11 @@ def write_proxy_config(path: Path, provider_url: str, settings: dict) -> Path:
     models += [
         {
             "model_name": name,
-            "litellm_params": {"model": model, "api_key": "fake-key",
-                               "api_base": provider_url.removesuffix("/v1") if model.startswith("anthropic/")
-                               else provider_url},
+            "litellm_params": {
+                "model": model,
+                "api_key": "fake-key",
+                "api_base": provider_url.removesuffix("/v1") if model.startswith("anthropic/") else provider_url,
+            },
             "model_info": {"mode": mode},
         }
         for name, (model, mode) in routes.items()
@@ -161,15 +163,22 @@ def proxy_env(database_url: str, data_dir: Path) -> dict[str, str | None]:
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
     }
     # The machine's own overrides must not change what the tests expect.
-    for name in ("DEFAULT_TOKENS_PER_USER", "CONVERSION_FACTOR", "CREDITS_EMAIL", "DATABASE_URL", "SOLARIS_PUBLIC_URL",
-                 "SOLARIS_SECRET_KEY"):
+    for name in (
+        "DEFAULT_TOKENS_PER_USER",
+        "CONVERSION_FACTOR",
+        "CREDITS_EMAIL",
+        "DATABASE_URL",
+        "SOLARIS_PUBLIC_URL",
+        "SOLARIS_SECRET_KEY",
+    ):
         env[name] = None
     return env
 
 
 @contextmanager
-def proxy_of_its_own(database_url: str, provider_url: str, work: Path, settings: dict, log_name: str
-                     ) -> Iterator[ProxyProcess]:
+def proxy_of_its_own(
+    database_url: str, provider_url: str, work: Path, settings: dict, log_name: str
+) -> Iterator[ProxyProcess]:
     """A proxy with settings of its own, on a scratch database of its own (so what it learns,
     prompt margins included, touches no other test); its ledger must replay when it stops."""
     with scratch_database(database_url) as url:
@@ -192,20 +201,29 @@ def mail_catcher() -> MailCatcher:
 
 
 @pytest.fixture(scope="session")
-def proxy(database_url: str, fake_provider: FakeProvider, mail_catcher: MailCatcher,
-          tmp_path_factory: pytest.TempPathFactory) -> ProxyProcess:
+def proxy(
+    database_url: str, fake_provider: FakeProvider, mail_catcher: MailCatcher, tmp_path_factory: pytest.TempPathFactory
+) -> ProxyProcess:
     artifacts_dir.mkdir(exist_ok=True)
     work = tmp_path_factory.mktemp("proxy")
     config = write_proxy_config(work / "litellm-config.yaml", fake_provider.base_url, proxy_settings)
-    mail_env = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(mail_catcher.port), "SMTP_SECURITY": "none",
-                "SMTP_FROM": "IA SOLARIS <quota@solaris.example>", "ADMIN_EMAILS": admin_email}
-    key_env = {"SOLARIS_ADMIN_KEYS": f"ana={admin_key_ana}, {admin_key_anonymous}",
-               "SOLARIS_VIEWER_KEYS": viewer_key}
+    mail_env = {
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": str(mail_catcher.port),
+        "SMTP_SECURITY": "none",
+        "SMTP_FROM": "IA SOLARIS <quota@solaris.example>",
+        "ADMIN_EMAILS": admin_email,
+    }
+    key_env = {"SOLARIS_ADMIN_KEYS": f"ana={admin_key_ana}, {admin_key_anonymous}", "SOLARIS_VIEWER_KEYS": viewer_key}
     port = free_port()
     # Alert e-mails link to the personal usage page on this proxy.
     page_env = {"SOLARIS_PUBLIC_URL": f"http://127.0.0.1:{port}"}
-    process = ProxyProcess(config, {**proxy_env(database_url, work), **mail_env, **key_env, **page_env},
-                           artifacts_dir / "proxy.log", port=port)
+    process = ProxyProcess(
+        config,
+        {**proxy_env(database_url, work), **mail_env, **key_env, **page_env},
+        artifacts_dir / "proxy.log",
+        port=port,
+    )
     process.wait_ready()
     yield process
     process.stop()

@@ -7,11 +7,11 @@ import uuid
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from conftest import admin_key_ana, admin_key_anonymous, master_key, proxy_settings, viewer_key
-from solaris_hooks.web.auth import key_fingerprint
+from prometheus_client.parser import text_string_to_metric_families
 from test_quota import ask
+
+from solaris_hooks.web.auth import key_fingerprint
 
 allowance = proxy_settings["default_tokens_per_user"]
 
@@ -93,8 +93,11 @@ class TestCredits:
         key = uuid.uuid4().hex
 
         def click() -> httpx.Response:
-            return http.post(f"/solaris/users/{user['user_id']}/add-tokens", json={"tokens": 100, "reason": "clique"},
-                             headers={"Idempotency-Key": key})
+            return http.post(
+                f"/solaris/users/{user['user_id']}/add-tokens",
+                json={"tokens": 100, "reason": "clique"},
+                headers={"Idempotency-Key": key},
+            )
 
         with concurrent.futures.ThreadPoolExecutor(5) as pool:
             responses = list(pool.map(lambda _: click(), range(5)))
@@ -107,10 +110,16 @@ class TestCredits:
         """Same key, different amount: 409, nothing credited."""
         user = new_user(http, initial_tokens=0)
         key = uuid.uuid4().hex
-        http.post(f"/solaris/users/{user['user_id']}/add-tokens", json={"tokens": 5, "reason": "a"},
-                  headers={"Idempotency-Key": key})
-        response = http.post(f"/solaris/users/{user['user_id']}/add-tokens", json={"tokens": 50, "reason": "a"},
-                             headers={"Idempotency-Key": key})
+        http.post(
+            f"/solaris/users/{user['user_id']}/add-tokens",
+            json={"tokens": 5, "reason": "a"},
+            headers={"Idempotency-Key": key},
+        )
+        response = http.post(
+            f"/solaris/users/{user['user_id']}/add-tokens",
+            json={"tokens": 50, "reason": "a"},
+            headers={"Idempotency-Key": key},
+        )
         assert response.status_code == 409 and "different request" in response.json()["error"]["message"]
         assert http.get(f"/solaris/users/{user['user_id']}").json()["credited_tokens"] == 5
 
@@ -121,8 +130,9 @@ class TestCredits:
         assert down.status_code == 200 and down.json()["credited_tokens"] == 70
         too_far = http.post(f"/solaris/users/{user['user_id']}/adjust", json={"tokens": -500, "reason": "x"})
         assert too_far.status_code == 409 and "negative" in too_far.json()["error"]["message"]
-        refund = http.post(f"/solaris/users/{user['user_id']}/adjust",
-                           json={"tokens": -1, "reason": "estorno", "target": "debited"})
+        refund = http.post(
+            f"/solaris/users/{user['user_id']}/adjust", json={"tokens": -1, "reason": "estorno", "target": "debited"}
+        )
         assert refund.status_code == 409  # nothing used yet, so nothing to refund
         missing_reason = http.post(f"/solaris/users/{user['user_id']}/adjust", json={"tokens": 5})
         assert missing_reason.status_code == 422 and "reason" in missing_reason.json()["error"]["message"]
@@ -130,12 +140,16 @@ class TestCredits:
     def test_bulk_grant_to_a_list_and_to_everyone(self, http):
         """A list gets exactly its users; unknown ids refuse the whole grant."""
         first, second = new_user(http, initial_tokens=0), new_user(http, initial_tokens=0)
-        response = http.post("/solaris/users/bulk-grant", json={"tokens": 7, "reason": "bônus",
-                                                                "user_ids": [first["user_id"], second["user_id"]]})
+        response = http.post(
+            "/solaris/users/bulk-grant",
+            json={"tokens": 7, "reason": "bônus", "user_ids": [first["user_id"], second["user_id"]]},
+        )
         assert response.json() == {"credited_users": 2}
         assert http.get(f"/solaris/users/{first['user_id']}").json()["credited_tokens"] == 7
-        unknown = http.post("/solaris/users/bulk-grant", json={"tokens": 7, "reason": "x",
-                                                               "user_ids": [first["user_id"], "nobody-" + uuid.uuid4().hex]})
+        unknown = http.post(
+            "/solaris/users/bulk-grant",
+            json={"tokens": 7, "reason": "x", "user_ids": [first["user_id"], "nobody-" + uuid.uuid4().hex]},
+        )
         assert unknown.status_code == 404 and "nothing was credited" in unknown.json()["error"]["message"]
         assert http.get(f"/solaris/users/{first['user_id']}").json()["credited_tokens"] == 7
         everyone = http.post("/solaris/users/bulk-grant", json={"tokens": 1, "reason": "todos"})
@@ -146,19 +160,26 @@ class TestCredits:
         """A CSV creates new users and updates existing ones; one bad line imports nothing."""
         existing = new_user(http, initial_tokens=1)
         fresh = f"csv-{uuid.uuid4().hex[:8]}@example.com"
-        csv_text = (f"user_id,email,name,locale,tokens\n{fresh},,\"Silva, Ana\",pt-BR,300\n"
-                    f"{existing['user_id']},novo@example.com,,,\n")
+        csv_text = (
+            f'user_id,email,name,locale,tokens\n{fresh},,"Silva, Ana",pt-BR,300\n'
+            f"{existing['user_id']},novo@example.com,,,\n"
+        )
         response = http.post("/solaris/users/import", content=csv_text.encode(), headers={"content-type": "text/csv"})
         assert response.json() == {"created": 1, "updated": 1}
         created = http.get(f"/solaris/users/{fresh}").json()
         assert (created["name"], created["credited_tokens"]) == ("Silva, Ana", 300)
         assert http.get(f"/solaris/users/{existing['user_id']}").json()["email"] == "novo@example.com"
         other = f"csv-{uuid.uuid4().hex[:8]}"
-        bad = http.post("/solaris/users/import", content=f"user_id,tokens\n{other},10\n{{{{x}}}},abc\n".encode(),
-                        headers={"content-type": "text/csv"})
+        bad = http.post(
+            "/solaris/users/import",
+            content=f"user_id,tokens\n{other},10\n{{{{x}}}},abc\n".encode(),
+            headers={"content-type": "text/csv"},
+        )
         assert bad.status_code == 422 and "line 3" in bad.json()["error"]["message"]
         assert http.get(f"/solaris/users/{other}").status_code == 404
-        not_utf8 = http.post("/solaris/users/import", content=b"user_id\n\xff\xfe\n", headers={"content-type": "text/csv"})
+        not_utf8 = http.post(
+            "/solaris/users/import", content=b"user_id\n\xff\xfe\n", headers={"content-type": "text/csv"}
+        )
         assert not_utf8.status_code == 422 and "UTF-8" in not_utf8.json()["error"]["message"]
 
 
@@ -185,8 +206,12 @@ class TestLedger:
         """`from`/`to` dates bound the rows; a range in the future is empty."""
         user = new_user(http, initial_tokens=5)
         assert http.get(f"/solaris/users/{user['user_id']}/ledger", params={"from": "2999-01-01"}).json()["total"] == 0
-        assert http.get(f"/solaris/users/{user['user_id']}/ledger",
-                        params={"from": "2000-01-01", "to": "2999-12-31"}).json()["total"] == 1
+        assert (
+            http.get(
+                f"/solaris/users/{user['user_id']}/ledger", params={"from": "2000-01-01", "to": "2999-12-31"}
+            ).json()["total"]
+            == 1
+        )
 
 
 class TestAudit:
@@ -245,10 +270,18 @@ class TestSettingsAndMetrics:
         response = http.get("/solaris/metrics")
         assert response.headers["content-type"].startswith("text/plain")
         families = {family.name: family for family in text_string_to_metric_families(response.text)}
-        assert {"solaris_charged_tokens", "solaris_refusals", "solaris_active_reservations",
-                "solaris_outbox_alerts", "solaris_pre_call_seconds"} <= set(families)
-        refusals = {sample.labels.get("reason"): sample.value for sample in families["solaris_refusals"].samples
-                    if sample.name == "solaris_refusals_total"}
+        assert {
+            "solaris_charged_tokens",
+            "solaris_refusals",
+            "solaris_active_reservations",
+            "solaris_outbox_alerts",
+            "solaris_pre_call_seconds",
+        } <= set(families)
+        refusals = {
+            sample.labels.get("reason"): sample.value
+            for sample in families["solaris_refusals"].samples
+            if sample.name == "solaris_refusals_total"
+        }
         assert refusals.get("identity", 0) >= 1
         assert any(sample.value > 0 for sample in families["solaris_charged_tokens"].samples)
 
@@ -258,9 +291,17 @@ class TestOpenApi:
         """The proxy's /openapi.json lists our routes with request and response schemas."""
         schema = httpx.get(f"{proxy.base_url}/openapi.json", timeout=30).json()
         paths = {path: ops for path, ops in schema["paths"].items() if path.startswith("/solaris")}
-        for expected in ("/solaris/users", "/solaris/users/{user_id}", "/solaris/users/{user_id}/add-tokens",
-                         "/solaris/users/{user_id}/adjust", "/solaris/users/{user_id}/ledger", "/solaris/audit",
-                         "/solaris/alerts", "/solaris/metrics", "/solaris/users/bulk-grant"):
+        for expected in (
+            "/solaris/users",
+            "/solaris/users/{user_id}",
+            "/solaris/users/{user_id}/add-tokens",
+            "/solaris/users/{user_id}/adjust",
+            "/solaris/users/{user_id}/ledger",
+            "/solaris/audit",
+            "/solaris/alerts",
+            "/solaris/metrics",
+            "/solaris/users/bulk-grant",
+        ):
             assert expected in paths, expected
         add_tokens = paths["/solaris/users/{user_id}/add-tokens"]["post"]
         assert "AddTokensIn" in str(add_tokens["requestBody"])
@@ -277,28 +318,31 @@ class TestBadInput:
         assert "tokens" in response.json()["error"]["message"]
         assert http.get(f"/solaris/users/{user['user_id']}").json()["credited_tokens"] == 0
 
-    @pytest.mark.parametrize(("method", "path", "body", "status"), [
-        ("GET", "/solaris/users/nobody-here-xyz", None, 404),
-        ("POST", "/solaris/users/nobody-here-xyz/adjust", {"tokens": 5, "reason": "x"}, 404),
-        ("GET", "/solaris/users/nobody-here-xyz/ledger", None, 404),
-        ("PATCH", "/solaris/users/nobody-here-xyz", {"name": "x"}, 404),
-        ("POST", "/solaris/users", {"user_id": "x", "colour": "blue"}, 422),
-        ("POST", "/solaris/users", {"user_id": "a" * 300}, 422),
-        ("POST", "/solaris/users", {"user_id": "{{LIBRECHAT_USER_EMAIL}}"}, 422),
-        ("POST", "/solaris/users", {"user_id": "ok", "email": "not-an-email"}, 422),
-        ("POST", "/solaris/users", {"user_id": "ok", "locale": "fr"}, 422),
-        ("GET", "/solaris/users/" + "a" * 300, None, 422),
-        ("GET", "/solaris/users/%FF%FE", None, 422),
-        ("PATCH", "/solaris/users/nobody-here-xyz", {"status": "gone"}, 422),
-        ("GET", "/solaris/users?sort=price", None, 422),
-        ("GET", "/solaris/users?limit=0", None, 422),
-        ("GET", "/solaris/users?offset=-1", None, 422),
-        ("GET", "/solaris/users/x/ledger?from=yesterday", None, 422),
-        ("GET", "/solaris/users/x/ledger?from=2026-02-30", None, 422),
-        ("GET", "/solaris/users/x/ledger?kind=refund", None, 422),
-        ("POST", "/solaris/users/bulk-grant", {"tokens": 5, "reason": "x", "user_ids": []}, 422),
-        ("POST", "/solaris/users/import", "", 422),
-    ])
+    @pytest.mark.parametrize(
+        ("method", "path", "body", "status"),
+        [
+            ("GET", "/solaris/users/nobody-here-xyz", None, 404),
+            ("POST", "/solaris/users/nobody-here-xyz/adjust", {"tokens": 5, "reason": "x"}, 404),
+            ("GET", "/solaris/users/nobody-here-xyz/ledger", None, 404),
+            ("PATCH", "/solaris/users/nobody-here-xyz", {"name": "x"}, 404),
+            ("POST", "/solaris/users", {"user_id": "x", "colour": "blue"}, 422),
+            ("POST", "/solaris/users", {"user_id": "a" * 300}, 422),
+            ("POST", "/solaris/users", {"user_id": "{{LIBRECHAT_USER_EMAIL}}"}, 422),
+            ("POST", "/solaris/users", {"user_id": "ok", "email": "not-an-email"}, 422),
+            ("POST", "/solaris/users", {"user_id": "ok", "locale": "fr"}, 422),
+            ("GET", "/solaris/users/" + "a" * 300, None, 422),
+            ("GET", "/solaris/users/%FF%FE", None, 422),
+            ("PATCH", "/solaris/users/nobody-here-xyz", {"status": "gone"}, 422),
+            ("GET", "/solaris/users?sort=price", None, 422),
+            ("GET", "/solaris/users?limit=0", None, 422),
+            ("GET", "/solaris/users?offset=-1", None, 422),
+            ("GET", "/solaris/users/x/ledger?from=yesterday", None, 422),
+            ("GET", "/solaris/users/x/ledger?from=2026-02-30", None, 422),
+            ("GET", "/solaris/users/x/ledger?kind=refund", None, 422),
+            ("POST", "/solaris/users/bulk-grant", {"tokens": 5, "reason": "x", "user_ids": []}, 422),
+            ("POST", "/solaris/users/import", "", 422),
+        ],
+    )
     def test_wrong_requests_get_a_readable_4xx(self, http, method, path, body, status):
         """Unknown users, unknown fields, over-long and non-UTF-8 ids, bad filters and dates: 4xx with a message."""
         if isinstance(body, str):

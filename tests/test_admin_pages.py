@@ -13,8 +13,8 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-
 from conftest import admin_key_ana, master_key, tampered, viewer_key
+
 from solaris_hooks.mail import links as web_signing
 from solaris_hooks.settings import Settings
 from tests.support.harness import html_part, text_part
@@ -29,8 +29,10 @@ def hidden(html: str, name: str) -> str:
 def log_in(base_url: str, key: str, locale: str = "pt-BR") -> httpx.Client:
     browser = httpx.Client(base_url=base_url, follow_redirects=False, timeout=30)
     form = browser.get("/solaris/admin/login").text
-    answer = browser.post("/solaris/admin/login", data={"key": key, "locale": locale, "next": "/solaris/admin",
-                                                       "form_token": hidden(form, "form_token")})
+    answer = browser.post(
+        "/solaris/admin/login",
+        data={"key": key, "locale": locale, "next": "/solaris/admin", "form_token": hidden(form, "form_token")},
+    )
     assert answer.status_code == 303, answer.text
     return browser
 
@@ -47,8 +49,13 @@ def csrf_of(browser: httpx.Client, path: str = "/solaris/admin/users") -> str:
 
 
 def test_pages_without_a_session_redirect_to_login(proxy):
-    for path in ("/solaris/admin", "/solaris/admin/users", "/solaris/admin/user?id=x", "/solaris/admin/alerts",
-                 "/solaris/admin/settings"):
+    for path in (
+        "/solaris/admin",
+        "/solaris/admin/users",
+        "/solaris/admin/user?id=x",
+        "/solaris/admin/alerts",
+        "/solaris/admin/settings",
+    ):
         answer = httpx.get(proxy.base_url + path)
         assert answer.status_code == 303, path
         assert answer.headers["location"] == "/solaris/admin/login?next=" + quote(path, safe="")
@@ -57,8 +64,10 @@ def test_pages_without_a_session_redirect_to_login(proxy):
 def test_forms_without_a_session_are_refused_and_change_nothing(proxy, admin, user_id):
     admin.add_tokens(user_id, 10)
     before = admin.account(user_id)
-    answer = httpx.post(f"{proxy.base_url}/solaris/admin/users/add-tokens",
-                        data={"user_id": user_id, "tokens": "500", "csrf": "anything"})
+    answer = httpx.post(
+        f"{proxy.base_url}/solaris/admin/users/add-tokens",
+        data={"user_id": user_id, "tokens": "500", "csrf": "anything"},
+    )
     assert answer.status_code == 401
     assert "Entre de novo" in answer.text and "Traceback" not in answer.text
     assert admin.account(user_id) == before
@@ -76,8 +85,10 @@ def test_forms_without_the_csrf_token_are_refused(admin_browser, admin, user_id)
         assert "Recarregue a página" in answer.text
     assert admin.account(user_id) == before
     # The same form with the session's token goes through.
-    answer = admin_browser.post("/solaris/admin/users/add-tokens",
-                                data={"user_id": user_id, "tokens": "500", "reason": "csrf", "csrf": csrf_of(admin_browser)})
+    answer = admin_browser.post(
+        "/solaris/admin/users/add-tokens",
+        data={"user_id": user_id, "tokens": "500", "reason": "csrf", "csrf": csrf_of(admin_browser)},
+    )
     assert answer.status_code == 303
     assert admin.account(user_id)["credited_tokens"] == before["credited_tokens"] + 500
 
@@ -87,15 +98,18 @@ def test_another_sessions_csrf_token_is_refused(proxy, admin_browser, admin, use
     other = log_in(proxy.base_url, master_key)
     foreign_token = csrf_of(other)
     other.close()
-    answer = admin_browser.post("/solaris/admin/users/add-tokens",
-                                data={"user_id": user_id, "tokens": "5", "csrf": foreign_token})
+    answer = admin_browser.post(
+        "/solaris/admin/users/add-tokens", data={"user_id": user_id, "tokens": "5", "csrf": foreign_token}
+    )
     assert answer.status_code == 403
 
 
 def test_session_cookie_is_signed_http_only_and_same_site(proxy):
     with httpx.Client(base_url=proxy.base_url, follow_redirects=False) as browser:
         form = browser.get("/solaris/admin/login").text
-        answer = browser.post("/solaris/admin/login", data={"key": master_key, "form_token": hidden(form, "form_token")})
+        answer = browser.post(
+            "/solaris/admin/login", data={"key": master_key, "form_token": hidden(form, "form_token")}
+        )
     cookie = answer.headers["set-cookie"]
     assert cookie.startswith("solaris_admin=")
     assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/solaris/admin" in cookie
@@ -113,8 +127,9 @@ def test_wrong_key_gets_a_clear_message_after_a_delay(proxy):
     with httpx.Client(base_url=proxy.base_url, follow_redirects=False, timeout=30) as browser:
         form = browser.get("/solaris/admin/login").text
         started = time.monotonic()
-        answer = browser.post("/solaris/admin/login",
-                              data={"key": master_key + "x", "form_token": hidden(form, "form_token")})
+        answer = browser.post(
+            "/solaris/admin/login", data={"key": master_key + "x", "form_token": hidden(form, "form_token")}
+        )
         elapsed_s = time.monotonic() - started
     assert answer.status_code == 200  # the form again, with the message
     assert "Chave inválida" in answer.text
@@ -132,8 +147,10 @@ def test_login_never_redirects_off_site(proxy):
     with httpx.Client(base_url=proxy.base_url, follow_redirects=False) as browser:
         for target in ("https://evil.example/", "//evil.example/solaris/admin", "/solaris/admin//evil.example"):
             form = browser.get("/solaris/admin/login").text
-            answer = browser.post("/solaris/admin/login",
-                                  data={"key": master_key, "next": target, "form_token": hidden(form, "form_token")})
+            answer = browser.post(
+                "/solaris/admin/login",
+                data={"key": master_key, "next": target, "form_token": hidden(form, "form_token")},
+            )
             assert answer.headers["location"] == "/solaris/admin"
 
 
@@ -155,8 +172,9 @@ def test_viewer_key_sees_pages_without_forms_and_cannot_post(proxy, admin, user_
     assert page.status_code == 200
     assert user_id in page.text and "somente leitura" in page.text
     assert "/solaris/admin/users/add-tokens" not in page.text
-    answer = browser.post("/solaris/admin/users/add-tokens",
-                          data={"user_id": user_id, "tokens": "5", "csrf": hidden(page.text, "csrf")})
+    answer = browser.post(
+        "/solaris/admin/users/add-tokens", data={"user_id": user_id, "tokens": "5", "csrf": hidden(page.text, "csrf")}
+    )
     assert answer.status_code == 403
     assert "somente leitura" in answer.text
     browser.close()
@@ -165,27 +183,37 @@ def test_viewer_key_sees_pages_without_forms_and_cannot_post(proxy, admin, user_
 
 def test_admin_actions_through_pages_are_audited_under_the_key_alias(proxy, admin_browser, admin, user_id):
     csrf = csrf_of(admin_browser)
-    answer = admin_browser.post("/solaris/admin/users", data={"user_id": user_id, "name": "Zé <b>", "tokens": "300",
-                                                             "csrf": csrf})
+    answer = admin_browser.post(
+        "/solaris/admin/users", data={"user_id": user_id, "name": "Zé <b>", "tokens": "300", "csrf": csrf}
+    )
     assert answer.status_code == 303
-    answer = admin_browser.post("/solaris/admin/users/status", data={"user_id": user_id, "status": "blocked",
-                                                                    "csrf": csrf})
+    answer = admin_browser.post(
+        "/solaris/admin/users/status", data={"user_id": user_id, "status": "blocked", "csrf": csrf}
+    )
     assert answer.status_code == 303
     page = admin_browser.get(answer.headers["location"]).text
     assert "agora está: Bloqueado" in page  # the one-time notice
     assert "Zé &lt;b&gt;" in page and "Zé <b>" not in page
     account = admin.account(user_id)
     assert account["status"] == "blocked" and account["credited_tokens"] == 300
-    audit = httpx.get(f"{proxy.base_url}/solaris/audit", params={"user_id": user_id},
-                      headers={"Authorization": f"Bearer {master_key}"}).json()["rows"]
+    audit = httpx.get(
+        f"{proxy.base_url}/solaris/audit",
+        params={"user_id": user_id},
+        headers={"Authorization": f"Bearer {master_key}"},
+    ).json()["rows"]
     assert [row["actor"] for row in audit] == ["ana", "ana"]
 
 
 def test_resubmitted_add_tokens_form_credits_once(admin_browser, admin, user_id):
     admin.add_tokens(user_id, 10)
     page = admin_browser.get("/solaris/admin/user", params={"id": user_id}).text
-    form = {"user_id": user_id, "tokens": "77", "reason": "twice", "csrf": hidden(page, "csrf"),
-            "idempotency_key": hidden(page, "idempotency_key")}
+    form = {
+        "user_id": user_id,
+        "tokens": "77",
+        "reason": "twice",
+        "csrf": hidden(page, "csrf"),
+        "idempotency_key": hidden(page, "idempotency_key"),
+    }
     for _ in range(2):
         assert admin_browser.post("/solaris/admin/users/add-tokens", data=form).status_code == 303
     assert admin.account(user_id)["credited_tokens"] == 1010 + 77
@@ -195,21 +223,32 @@ def test_bad_form_values_give_a_readable_notice(admin_browser, admin, user_id):
     admin.add_tokens(user_id, 10)
     csrf = csrf_of(admin_browser)
     for tokens in ("-5", "abc", "0"):
-        answer = admin_browser.post("/solaris/admin/users/add-tokens",
-                                    data={"user_id": user_id, "tokens": tokens, "csrf": csrf})
+        answer = admin_browser.post(
+            "/solaris/admin/users/add-tokens", data={"user_id": user_id, "tokens": tokens, "csrf": csrf}
+        )
         assert answer.status_code == 303
         assert "número inteiro de tokens" in admin_browser.get(answer.headers["location"]).text
     answer = admin_browser.post("/solaris/admin/users", data={"user_id": user_id, "csrf": csrf})
     assert "Não foi feito" in admin_browser.get(answer.headers["location"]).text  # exists already
     assert admin_browser.get("/solaris/admin/user", params={"id": "nobody-" + user_id}).status_code == 404
-    assert admin_browser.get("/solaris/admin/users", params={"page": "x", "sort": "evil;", "order": "?"}).status_code == 200
-    assert admin_browser.get("/solaris/admin/user", params={"id": user_id, "start": "not-a-date",
-                                                            "kind": "bogus"}).status_code == 200
+    assert (
+        admin_browser.get("/solaris/admin/users", params={"page": "x", "sort": "evil;", "order": "?"}).status_code
+        == 200
+    )
+    assert (
+        admin_browser.get(
+            "/solaris/admin/user", params={"id": user_id, "start": "not-a-date", "kind": "bogus"}
+        ).status_code
+        == 200
+    )
 
 
 def test_overview_counts_what_the_ledger_holds(admin_browser, client, user_id):
-    client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "[[tokens=100]] oi"}],
-                                   extra_headers={"x-litellm-end-user-id": user_id})
+    client.chat.completions.create(
+        model="fake-model",
+        messages=[{"role": "user", "content": "[[tokens=100]] oi"}],
+        extra_headers={"x-litellm-end-user-id": user_id},
+    )
     page = admin_browser.get("/solaris/admin").text
     assert "<svg" in page and "Tokens por dia" in page
     assert user_id in page or "Os 10 que mais usaram" in page
@@ -264,8 +303,10 @@ def test_page_text_catalogs_parse_and_have_the_same_keys():
 
     from solaris_hooks.messages import templates_dir
 
-    catalogs = {locale: yaml.safe_load((templates_dir() / "pages" / "text" / f"{locale}.yaml").read_text("utf-8"))
-                for locale in ("pt-BR", "en")}
+    catalogs = {
+        locale: yaml.safe_load((templates_dir() / "pages" / "text" / f"{locale}.yaml").read_text("utf-8"))
+        for locale in ("pt-BR", "en")
+    }
     assert set(catalogs["pt-BR"]) == set(catalogs["en"])
     used = set()
     for template in (templates_dir() / "pages").glob("*.html"):
@@ -279,8 +320,14 @@ def test_bulk_grant_form_credits_the_listed_users_once(admin_browser, admin, use
     for user in (user_id, other):
         admin.add_tokens(user, 10)
     page = admin_browser.get("/solaris/admin/users").text
-    form = {"csrf": hidden(page, "csrf"), "idempotency_key": hidden(page, "idempotency_key"), "tokens": "40",
-            "reason": "campanha", "scope": "listed", "user_ids": f"{user_id}\r\n{other}\r\n"}
+    form = {
+        "csrf": hidden(page, "csrf"),
+        "idempotency_key": hidden(page, "idempotency_key"),
+        "tokens": "40",
+        "reason": "campanha",
+        "scope": "listed",
+        "user_ids": f"{user_id}\r\n{other}\r\n",
+    }
     for _ in range(2):  # a resubmitted page grants once
         answer = admin_browser.post("/solaris/admin/users/bulk-grant", data=form)
         assert answer.status_code == 303
@@ -297,33 +344,41 @@ def test_bulk_grant_form_credits_the_listed_users_once(admin_browser, admin, use
 def test_csv_import_form_creates_users_or_explains_the_bad_line(admin_browser, admin, user_id):
     csrf = csrf_of(admin_browser)
     good = f"user_id,name,tokens\n{user_id},Maria Lima,700\n".encode()
-    answer = admin_browser.post("/solaris/admin/users/import", data={"csrf": csrf},
-                                files={"file": ("users.csv", good, "text/csv")})
+    answer = admin_browser.post(
+        "/solaris/admin/users/import", data={"csrf": csrf}, files={"file": ("users.csv", good, "text/csv")}
+    )
     assert "1 criados" in admin_browser.get(answer.headers["location"]).text
     assert admin.account(user_id)["credited_tokens"] == 700
     bad = f"user_id,tokens\nnew-{user_id},lots\n".encode()
-    answer = admin_browser.post("/solaris/admin/users/import", data={"csrf": csrf},
-                                files={"file": ("users.csv", bad, "text/csv")})
+    answer = admin_browser.post(
+        "/solaris/admin/users/import", data={"csrf": csrf}, files={"file": ("users.csv", bad, "text/csv")}
+    )
     assert "Não foi feito" in admin_browser.get(answer.headers["location"]).text
     assert admin.account(f"new-{user_id}") is None
-    answer = admin_browser.post("/solaris/admin/users/import", data={"csrf": csrf},
-                                files={"file": ("users.csv", b"\xff\xfe\x00bad", "text/csv")})
+    answer = admin_browser.post(
+        "/solaris/admin/users/import",
+        data={"csrf": csrf},
+        files={"file": ("users.csv", b"\xff\xfe\x00bad", "text/csv")},
+    )
     assert "UTF-8" in admin_browser.get(answer.headers["location"]).text
     huge = b"user_id\n" + b"x" * (3 * 1024 * 1024)
-    answer = admin_browser.post("/solaris/admin/users/import", data={"csrf": csrf},
-                                files={"file": ("users.csv", huge, "text/csv")})
+    answer = admin_browser.post(
+        "/solaris/admin/users/import", data={"csrf": csrf}, files={"file": ("users.csv", huge, "text/csv")}
+    )
     assert answer.status_code == 413 and "2 MiB" in answer.text
 
 
-def test_retrying_a_dead_alert_from_the_page_requeues_and_audits_it(admin_browser, admin, database_url,
-                                                                    mail_catcher, user_id):
+def test_retrying_a_dead_alert_from_the_page_requeues_and_audits_it(
+    admin_browser, admin, database_url, mail_catcher, user_id
+):
     import psycopg
 
     admin.add_tokens(user_id, 10)  # a credit receipt: one alert
     mail_catcher.wait_for(user_id, 1)
     with psycopg.connect(database_url, autocommit=True) as connection:
-        alert_id = connection.execute("UPDATE solaris.alerts SET status = 'dead', attempts = 8 WHERE user_id = %s "
-                                      "RETURNING id", (user_id,)).fetchone()[0]
+        alert_id = connection.execute(
+            "UPDATE solaris.alerts SET status = 'dead', attempts = 8 WHERE user_id = %s RETURNING id", (user_id,)
+        ).fetchone()[0]
     csrf = csrf_of(admin_browser, "/solaris/admin/alerts?status=dead")
     answer = admin_browser.post("/solaris/admin/alerts/retry", data={"alert_id": str(alert_id), "csrf": csrf})
     assert f"Alerta {alert_id} recolocado na fila" in admin_browser.get(answer.headers["location"]).text
@@ -331,6 +386,7 @@ def test_retrying_a_dead_alert_from_the_page_requeues_and_audits_it(admin_browse
     answer = admin_browser.post("/solaris/admin/alerts/retry", data={"alert_id": str(alert_id), "csrf": csrf})
     assert f"O alerta {alert_id} não está em falha" in admin_browser.get(answer.headers["location"]).text
     with psycopg.connect(database_url) as connection:
-        audited = connection.execute("SELECT actor FROM solaris.audit WHERE action = 'alert.retry' AND user_id = %s",
-                                     (user_id,)).fetchall()
+        audited = connection.execute(
+            "SELECT actor FROM solaris.audit WHERE action = 'alert.retry' AND user_id = %s", (user_id,)
+        ).fetchall()
     assert audited == [("ana",)]

@@ -10,13 +10,19 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from conftest import artifacts_dir, master_key, tampered
 
 screenshots_dir = artifacts_dir / "screenshots"
 # Chromium's own background traffic would only meet this machine's closed network.
-chromium_args = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                 "--disable-background-networking", "--disable-component-update"]
+chromium_args = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
+]
 phone = {"width": 390, "height": 844}
 desktop = {"width": 1280, "height": 900}
 
@@ -74,12 +80,14 @@ def submit(page, target) -> None:
 
 
 def use_tokens(client, user_id: str, raw_tokens: int) -> None:
-    client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": f"[[tokens={raw_tokens}]] oi"}],
-                                   extra_headers={"x-litellm-end-user-id": user_id})
+    client.chat.completions.create(
+        model="fake-model",
+        messages=[{"role": "user", "content": f"[[tokens={raw_tokens}]] oi"}],
+        extra_headers={"x-litellm-end-user-id": user_id},
+    )
 
 
-def test_an_admin_logs_in_finds_a_user_adds_tokens_and_shares_the_personal_link(browser, proxy, admin, client,
-                                                                              user_id):
+def test_an_admin_logs_in_finds_a_user_adds_tokens_and_shares_the_personal_link(browser, proxy, admin, client, user_id):
     admin.add_tokens(user_id, 500, "boas-vindas")
     use_tokens(client, user_id, 400)
     balance = admin.settled_account(user_id)
@@ -176,8 +184,13 @@ def test_pages_fit_a_phone_screen(browser, proxy, admin, user_id):
     page.goto(f"{proxy.base_url}/solaris/admin/login")
     page.fill("input[name=key]", master_key)
     submit(page, "button[type=submit]")
-    for name, path in (("overview", ""), ("users", "/users"), ("user", f"/user?id={user_id}"),
-                       ("alerts", "/alerts"), ("settings", "/settings")):
+    for name, path in (
+        ("overview", ""),
+        ("users", "/users"),
+        ("user", f"/user?id={user_id}"),
+        ("alerts", "/alerts"),
+        ("settings", "/settings"),
+    ):
         page.goto(f"{proxy.base_url}/solaris/admin{path}")
         assert watched.fits_the_screen(), name
         watched.shot(f"phone-{name}")

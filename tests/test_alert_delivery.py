@@ -8,10 +8,10 @@ import httpx
 import openai
 import psycopg
 import pytest
-
 from conftest import admin_email, credits_email, master_key
-from tests.support.harness import text_part, wait_for
 from test_quota import ask
+
+from tests.support.harness import text_part, wait_for
 
 auth = {"Authorization": f"Bearer {master_key}"}
 
@@ -68,29 +68,33 @@ class TestAlertsApi:
         assert user_id in alert["recipients"]
         assert http.get("/solaris/alerts", params={"status": "sent", "limit": 1}).json()["limit"] == 1
 
-    def test_a_dead_alert_can_be_retried_and_is_then_delivered(self, http, admin, database_url, mail_catcher,
-                                                               user_id):
+    def test_a_dead_alert_can_be_retried_and_is_then_delivered(self, http, admin, database_url, mail_catcher, user_id):
         """POST /solaris/alerts/{id}/retry re-queues a dead alert; the proxy's mailer sends it."""
         admin.add_tokens(user_id, 10, "teste")
         mail_catcher.wait_for(user_id, 1)
         with psycopg.connect(database_url, autocommit=True) as connection:
             alert_id = connection.execute(
                 "UPDATE solaris.alerts SET status = 'dead', attempts = 8, last_error = 'timeout' "
-                "WHERE user_id = %s RETURNING id", (user_id,)).fetchone()[0]
+                "WHERE user_id = %s RETURNING id",
+                (user_id,),
+            ).fetchone()[0]
         response = http.post(f"/solaris/alerts/{alert_id}/retry")
         assert response.status_code == 200 and response.json()["status"] == "pending"
         mail_catcher.wait_for(user_id, 2)
         conflict = http.post(f"/solaris/alerts/{alert_id}/retry")
         assert conflict.status_code == 409 and "only dead alerts" in conflict.json()["error"]["message"]
 
-    @pytest.mark.parametrize(("method", "path", "params", "status"), [
-        ("POST", "/solaris/alerts/999999999/retry", {}, 404),
-        ("POST", "/solaris/alerts/abc/retry", {}, 422),
-        ("POST", "/solaris/alerts/0/retry", {}, 422),
-        ("GET", "/solaris/alerts", {"status": "lost"}, 422),
-        ("GET", "/solaris/alerts", {"limit": 0}, 422),
-        ("GET", "/solaris/alerts", {"limit": "many"}, 422),
-    ])
+    @pytest.mark.parametrize(
+        ("method", "path", "params", "status"),
+        [
+            ("POST", "/solaris/alerts/999999999/retry", {}, 404),
+            ("POST", "/solaris/alerts/abc/retry", {}, 422),
+            ("POST", "/solaris/alerts/0/retry", {}, 422),
+            ("GET", "/solaris/alerts", {"status": "lost"}, 422),
+            ("GET", "/solaris/alerts", {"limit": 0}, 422),
+            ("GET", "/solaris/alerts", {"limit": "many"}, 422),
+        ],
+    )
     def test_wrong_requests_get_a_readable_4xx(self, http, method, path, params, status):
         """Unknown ids, bad ids and bad filters are 4xx with a message, never a 500."""
         response = http.request(method, path, params=params)

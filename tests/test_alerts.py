@@ -9,14 +9,13 @@ from decimal import Decimal
 
 import pytest
 
-from solaris_hooks.mail import emails
-
 from solaris_hooks.db import ledger
+from solaris_hooks.mail import emails
 from solaris_hooks.mail.emails import Alert
 from solaris_hooks.mail.outbox import Outbox, Report, retry_dead
+from solaris_hooks.mail.smtp import SmtpSettings, smtp_settings_from_env
 from solaris_hooks.quota.service import QuotaService
 from solaris_hooks.settings import Settings
-from solaris_hooks.mail.smtp import SmtpSettings, smtp_settings_from_env
 from tests.support.harness import MailCatcher, free_port, html_part, text_part
 
 thresholds = [0.8, 0.95]
@@ -28,8 +27,9 @@ def settings(**overrides) -> Settings:
 
 
 def smtp_for(catcher_port: int, **overrides) -> SmtpSettings:
-    return SmtpSettings(host="127.0.0.1", port=catcher_port, from_address="IA SOLARIS <quota@solaris.example>",
-                        timeout_s=5, **overrides)
+    return SmtpSettings(
+        host="127.0.0.1", port=catcher_port, from_address="IA SOLARIS <quota@solaris.example>", timeout_s=5, **overrides
+    )
 
 
 def run(own_database: str, scenario, **settings_overrides):
@@ -48,8 +48,16 @@ async def spend(service: QuotaService, user_id: str, tokens: int) -> None:
     call_id = uuid.uuid4().hex
     async with service.connection() as connection:
         reservation = await ledger.reserve(
-            connection, user_id=user_id, call_id=call_id, wanted_tokens=tokens, minimum_tokens=1,
-            default_tokens=1000, ttl_s=60, model="m", factor=1.0, thresholds=thresholds,
+            connection,
+            user_id=user_id,
+            call_id=call_id,
+            wanted_tokens=tokens,
+            minimum_tokens=1,
+            default_tokens=1000,
+            ttl_s=60,
+            model="m",
+            factor=1.0,
+            thresholds=thresholds,
         )
         assert reservation.outcome == "reserved", reservation
         await ledger.resolve(connection, call_id=call_id, kind="settle", raw_tokens=tokens, thresholds=thresholds)
@@ -58,8 +66,16 @@ async def spend(service: QuotaService, user_id: str, tokens: int) -> None:
 async def refuse(service: QuotaService, user_id: str, tokens: int) -> str:
     async with service.connection() as connection:
         reservation = await ledger.reserve(
-            connection, user_id=user_id, call_id=uuid.uuid4().hex, wanted_tokens=tokens, minimum_tokens=tokens,
-            default_tokens=1000, ttl_s=60, model="m", factor=1.0, thresholds=thresholds,
+            connection,
+            user_id=user_id,
+            call_id=uuid.uuid4().hex,
+            wanted_tokens=tokens,
+            minimum_tokens=tokens,
+            default_tokens=1000,
+            ttl_s=60,
+            model="m",
+            factor=1.0,
+            thresholds=thresholds,
         )
     return reservation.outcome
 
@@ -67,9 +83,11 @@ async def refuse(service: QuotaService, user_id: str, tokens: int) -> str:
 async def alerts_of(service: QuotaService, user_id: str) -> list[tuple]:
     async with service.connection() as connection:
         cursor = await connection.execute(
-            "SELECT kind, threshold, status FROM solaris.alerts WHERE user_id = %s ORDER BY id", (user_id,))
-        return [(kind, None if level is None else float(level), status) for kind, level, status in
-                await cursor.fetchall()]
+            "SELECT kind, threshold, status FROM solaris.alerts WHERE user_id = %s ORDER BY id", (user_id,)
+        )
+        return [
+            (kind, None if level is None else float(level), status) for kind, level, status in await cursor.fetchall()
+        ]
 
 
 @pytest.fixture
@@ -113,7 +131,10 @@ class TestThresholds:
             return await alerts_of(service, user_id)
 
         assert run(own_database, scenario) == [
-            ("usage", 0.8, "pending"), ("usage", 0.95, "covered"), ("usage", 1.0, "pending")]
+            ("usage", 0.8, "pending"),
+            ("usage", 0.95, "covered"),
+            ("usage", 1.0, "pending"),
+        ]
 
     def test_a_refusal_past_the_last_warning_raises_the_block_notice_once(self, own_database, user_id):
         """At 96 % a refused call means the user is blocked: one notice, however often refused."""
@@ -143,13 +164,23 @@ class TestThresholds:
         async def scenario(service):
             await spend(service, user_id, 850)
             async with service.connection() as connection:
-                await ledger.credit(connection, user_id=user_id, tokens=1000, default_tokens=1000, actor="t",
-                                    reason="r", thresholds=thresholds)
+                await ledger.credit(
+                    connection,
+                    user_id=user_id,
+                    tokens=1000,
+                    default_tokens=1000,
+                    actor="t",
+                    reason="r",
+                    thresholds=thresholds,
+                )
             await spend(service, user_id, 800)  # 1650 / 2000 = 82.5 %
             return await alerts_of(service, user_id)
 
         assert run(own_database, scenario) == [
-            ("usage", 0.8, "pending"), ("credit", None, "pending"), ("usage", 0.8, "pending")]
+            ("usage", 0.8, "pending"),
+            ("credit", None, "pending"),
+            ("usage", 0.8, "pending"),
+        ]
 
     def test_a_small_credit_keeps_what_is_still_true(self, own_database, user_id):
         """A credit that leaves usage above 80 % does not re-send the 80 % alert."""
@@ -157,24 +188,45 @@ class TestThresholds:
         async def scenario(service):
             await spend(service, user_id, 960)
             async with service.connection() as connection:
-                await ledger.credit(connection, user_id=user_id, tokens=50, default_tokens=1000, actor="t",
-                                    reason="r", thresholds=thresholds)
+                await ledger.credit(
+                    connection,
+                    user_id=user_id,
+                    tokens=50,
+                    default_tokens=1000,
+                    actor="t",
+                    reason="r",
+                    thresholds=thresholds,
+                )
             await spend(service, user_id, 5)
             return await alerts_of(service, user_id)
 
         alerts = run(own_database, scenario)
-        assert [alert for alert in alerts if alert[0] == "usage" and alert[2] == "pending"] == [("usage", 0.95, "pending")]
+        assert [alert for alert in alerts if alert[0] == "usage" and alert[2] == "pending"] == [
+            ("usage", 0.95, "pending")
+        ]
 
 
 def alert(**overrides) -> Alert:
-    values = dict(id=41, user_id="ana@example.com", kind="usage", threshold=Decimal("0.8"), credited_tokens=1000,
-                  used_tokens=812, tokens=None, attempts=1, email=None, name="Ana", locale=None)
+    values = {
+        "id": 41,
+        "user_id": "ana@example.com",
+        "kind": "usage",
+        "threshold": Decimal("0.8"),
+        "credited_tokens": 1000,
+        "used_tokens": 812,
+        "tokens": None,
+        "attempts": 1,
+        "email": None,
+        "name": "Ana",
+        "locale": None,
+    }
     return Alert(**{**values, **overrides})
 
 
 class TestEmails:
-    @pytest.mark.parametrize(("locale", "words"), [("pt-BR", "Você já usou 812 dos 1000"),
-                                                    ("en", "You have used 812 of the 1000")])
+    @pytest.mark.parametrize(
+        ("locale", "words"), [("pt-BR", "Você já usou 812 dos 1000"), ("en", "You have used 812 of the 1000")]
+    )
     def test_both_locales_render_with_the_numbers(self, locale, words):
         """pt-BR and English: subject, text and HTML parts carry the usage."""
         subject, text, html = emails.render(alert(locale=locale), settings())
@@ -242,8 +294,16 @@ class TestOutbox:
         alerts = run(own_database, scenario)
         assert alerts == [("usage", 0.8, "sent"), ("usage", 0.95, "sent")]
         first, second = catcher.to(user_id)
-        assert "80%" in first["Subject"] and "810 dos 1000" in text_part(first) and "<strong>190</strong>" in html_part(first)
-        assert "95%" in second["Subject"] and "960 dos 1000" in text_part(second) and "<strong>40</strong>" in html_part(second)
+        assert (
+            "80%" in first["Subject"]
+            and "810 dos 1000" in text_part(first)
+            and "<strong>190</strong>" in html_part(first)
+        )
+        assert (
+            "95%" in second["Subject"]
+            and "960 dos 1000" in text_part(second)
+            and "<strong>40</strong>" in html_part(second)
+        )
 
     def test_the_block_notice_names_the_credits_address_and_copies_admins(self, own_database, user_id, catcher):
         """At 100 % the user is told whom to write to; ADMIN_EMAILS get a Bcc."""
@@ -266,8 +326,15 @@ class TestOutbox:
 
         async def scenario(service):
             async with service.connection() as connection:
-                await ledger.credit(connection, user_id=user_id, tokens=500, default_tokens=1000, actor="t",
-                                    reason="r", thresholds=thresholds)
+                await ledger.credit(
+                    connection,
+                    user_id=user_id,
+                    tokens=500,
+                    default_tokens=1000,
+                    actor="t",
+                    reason="r",
+                    thresholds=thresholds,
+                )
             await Outbox(service.connection, service.settings, smtp_for(catcher.port)).flush()
 
         run(own_database, scenario)
@@ -311,8 +378,11 @@ class TestOutbox:
                 await broken.flush()
             dead = await alerts_of(service, user_id)
             async with service.connection() as connection:
-                alert_id = (await (await connection.execute(
-                    "SELECT id FROM solaris.alerts WHERE user_id = %s", (user_id,))).fetchone())[0]
+                alert_id = (
+                    await (
+                        await connection.execute("SELECT id FROM solaris.alerts WHERE user_id = %s", (user_id,))
+                    ).fetchone()
+                )[0]
                 row, previous = await retry_dead(connection, alert_id)
             await Outbox(service.connection, service.settings, smtp_for(catcher.port)).flush()
             return dead, previous, row, await alerts_of(service, user_id)
@@ -330,8 +400,10 @@ class TestOutbox:
         async def scenario(service):
             for user in users:
                 await spend(service, user, 850)
-            workers = [Outbox(service.connection, service.settings, smtp_for(catcher.port), worker_id=f"w{n}")
-                       for n in range(2)]
+            workers = [
+                Outbox(service.connection, service.settings, smtp_for(catcher.port), worker_id=f"w{n}")
+                for n in range(2)
+            ]
             return await asyncio.gather(*(worker.flush() for worker in workers))
 
         reports = run(own_database, scenario)
@@ -382,8 +454,9 @@ class TestOutbox:
         from aiosmtpd.smtp import AuthResult
 
         password = "s3cr3t-" + uuid.uuid4().hex
-        catcher = MailCatcher(auth_require_tls=False,
-                              authenticator=lambda *args: AuthResult(success=False, handled=False)).start()
+        catcher = MailCatcher(
+            auth_require_tls=False, authenticator=lambda *args: AuthResult(success=False, handled=False)
+        ).start()
 
         async def scenario(service):
             smtp = smtp_for(catcher.port, username="quota", password=password)
@@ -408,9 +481,16 @@ class TestSmtpSettings:
 
     def test_the_environment_sets_everything(self):
         """SMTP_* and ADMIN_EMAILS are read, with the port defaulting by security."""
-        smtp = smtp_settings_from_env({"SMTP_HOST": "mail.example.com", "SMTP_SECURITY": "starttls",
-                                       "SMTP_USERNAME": "u", "SMTP_PASSWORD": "p", "SMTP_FROM": "q@example.com",
-                                       "ADMIN_EMAILS": "a@example.com, b@example.com"})
+        smtp = smtp_settings_from_env(
+            {
+                "SMTP_HOST": "mail.example.com",
+                "SMTP_SECURITY": "starttls",
+                "SMTP_USERNAME": "u",
+                "SMTP_PASSWORD": "p",
+                "SMTP_FROM": "q@example.com",
+                "ADMIN_EMAILS": "a@example.com, b@example.com",
+            }
+        )
         assert (smtp.port, smtp.security, smtp.from_address) == (587, "starttls", "q@example.com")
         assert smtp.admin_emails == ("a@example.com", "b@example.com")
 

@@ -21,13 +21,23 @@ class TestBenchSmoke:
         output = tmp_path / "bench.json"
         env = {**os.environ, "SOLARIS_DATABASE_URL": database_url, "PYTHONPATH": str(repo)}
         env.pop("DATABASE_URL", None)
-        result = subprocess.run([sys.executable, "-m", "bench.run", "--quick", "--json", str(output)], cwd=repo,
-                                env=env, capture_output=True, text=True, timeout=600)
+        result = subprocess.run(
+            [sys.executable, "-m", "bench.run", "--quick", "--json", str(output)],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert result.returncode == 0, result.stderr[-3000:]
         figures = json.loads(output.read_text())
         scenarios = figures["proxy"]["scenarios"]
-        assert {(s["stream"], s["users"]) for s in scenarios} == {(False, "many"), (False, "hot"), (True, "many"),
-                                                                   (True, "hot")}
+        assert {(s["stream"], s["users"]) for s in scenarios} == {
+            (False, "many"),
+            (False, "hot"),
+            (True, "many"),
+            (True, "hot"),
+        }
         for scenario in scenarios:
             assert scenario["noop"]["requests"] > 0 and scenario["solaris"]["requests"] > 0
             assert scenario["noop"]["errors"] == 0 and scenario["solaris"]["errors"] == 0

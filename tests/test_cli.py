@@ -12,22 +12,29 @@ from pathlib import Path
 import openai
 import psycopg
 import pytest
-
 from conftest import artifacts_dir
+
 from tests.support.harness import AdminClient, ProxyProcess
 
 repo = Path(__file__).resolve().parent.parent
 # `make run` as a new user has it: no database URL, no master key, no API key.
-fresh_machine_env: dict[str, str | None] = {
-    name: None
-    for name in ("SOLARIS_DATABASE_URL", "DATABASE_URL", "LITELLM_MASTER_KEY", "OPENAI_API_KEY",
-                 "DEFAULT_TOKENS_PER_USER", "CONVERSION_FACTOR", "CREDITS_EMAIL")
-}
+fresh_machine_env: dict[str, str | None] = dict.fromkeys(
+    (
+        "SOLARIS_DATABASE_URL",
+        "DATABASE_URL",
+        "LITELLM_MASTER_KEY",
+        "OPENAI_API_KEY",
+        "DEFAULT_TOKENS_PER_USER",
+        "CONVERSION_FACTOR",
+        "CREDITS_EMAIL",
+    )
+)
 
 
 def solaris(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "solaris_hooks.cli.main", *args], env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "solaris_hooks.cli.main", *args], env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 class TestRun:
@@ -44,7 +51,8 @@ class TestRun:
             assert f"master key {key}" in first.log()
             client = openai.OpenAI(base_url=f"{first.base_url}/v1", api_key=key)
             response = client.chat.completions.create(
-                model="solaris-demo", messages=[{"role": "user", "content": "Olá, quem é você?"}],
+                model="solaris-demo",
+                messages=[{"role": "user", "content": "Olá, quem é você?"}],
                 extra_headers={"x-litellm-end-user-id": user_id},
             )
             assert "demonstração" in response.choices[0].message.content
@@ -69,8 +77,11 @@ class TestRun:
         """A typo in solaris_settings stops `solaris run` with the key named, exit code 2."""
         config = tmp_path / "litellm-config.yaml"
         config.write_text("model_list: []\nsolaris_settings:\n  conversion_factor: -1\n")
-        env = {**{k: v for k, v in fresh_machine_env.items() if v is not None},
-               **dict(os.environ), "SOLARIS_DATABASE_URL": database_url}
+        env = {
+            **{k: v for k, v in fresh_machine_env.items() if v is not None},
+            **dict(os.environ),
+            "SOLARIS_DATABASE_URL": database_url,
+        }
         result = solaris("run", "--config", str(config), env=env)
         assert result.returncode == 2
         assert "solaris_settings.conversion_factor" in result.stderr
@@ -136,14 +147,17 @@ class TestUserCommands:
             result = solaris("credits", "add", "lia", "70", "--reason", "r", "--idempotency-key", "k-1", env=env)
         assert "already done" in result.stdout and "1070 credited" in result.stdout
 
-    @pytest.mark.parametrize(("args", "complaint"), [
-        (("users", "show", "nobody"), "no user 'nobody'"),
-        (("users", "create", "{{LIBRECHAT_USER_EMAIL}}"), "user_id must be"),
-        (("users", "create", "x", "--email", "nope"), "not an e-mail address"),
-        (("credits", "add", "x", "-5", "--reason", "r"), "tokens must be between"),
-        (("credits", "add", "x", "abc", "--reason", "r"), "not a whole number"),
-        (("users", "set-status", "x", "gone"), "invalid choice"),
-    ])
+    @pytest.mark.parametrize(
+        ("args", "complaint"),
+        [
+            (("users", "show", "nobody"), "no user 'nobody'"),
+            (("users", "create", "{{LIBRECHAT_USER_EMAIL}}"), "user_id must be"),
+            (("users", "create", "x", "--email", "nope"), "not an e-mail address"),
+            (("credits", "add", "x", "-5", "--reason", "r"), "tokens must be between"),
+            (("credits", "add", "x", "abc", "--reason", "r"), "not a whole number"),
+            (("users", "set-status", "x", "gone"), "invalid choice"),
+        ],
+    )
     def test_bad_input_is_a_clear_error(self, own_database, args, complaint):
         """Unknown users and bad values end with a one-line message and a non-zero exit."""
         result = solaris(*args, env=cli_env(own_database))

@@ -17,8 +17,11 @@ def count(what: str, error: str) -> float:
 
 
 def lines(caplog: pytest.LogCaptureFixture) -> list[dict]:
-    return [json.loads(record.getMessage()) for record in caplog.records
-            if record.name == "solaris_hooks" and "litellm_degraded" in record.getMessage()]
+    return [
+        json.loads(record.getMessage())
+        for record in caplog.records
+        if record.name == "solaris_hooks" and "litellm_degraded" in record.getMessage()
+    ]
 
 
 @pytest.fixture(autouse=True)
@@ -36,8 +39,10 @@ class TestNoteDegraded:
             degraded.note_degraded("test_thing", KeyError("a"))
             degraded.note_degraded("test_thing", KeyError("b"))
             degraded.note_degraded("test_thing", TypeError("c"))
-        assert lines(caplog) == [{"event": "litellm_degraded", "what": "test_thing", "error": "KeyError"},
-                                 {"event": "litellm_degraded", "what": "test_thing", "error": "TypeError"}]
+        assert lines(caplog) == [
+            {"event": "litellm_degraded", "what": "test_thing", "error": "KeyError"},
+            {"event": "litellm_degraded", "what": "test_thing", "error": "TypeError"},
+        ]
         assert {record.levelno for record in caplog.records} == {logging.WARNING}
         assert (count("test_thing", "KeyError") - before[0], count("test_thing", "TypeError") - before[1]) == (2, 1)
 

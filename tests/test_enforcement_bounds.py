@@ -15,8 +15,8 @@ import json
 import httpx
 import openai
 import pytest
-
 from conftest import charged, master_key, proxy_of_its_own, record_figure
+
 from tests.support.fake_provider._media import silent_wav, tiny_png
 from tests.support.harness import AdminClient
 
@@ -25,18 +25,27 @@ factor = 0.376
 # At least what the fake provider bills for each part (OpenAI's image formula tops at
 # 1,445 tokens, Anthropic's at 1,600; audio 10 tokens a second, other formats at 8 kbit/s).
 input_part_bounds = {
-    "*": {"image_tokens_max": 1600, "audio_tokens_per_second_max": 10, "audio_bytes_per_second_min": 1000,
-          "file_tokens_max": 5000},
+    "*": {
+        "image_tokens_max": 1600,
+        "audio_tokens_per_second_max": 10,
+        "audio_bytes_per_second_min": 1000,
+        "file_tokens_max": 5000,
+    },
 }
 
 
 @pytest.fixture(scope="module")
 def bounded(database_url, fake_provider, tmp_path_factory):
     """A proxy of its own with input part bounds, on its own database (margins learned stay here)."""
-    settings = {"default_tokens_per_user": allowance, "conversion_factor": factor, "sweep_interval_s": 0.5,
-                "input_part_bounds": input_part_bounds}
-    with proxy_of_its_own(database_url, fake_provider.base_url, tmp_path_factory.mktemp("bounded"), settings,
-                          "bounded-proxy.log") as process:
+    settings = {
+        "default_tokens_per_user": allowance,
+        "conversion_factor": factor,
+        "sweep_interval_s": 0.5,
+        "input_part_bounds": input_part_bounds,
+    }
+    with proxy_of_its_own(
+        database_url, fake_provider.base_url, tmp_path_factory.mktemp("bounded"), settings, "bounded-proxy.log"
+    ) as process:
         yield process
 
 
@@ -51,8 +60,12 @@ def api(bounded) -> openai.OpenAI:
 
 
 def ask(client: openai.OpenAI, user_id: str, content: object, **extra):
-    return client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": content}],
-                                          extra_headers={"x-litellm-end-user-id": user_id}, **extra)
+    return client.chat.completions.create(
+        model="fake-model",
+        messages=[{"role": "user", "content": content}],
+        extra_headers={"x-litellm-end-user-id": user_id},
+        **extra,
+    )
 
 
 def leave_little(client: openai.OpenAI, admin: AdminClient, user_id: str) -> dict:
@@ -116,9 +129,17 @@ class TestInputParts:
     def test_tool_definitions_are_reserved(self, api, bounded_admin, user_id):
         """Forty large function definitions (billed as input) with little left: refused or fitted, never over."""
         before = leave_little(api, bounded_admin, user_id)
-        tools = [{"type": "function", "function": {"name": f"tool_{index}", "description": "palavra " * 60,
-                                                   "parameters": {"type": "object", "properties": {}}}}
-                 for index in range(40)]
+        tools = [
+            {
+                "type": "function",
+                "function": {
+                    "name": f"tool_{index}",
+                    "description": "palavra " * 60,
+                    "parameters": {"type": "object", "properties": {}},
+                },
+            }
+            for index in range(40)
+        ]
         with pytest.raises(openai.RateLimitError) as refused:
             ask(api, user_id, "[[tokens=100]] use as ferramentas", tools=tools)
         assert refused.value.status_code == 429 and "restam" in refused.value.body["message"]
@@ -127,17 +148,30 @@ class TestInputParts:
 
     def test_tools_of_a_fresh_user_are_charged_as_input(self, api, bounded_admin, user_id):
         """Tools, a response format and a named tool choice: charged what the provider reports, within 1,000."""
-        tools = [{"type": "function", "function": {"name": "lookup", "description": "procura " * 200,
-                                                   "parameters": {"type": "object", "properties": {
-                                                       "q": {"type": "string"}}}}}]
-        response = ask(api, user_id, "[[tokens=9000]] procure", tools=tools,
-                       tool_choice={"type": "function", "function": {"name": "lookup"}},
-                       response_format={"type": "json_schema", "json_schema": {"name": "r", "schema": {"type": "object"}}})
+        tools = [
+            {
+                "type": "function",
+                "function": {
+                    "name": "lookup",
+                    "description": "procura " * 200,
+                    "parameters": {"type": "object", "properties": {"q": {"type": "string"}}},
+                },
+            }
+        ]
+        response = ask(
+            api,
+            user_id,
+            "[[tokens=9000]] procure",
+            tools=tools,
+            tool_choice={"type": "function", "function": {"name": "lookup"}},
+            response_format={"type": "json_schema", "json_schema": {"name": "r", "schema": {"type": "object"}}},
+        )
         assert response.usage.prompt_tokens > 300  # the definitions were billed
         assert_charged(bounded_admin, user_id, {"used_tokens": 0}, response.usage.total_tokens)
 
-    @pytest.mark.parametrize("url", [f"data:image/png;base64,{base64.b64encode(tiny_png()).decode()}",
-                                     "https://example.com/cat.png"])
+    @pytest.mark.parametrize(
+        "url", [f"data:image/png;base64,{base64.b64encode(tiny_png()).decode()}", "https://example.com/cat.png"]
+    )
     def test_images_in_messages_are_reserved_at_their_bound(self, api, bounded_admin, user_id, url):
         """One image fits 1,000 (reserved at the model's bound, 1,600 raw), three do not."""
         image = {"type": "image_url", "image_url": {"url": url, "detail": "high"}}
@@ -149,12 +183,16 @@ class TestInputParts:
     def test_audio_in_messages_is_reserved_by_its_length(self, api, bounded_admin, user_id):
         """Twenty seconds of WAV (200 tokens) with little left: refused, not served on hope."""
         before = leave_little(api, bounded_admin, user_id)
-        audio = {"type": "input_audio", "input_audio": {"data": base64.b64encode(silent_wav(20.0)).decode(),
-                                                        "format": "wav"}}
+        audio = {
+            "type": "input_audio",
+            "input_audio": {"data": base64.b64encode(silent_wav(20.0)).decode(), "format": "wav"},
+        }
         with pytest.raises(openai.RateLimitError):
             ask(api, user_id, [{"type": "text", "text": "transcreva"}, audio])
-        short = {"type": "input_audio", "input_audio": {"data": base64.b64encode(silent_wav(0.5)).decode(),
-                                                        "format": "wav"}}
+        short = {
+            "type": "input_audio",
+            "input_audio": {"data": base64.b64encode(silent_wav(0.5)).decode(), "format": "wav"},
+        }
         response = ask(api, user_id, [{"type": "text", "text": "[[tokens=500]] ouça"}, short])
         assert_charged(bounded_admin, user_id, before, response.usage.total_tokens)
 
@@ -164,13 +202,16 @@ class TestInputParts:
             ask(client, user_id, [{"type": "image_url", "image_url": {"url": "https://example.com/x.png"}}])
         assert "input_part_bounds" in refused.value.body["message"]
 
-    @pytest.mark.parametrize(("extra", "said"), [
-        ({"extra_body": {"extra_body": {"max_tokens": 100000}}}, 'campo "extra_body"'),
-        ({"extra_body": {"web_search_options": {}}}, 'campo "web_search_options"'),
-        ({"tools": [{"type": "web_search_preview"}]}, 'ferramenta "web_search_preview"'),
-        ({"extra_body": {"n": 500}}, 'campo "n"'),
-        ({"extra_body": {"fallbacks": ["fake-premium"]}}, 'campo "fallbacks"'),
-    ])
+    @pytest.mark.parametrize(
+        ("extra", "said"),
+        [
+            ({"extra_body": {"extra_body": {"max_tokens": 100000}}}, 'campo "extra_body"'),
+            ({"extra_body": {"web_search_options": {}}}, 'campo "web_search_options"'),
+            ({"tools": [{"type": "web_search_preview"}]}, 'ferramenta "web_search_preview"'),
+            ({"extra_body": {"n": 500}}, 'campo "n"'),
+            ({"extra_body": {"fallbacks": ["fake-premium"]}}, 'campo "fallbacks"'),
+        ],
+    )
     def test_what_cannot_be_bounded_is_refused(self, api, user_id, extra, said):
         """extra_body over our limits, hosted search, 500 choices: 400 with a message, never served."""
         with pytest.raises(openai.BadRequestError) as refused:
@@ -184,8 +225,18 @@ class TestInputParts:
 
     def test_an_unknown_part_type_is_refused(self, bounded, user_id):
         """A content part of a type we do not know (here video) is a readable 400."""
-        body = {"model": "fake-model", "messages": [{"role": "user", "content": [
-            {"type": "text", "text": "veja"}, {"type": "video_url", "video_url": {"url": "https://x/v.mp4"}}]}]}
+        body = {
+            "model": "fake-model",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "veja"},
+                        {"type": "video_url", "video_url": {"url": "https://x/v.mp4"}},
+                    ],
+                }
+            ],
+        }
         assert_refused(raw_post(bounded.base_url, "/v1/chat/completions", user_id, body), 400, "part_type_unknown")
 
 
@@ -193,29 +244,47 @@ class TestResponses:
     def test_max_output_tokens_is_clamped(self, api, bounded_admin, user_id):
         """Before: max_output_tokens was not clamped (8,474 of 1,000 used). Now: within the allowance."""
         response = api.responses.create(
-            model="fake-model", instructions="Responda em português. " * 20, max_output_tokens=100_000,
-            input=[{"type": "message", "role": "user", "content": [{"type": "input_text", "text": "[[tokens=100000]] escreva"}]},
-                   {"type": "function_call", "call_id": "c1", "name": "buscar", "arguments": json.dumps({"q": "x" * 200})},
-                   {"type": "function_call_output", "call_id": "c1", "output": "resultado " * 100}],
+            model="fake-model",
+            instructions="Responda em português. " * 20,
+            max_output_tokens=100_000,
+            input=[
+                {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": "[[tokens=100000]] escreva"}],
+                },
+                {"type": "function_call", "call_id": "c1", "name": "buscar", "arguments": json.dumps({"q": "x" * 200})},
+                {"type": "function_call_output", "call_id": "c1", "output": "resultado " * 100},
+            ],
             tools=[{"type": "function", "name": "buscar", "parameters": {"type": "object", "properties": {}}}],
-            extra_headers={"x-litellm-end-user-id": user_id})
+            extra_headers={"x-litellm-end-user-id": user_id},
+        )
         account = assert_charged(bounded_admin, user_id, {"used_tokens": 0}, response.usage.total_tokens)
-        record_figure(f"responses max_output_tokens=100000: {account['used_tokens']} of {allowance} used "
-                      f"(before: 8,474 of 1,000)")
+        record_figure(
+            f"responses max_output_tokens=100000: {account['used_tokens']} of {allowance} used (before: 8,474 of 1,000)"
+        )
 
     def test_a_stream_is_clamped_too(self, api, bounded_admin, user_id):
         """Streamed Responses with little left: the final usage fits what was left."""
         before = leave_little(api, bounded_admin, user_id)
-        stream = api.responses.create(model="fake-model", input="[[tokens=100000]] escreva muito", stream=True,
-                                      max_output_tokens=100_000, extra_headers={"x-litellm-end-user-id": user_id})
+        stream = api.responses.create(
+            model="fake-model",
+            input="[[tokens=100000]] escreva muito",
+            stream=True,
+            max_output_tokens=100_000,
+            extra_headers={"x-litellm-end-user-id": user_id},
+        )
         completed = [event for event in stream if event.type in ("response.completed", "response.incomplete")]
         assert_charged(bounded_admin, user_id, before, completed[-1].response.usage.total_tokens)
 
-    @pytest.mark.parametrize(("extra", "code"), [
-        ({"previous_response_id": "resp_123"}, "field_unbounded"),
-        ({"tools": [{"type": "web_search"}]}, "tool_unbounded"),
-        ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "part_type_unknown"),
-    ])
+    @pytest.mark.parametrize(
+        ("extra", "code"),
+        [
+            ({"previous_response_id": "resp_123"}, "field_unbounded"),
+            ({"tools": [{"type": "web_search"}]}, "tool_unbounded"),
+            ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "part_type_unknown"),
+        ],
+    )
     def test_state_kept_at_the_provider_is_refused(self, bounded, user_id, extra, code):
         """Earlier responses, stored items and hosted tools cannot be bounded: a readable 400."""
         body = {"model": "fake-model", "input": "oi", **extra}
@@ -227,13 +296,21 @@ class TestAnthropicMessages:
         """/v1/messages with a long system, tools (and their system prompt) and max_tokens 100,000,
         from a user with little left: refused while it does not fit, then clamped and charged."""
         before = leave_little(api, bounded_admin, user_id)
-        body = {"model": "fake-anthropic", "max_tokens": 100_000, "system": "Seja breve. " * 50,
-                "tools": [{"name": "buscar", "description": "busca", "input_schema": {"type": "object"}}],
-                "messages": [{"role": "user", "content": "[[tokens=100000]] oi"}]}
+        body = {
+            "model": "fake-anthropic",
+            "max_tokens": 100_000,
+            "system": "Seja breve. " * 50,
+            "tools": [{"name": "buscar", "description": "busca", "input_schema": {"type": "object"}}],
+            "messages": [{"role": "user", "content": "[[tokens=100000]] oi"}],
+        }
         refused = raw_post(bounded.base_url, "/v1/messages", user_id, body)
         assert refused.status_code == 429, refused.text
-        small = {"model": "fake-anthropic", "max_tokens": 100_000, "system": "Seja breve.",
-                 "messages": [{"role": "user", "content": "[[tokens=100000]] oi"}]}
+        small = {
+            "model": "fake-anthropic",
+            "max_tokens": 100_000,
+            "system": "Seja breve.",
+            "messages": [{"role": "user", "content": "[[tokens=100000]] oi"}],
+        }
         response = raw_post(bounded.base_url, "/v1/messages", user_id, small)
         assert response.status_code == 200, response.text
         usage = response.json()["usage"]
@@ -241,11 +318,17 @@ class TestAnthropicMessages:
 
     def test_a_fresh_user_is_clamped_to_the_allowance(self, bounded, bounded_admin, user_id):
         """System, tools, an image and max_tokens 100,000: charged what is reported, within 1,000."""
-        image = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
-                                             "data": base64.b64encode(tiny_png()).decode()}}
-        body = {"model": "fake-anthropic", "max_tokens": 100_000, "system": [{"type": "text", "text": "Seja breve."}],
-                "tools": [{"name": "buscar", "description": "busca", "input_schema": {"type": "object"}}],
-                "messages": [{"role": "user", "content": [{"type": "text", "text": "[[tokens=100000]] veja"}, image]}]}
+        image = {
+            "type": "image",
+            "source": {"type": "base64", "media_type": "image/png", "data": base64.b64encode(tiny_png()).decode()},
+        }
+        body = {
+            "model": "fake-anthropic",
+            "max_tokens": 100_000,
+            "system": [{"type": "text", "text": "Seja breve."}],
+            "tools": [{"name": "buscar", "description": "busca", "input_schema": {"type": "object"}}],
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "[[tokens=100000]] veja"}, image]}],
+        }
         response = raw_post(bounded.base_url, "/v1/messages", user_id, body)
         assert response.status_code == 200, response.text
         usage = response.json()["usage"]

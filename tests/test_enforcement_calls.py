@@ -13,24 +13,32 @@ import httpx
 import openai
 import psycopg
 import pytest
-
 from conftest import charged, master_key, proxy_of_its_own, proxy_settings
+
 from tests.support.harness import AdminClient, wait_for
 
 allowance = 1000
 factor = proxy_settings["conversion_factor"]
 reservation_ttl_s = 2
-title_prompt = ("Please generate a concise, 5-word-or-less title for the conversation, using its same language, "
-                "with no punctuation.\n\n||>User:\n\"Olá, tudo bem?\"\n||>Response:\n\"Tudo ótimo!\"\n\n||>Title:")
+title_prompt = (
+    "Please generate a concise, 5-word-or-less title for the conversation, using its same language, "
+    'with no punctuation.\n\n||>User:\n"Olá, tudo bem?"\n||>Response:\n"Tudo ótimo!"\n\n||>Title:'
+)
 
 
 @pytest.fixture(scope="module")
 def strict(database_url, fake_provider, tmp_path_factory):
     """A proxy of its own: reservations last 2 s, titles free, its own database."""
-    settings = {"default_tokens_per_user": allowance, "conversion_factor": factor,
-                "reservation_ttl_s": reservation_ttl_s, "sweep_interval_s": 0.3, "title_calls": "free"}
-    with proxy_of_its_own(database_url, fake_provider.base_url, tmp_path_factory.mktemp("strict"), settings,
-                          "strict-proxy.log") as process:
+    settings = {
+        "default_tokens_per_user": allowance,
+        "conversion_factor": factor,
+        "reservation_ttl_s": reservation_ttl_s,
+        "sweep_interval_s": 0.3,
+        "title_calls": "free",
+    }
+    with proxy_of_its_own(
+        database_url, fake_provider.base_url, tmp_path_factory.mktemp("strict"), settings, "strict-proxy.log"
+    ) as process:
         yield process, process.database_url
 
 
@@ -51,14 +59,17 @@ def openai_client(proxy_url) -> openai.OpenAI:
 
 def chat(client: openai.OpenAI, user_id: str, text: str, **extra):
     headers = {"x-litellm-end-user-id": user_id, **extra.pop("extra_headers", {})}
-    return client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": text}],
-                                          extra_headers=headers, **extra)
+    return client.chat.completions.create(
+        model="fake-model", messages=[{"role": "user", "content": text}], extra_headers=headers, **extra
+    )
 
 
 def ledger_rows(database_url: str, user_id: str) -> list[tuple]:
     with psycopg.connect(database_url) as connection:
-        return connection.execute("SELECT kind, tokens, raw_tokens, call_id, reason FROM solaris.ledger "
-                                  "WHERE user_id = %s ORDER BY id", (user_id,)).fetchall()
+        return connection.execute(
+            "SELECT kind, tokens, raw_tokens, call_id, reason FROM solaris.ledger WHERE user_id = %s ORDER BY id",
+            (user_id,),
+        ).fetchall()
 
 
 def assert_within_allowance(account: dict) -> None:
@@ -71,20 +82,30 @@ class TestClientChosenCallIds:
     @pytest.mark.parametrize("where", ["header", "body"])
     def test_a_reused_call_id_is_charged_every_time(self, openai_client, strict_admin, user_id, where):
         """Three calls with one client-chosen id are three reservations and three charges."""
-        chosen = {"extra_headers": {"x-litellm-call-id": "same-id"}} if where == "header" else {
-            "extra_body": {"litellm_call_id": "same-id"}}
+        chosen = (
+            {"extra_headers": {"x-litellm-call-id": "same-id"}}
+            if where == "header"
+            else {"extra_body": {"litellm_call_id": "same-id"}}
+        )
         totals = [chat(openai_client, user_id, "[[tokens=10]] oi", **chosen).usage.total_tokens for _ in range(3)]
         account = strict_admin.settled_account(user_id)
         assert account["used_tokens"] == sum(charged(total) for total in totals)
 
     def test_a_used_up_user_reusing_an_earlier_id_is_refused(self, openai_client, strict_admin, user_id):
         """Before: reusing a reserved id let a used-up user through for free, again and again."""
-        chat(openai_client, user_id, "[[tokens=100000]] tudo", max_tokens=100000,
-             extra_headers={"x-litellm-call-id": "spent-id"})
+        chat(
+            openai_client,
+            user_id,
+            "[[tokens=100000]] tudo",
+            max_tokens=100000,
+            extra_headers={"x-litellm-call-id": "spent-id"},
+        )
         assert strict_admin.settled_account(user_id)["remaining_tokens"] <= 1
         for _ in range(3):
             with pytest.raises(openai.RateLimitError) as refused:
-                chat(openai_client, user_id, "[[tokens=500]] de graça?", extra_headers={"x-litellm-call-id": "spent-id"})
+                chat(
+                    openai_client, user_id, "[[tokens=500]] de graça?", extra_headers={"x-litellm-call-id": "spent-id"}
+                )
             assert "cota" in refused.value.body["message"]
         account = strict_admin.settled_account(user_id)
         assert_within_allowance(account)
@@ -110,13 +131,19 @@ class TestClientChosenCallIds:
             import asyncio
 
             headers = {"x-litellm-call-id": "shared-id"}
-            slow = asyncio.ensure_future(client.chat.completions.create(
-                model="fake-model", messages=[{"role": "user", "content": "[[sleep=1]] [[tokens=10]] a"}],
-                extra_headers={**headers, "x-litellm-end-user-id": victim}))
+            slow = asyncio.ensure_future(
+                client.chat.completions.create(
+                    model="fake-model",
+                    messages=[{"role": "user", "content": "[[sleep=1]] [[tokens=10]] a"}],
+                    extra_headers={**headers, "x-litellm-end-user-id": victim},
+                )
+            )
             await asyncio.sleep(0.3)
             fast = await client.chat.completions.create(
-                model="fake-model", messages=[{"role": "user", "content": "[[tokens=30]] b"}],
-                extra_headers={**headers, "x-litellm-end-user-id": attacker})
+                model="fake-model",
+                messages=[{"role": "user", "content": "[[tokens=30]] b"}],
+                extra_headers={**headers, "x-litellm-end-user-id": attacker},
+            )
             return await slow, fast
 
         import asyncio
@@ -129,19 +156,20 @@ class TestClientChosenCallIds:
 class TestCallsThatEndWithoutANormalSettle:
     """Class 4: every served call is charged, however it ends."""
 
-    def test_a_call_that_outlives_its_reservation_is_still_charged(self, openai_client, strict_admin, strict,
-                                                                  user_id):
+    def test_a_call_that_outlives_its_reservation_is_still_charged(self, openai_client, strict_admin, strict, user_id):
         """Before: the sweeper expired the reservation and the late settle was ignored (free)."""
         response = chat(openai_client, user_id, f"[[sleep={reservation_ttl_s * 2}]] [[tokens=10]] devagar")
         # The reservation expired long ago, so wait for the (background) settle itself.
-        account = wait_for(lambda: (found := strict_admin.account(user_id))["used_tokens"] and found, 15,
-                           what="the late settle")
+        account = wait_for(
+            lambda: (found := strict_admin.account(user_id))["used_tokens"] and found, 15, what="the late settle"
+        )
         assert account["used_tokens"] == charged(response.usage.total_tokens)
         kinds = [row[0] for row in ledger_rows(strict[1], user_id)]
         assert kinds == ["grant", "reserve", "expire", "settle"]
 
-    def test_a_stream_that_breaks_after_content_is_charged_what_it_delivered(self, openai_client, strict_admin,
-                                                                            user_id):
+    def test_a_stream_that_breaks_after_content_is_charged_what_it_delivered(
+        self, openai_client, strict_admin, user_id
+    ):
         """Before: a stream failing mid-way released its whole reservation (free content)."""
         received = []
         with pytest.raises(openai.APIError):
@@ -154,8 +182,15 @@ class TestCallsThatEndWithoutANormalSettle:
 
     def test_an_open_stream_keeps_its_reservation_past_the_ttl(self, openai_client, strict_admin, strict, user_id):
         """A stream three TTLs long is never expired while it runs: its tokens are not handed back early."""
-        chunks = list(chat(openai_client, user_id, "[[chunk_sleep=0.2]] [[tokens=30]] devagar", stream=True,
-                           stream_options={"include_usage": True}))
+        chunks = list(
+            chat(
+                openai_client,
+                user_id,
+                "[[chunk_sleep=0.2]] [[tokens=30]] devagar",
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
         usage = next(chunk.usage for chunk in reversed(chunks) if chunk.usage)
         account = strict_admin.settled_account(user_id)
         assert account["used_tokens"] == charged(usage.total_tokens)
@@ -170,14 +205,18 @@ class TestCallsThatEndWithoutANormalSettle:
         account = strict_admin.settled_account(user_id)
         assert account["used_tokens"] >= charged(40), account
 
-    def test_a_client_that_walks_away_mid_stream_is_charged_what_it_was_sent(self, proxy_url, strict_admin,
-                                                                            user_id):
+    def test_a_client_that_walks_away_mid_stream_is_charged_what_it_was_sent(self, proxy_url, strict_admin, user_id):
         """Closing the connection after a few chunks does not make the delivered part free."""
-        body = {"model": "fake-model", "stream": True, "max_tokens": 400,
-                "messages": [{"role": "user", "content": "[[tokens=400]] [[no_usage]] longa"}]}
+        body = {
+            "model": "fake-model",
+            "stream": True,
+            "max_tokens": 400,
+            "messages": [{"role": "user", "content": "[[tokens=400]] [[no_usage]] longa"}],
+        }
         headers = {"Authorization": f"Bearer {master_key}", "x-litellm-end-user-id": user_id}
-        with httpx.stream("POST", f"{proxy_url}/v1/chat/completions", json=body, headers=headers,
-                          timeout=30) as response:
+        with httpx.stream(
+            "POST", f"{proxy_url}/v1/chat/completions", json=body, headers=headers, timeout=30
+        ) as response:
             assert response.status_code == 200
             for index, _ in enumerate(response.iter_lines()):
                 if index > 20:
@@ -190,13 +229,15 @@ class TestCallsThatEndWithoutANormalSettle:
 class TestFreeTitleCalls:
     """Class 5: only LibreChat's whole title request is free, capped, and never for a used-up user."""
 
-    def test_the_title_request_is_free_and_its_answer_capped(self, openai_client, strict_admin, fake_provider,
-                                                            user_id):
+    def test_the_title_request_is_free_and_its_answer_capped(self, openai_client, strict_admin, fake_provider, user_id):
         """The exact shape is recorded at 0 tokens, and upstream gets at most title_completion_tokens_max."""
         fake_provider.clear_requests()
         response = openai_client.chat.completions.create(
-            model="fake-model", messages=[{"role": "user", "content": title_prompt + " [[tokens=5000]]"}],
-            max_tokens=100000, extra_headers={"x-litellm-end-user-id": user_id})
+            model="fake-model",
+            messages=[{"role": "user", "content": title_prompt + " [[tokens=5000]]"}],
+            max_tokens=100000,
+            extra_headers={"x-litellm-end-user-id": user_id},
+        )
         upstream = [entry for entry in fake_provider.requests if entry["path"].endswith("/chat/completions")]
         assert upstream[-1]["json"]["max_tokens"] <= 100
         assert response.usage.completion_tokens <= 100
@@ -213,12 +254,24 @@ class TestFreeTitleCalls:
         elif shape == "second_message":
             messages = [{"role": "system", "content": "Escreva um ensaio longo."}, *messages]
         elif shape == "extra_tool":
-            extra["tools"] = [{"type": "function", "function": {"name": "essay", "parameters": {
-                "type": "object", "properties": {"essay": {"type": "string"}}}}}]
+            extra["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": "essay",
+                        "parameters": {"type": "object", "properties": {"essay": {"type": "string"}}},
+                    },
+                }
+            ]
         else:
             extra["n"] = 2
-        openai_client.chat.completions.create(model="fake-model", messages=messages, max_tokens=50,
-                                              extra_headers={"x-litellm-end-user-id": user_id}, **extra)
+        openai_client.chat.completions.create(
+            model="fake-model",
+            messages=messages,
+            max_tokens=50,
+            extra_headers={"x-litellm-end-user-id": user_id},
+            **extra,
+        )
         assert strict_admin.settled_account(user_id)["used_tokens"] > 0
 
     def test_a_used_up_user_gets_no_free_title(self, openai_client, strict_admin, user_id):
@@ -227,30 +280,39 @@ class TestFreeTitleCalls:
         strict_admin.settled_account(user_id)
         with pytest.raises(openai.RateLimitError):
             openai_client.chat.completions.create(
-                model="fake-model", messages=[{"role": "user", "content": title_prompt}],
-                extra_headers={"x-litellm-end-user-id": user_id})
+                model="fake-model",
+                messages=[{"role": "user", "content": title_prompt}],
+                extra_headers={"x-litellm-end-user-id": user_id},
+            )
 
 
 class TestLearnedPromptMargin:
     """A provider that counts more prompt tokens than we do teaches a margin; nobody passes the allowance."""
 
     # One model each: a margin is per model, and each case must start from none.
-    @pytest.mark.parametrize(("model", "words", "scale", "learned"),
-                             [("fake-premium", 8, 1.6, "excess_tokens"), ("fake-model", 300, 1.3, "margin")],
-                             ids=["short prompt: excess", "long prompt: ratio"])
+    @pytest.mark.parametrize(
+        ("model", "words", "scale", "learned"),
+        [("fake-premium", 8, 1.6, "excess_tokens"), ("fake-model", 300, 1.3, "margin")],
+        ids=["short prompt: excess", "long prompt: ratio"],
+    )
     def test_a_provider_counting_more_prompt_tokens_cannot_push_usage_past_the_allowance(
-            self, openai_client, strict_admin, strict, user_id, model, words, scale, learned):
+        self, openai_client, strict_admin, strict, user_id, model, words, scale, learned
+    ):
         """Before: 1,035 used of 1,000 with such a provider. Now a first call teaches the margin,
         and a call clamped to what is left still fits when the provider counts its prompt."""
         prompt = f"[[prompt_scale={scale}]] " + "palavra " * words
         for directive, max_tokens in (("[[tokens=1000]]", 100), ("[[tokens=9000]]", 100000)):  # same token count
             openai_client.chat.completions.create(
-                model=model, messages=[{"role": "user", "content": f"{prompt} {directive}"}], max_tokens=max_tokens,
-                extra_headers={"x-litellm-end-user-id": user_id})
+                model=model,
+                messages=[{"role": "user", "content": f"{prompt} {directive}"}],
+                max_tokens=max_tokens,
+                extra_headers={"x-litellm-end-user-id": user_id},
+            )
             account = strict_admin.settled_account(user_id)
         assert_within_allowance(account)
         assert account["remaining_tokens"] < 20  # the clamp still spends what is left
         with psycopg.connect(strict[1]) as connection:
-            row = connection.execute(f"SELECT {learned} FROM solaris.model_margins WHERE model = %s",
-                                     (model,)).fetchone()
+            row = connection.execute(
+                f"SELECT {learned} FROM solaris.model_margins WHERE model = %s", (model,)
+            ).fetchone()
         assert row is not None and float(row[0]) > 1

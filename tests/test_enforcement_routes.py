@@ -15,10 +15,10 @@ import re
 import httpx
 import openai
 import pytest
-
 from conftest import master_key, proxy_of_its_own, record_figure
-from tests.support.fake_provider._media import silent_mp3, silent_wav
+
 from solaris_hooks.quota.route_rules import route_of_path
+from tests.support.fake_provider._media import silent_mp3, silent_wav
 from tests.support.harness import AdminClient
 
 allowance = 1000
@@ -33,10 +33,17 @@ model_prices = {
 @pytest.fixture(scope="module")
 def priced(database_url, fake_provider, tmp_path_factory):
     """A proxy of its own with prices, and moderations opened as free."""
-    settings = {"default_tokens_per_user": allowance, "conversion_factor": 0.376, "sweep_interval_s": 0.5,
-                "model_prices": model_prices, "routes": {"moderations": "free"}, "locale": "en"}
-    with proxy_of_its_own(database_url, fake_provider.base_url, tmp_path_factory.mktemp("priced"), settings,
-                          "priced-proxy.log") as process:
+    settings = {
+        "default_tokens_per_user": allowance,
+        "conversion_factor": 0.376,
+        "sweep_interval_s": 0.5,
+        "model_prices": model_prices,
+        "routes": {"moderations": "free"},
+        "locale": "en",
+    }
+    with proxy_of_its_own(
+        database_url, fake_provider.base_url, tmp_path_factory.mktemp("priced"), settings, "priced-proxy.log"
+    ) as process:
         yield process
 
 
@@ -71,8 +78,9 @@ def assert_refused(response: httpx.Response, status: int, code: str, *said: str)
 class TestImages:
     def test_an_image_costs_its_price_not_its_usage(self, priced_api, priced_admin, user_id):
         """Before: gpt-image usage made one image cost 1,569 of 1,000. Now: its price, 300."""
-        response = priced_api.images.generate(model="fake-image", prompt="um gato", size="1024x1024",
-                                              quality="medium", **who(user_id))
+        response = priced_api.images.generate(
+            model="fake-image", prompt="um gato", size="1024x1024", quality="medium", **who(user_id)
+        )
         assert len(response.data) == 1
         account = priced_admin.settled_account(user_id)
         assert account["used_tokens"] == 300
@@ -86,8 +94,7 @@ class TestImages:
     def test_more_images_than_fit_are_lowered_to_what_fits(self, priced_api, priced_admin, fake_provider, user_id):
         """n=4 at 300 with 1,000 left: three are made and charged, never four."""
         fake_provider.clear_requests()
-        response = priced_api.images.generate(model="fake-image", prompt="gatos", n=4, size="1024x1024",
-                                              **who(user_id))
+        response = priced_api.images.generate(model="fake-image", prompt="gatos", n=4, size="1024x1024", **who(user_id))
         upstream = [entry for entry in fake_provider.requests if entry["path"].endswith("/images/generations")]
         assert upstream[-1]["json"]["n"] == 3
         assert len(response.data) == 3
@@ -103,9 +110,12 @@ class TestImages:
 
     def test_a_model_without_a_price_is_refused(self, proxy, user_id):
         """The session proxy prices no image model: 403 naming model_prices for it."""
-        response = httpx.post(f"{proxy.base_url}/v1/images/generations", timeout=30,
-                              headers={"Authorization": f"Bearer {master_key}", "x-litellm-end-user-id": user_id},
-                              json={"model": "fake-image", "prompt": "um gato"})
+        response = httpx.post(
+            f"{proxy.base_url}/v1/images/generations",
+            timeout=30,
+            headers={"Authorization": f"Bearer {master_key}", "x-litellm-end-user-id": user_id},
+            json={"model": "fake-image", "prompt": "um gato"},
+        )
         assert_refused(response, 403, "price_missing", "model_prices: {fake-image: {per_image: N}}")
 
 
@@ -135,9 +145,13 @@ class TestAudio:
 
     def test_a_transcription_model_without_a_price_is_refused(self, priced, user_id):
         """fake-transcribe has no price on this proxy: 403 naming the setting."""
-        response = httpx.post(f"{priced.base_url}/v1/audio/transcriptions", timeout=30,
-                              headers={"Authorization": f"Bearer {master_key}", "x-litellm-end-user-id": user_id},
-                              data={"model": "fake-transcribe"}, files={"file": ("a.wav", silent_wav(1.0))})
+        response = httpx.post(
+            f"{priced.base_url}/v1/audio/transcriptions",
+            timeout=30,
+            headers={"Authorization": f"Bearer {master_key}", "x-litellm-end-user-id": user_id},
+            data={"model": "fake-transcribe"},
+            files={"file": ("a.wav", silent_wav(1.0))},
+        )
         assert_refused(response, 403, "price_missing", "per_audio_second")
 
 
@@ -158,17 +172,30 @@ class TestModerations:
 # Every LLM route family without a default rule, as a client would call it: refused at the
 # door, whether or not LiteLLM would call the pre-call hook for it.
 closed_routes = [
-    ("POST", "/v1/files", "files"), ("GET", "/v1/files", "files"), ("GET", "/v1/files/file-1/content", "files"),
-    ("POST", "/v1/batches", "batches"), ("GET", "/v1/batches/batch_1", "batches"),
-    ("POST", "/openai/v1/chat/completions", "passthrough"), ("POST", "/anthropic/v1/messages", "passthrough"),
-    ("POST", "/openai_passthrough/v1/chat/completions", "passthrough"), ("POST", "/gemini/v1/models", "passthrough"),
-    ("POST", "/queue/chat/completions", "passthrough"), ("POST", "/v1/assistants", "assistants"),
-    ("POST", "/v1/threads/t1/runs", "assistants"), ("POST", "/v1/rerank", "rerank"),
-    ("GET", "/v1/realtime", "realtime"), ("GET", "/v1/responses/resp_1", "stored_responses"),
-    ("POST", "/v1/responses/compact", "responses_compact"), ("POST", "/v1/fine_tuning/jobs", "fine_tuning"),
-    ("POST", "/v1/vector_stores", "vector_stores"), ("POST", "/v1/videos", "videos"),
-    ("POST", "/v1/messages/count_tokens", "messages_other"), ("POST", "/v1beta/models/x:generateContent", "gemini"),
-    ("POST", "/v1/search", "search"), ("POST", "/v1/ocr", "ocr"), ("POST", "/v1/containers", "containers"),
+    ("POST", "/v1/files", "files"),
+    ("GET", "/v1/files", "files"),
+    ("GET", "/v1/files/file-1/content", "files"),
+    ("POST", "/v1/batches", "batches"),
+    ("GET", "/v1/batches/batch_1", "batches"),
+    ("POST", "/openai/v1/chat/completions", "passthrough"),
+    ("POST", "/anthropic/v1/messages", "passthrough"),
+    ("POST", "/openai_passthrough/v1/chat/completions", "passthrough"),
+    ("POST", "/gemini/v1/models", "passthrough"),
+    ("POST", "/queue/chat/completions", "passthrough"),
+    ("POST", "/v1/assistants", "assistants"),
+    ("POST", "/v1/threads/t1/runs", "assistants"),
+    ("POST", "/v1/rerank", "rerank"),
+    ("GET", "/v1/realtime", "realtime"),
+    ("GET", "/v1/responses/resp_1", "stored_responses"),
+    ("POST", "/v1/responses/compact", "responses_compact"),
+    ("POST", "/v1/fine_tuning/jobs", "fine_tuning"),
+    ("POST", "/v1/vector_stores", "vector_stores"),
+    ("POST", "/v1/videos", "videos"),
+    ("POST", "/v1/messages/count_tokens", "messages_other"),
+    ("POST", "/v1beta/models/x:generateContent", "gemini"),
+    ("POST", "/v1/search", "search"),
+    ("POST", "/v1/ocr", "ocr"),
+    ("POST", "/v1/containers", "containers"),
 ]
 
 
@@ -177,9 +204,13 @@ class TestClosedRoutes:
     def test_a_route_without_a_rule_answers_a_readable_403(self, proxy, user_id, method, path, route):
         """Before: pass-through charged a shared account or answered 500 with Postgres text, files and
         batches answered 500. Now: 403 naming the route and the setting that opens it."""
-        response = httpx.request(method, f"{proxy.base_url}{path}", timeout=30,
-                                 headers={"Authorization": f"Bearer {master_key}", "x-litellm-end-user-id": user_id},
-                                 json={"model": "fake-model", "input": "x", "messages": []} if method == "POST" else None)
+        response = httpx.request(
+            method,
+            f"{proxy.base_url}{path}",
+            timeout=30,
+            headers={"Authorization": f"Bearer {master_key}", "x-litellm-end-user-id": user_id},
+            json={"model": "fake-model", "input": "x", "messages": []} if method == "POST" else None,
+        )
         error = assert_refused(response, 403, "route_closed", f"routes: {{{route}: free}}")
         assert error["type"] == "permission_denied"
 
@@ -189,8 +220,11 @@ class TestClosedRoutes:
         from websockets.sync.client import connect
 
         with pytest.raises(InvalidStatus) as refused:
-            connect(f"ws://127.0.0.1:{proxy.port}/v1/realtime?model=fake-model",
-                    additional_headers={"Authorization": f"Bearer {master_key}"}, open_timeout=30)
+            connect(
+                f"ws://127.0.0.1:{proxy.port}/v1/realtime?model=fake-model",
+                additional_headers={"Authorization": f"Bearer {master_key}"},
+                open_timeout=30,
+            )
         assert refused.value.response.status_code == 403
 
     def test_admin_routes_are_not_touched(self, admin):
@@ -201,21 +235,121 @@ class TestClosedRoutes:
 # Paths of LiteLLM that are not LLM calls: the admin API, the UI, health, login, settings,
 # spend tracking, the MCP servers' admin and OAuth discovery. Anything else must have a route.
 admin_prefixes = (
-    "/key", "/v2/key", "/team", "/v2/team", "/user", "/v2/user", "/customer", "/end_user", "/organization",
-    "/v2/organization", "/spend", "/global", "/model", "/v1/model", "/v2/model", "/model_group", "/model_hub",
-    "/model-insights", "/models", "/v1/models", "/ui", "/sso", "/health", "/config", "/budget", "/tag",
-    "/credentials", "/guardrails", "/v2/guardrails", "/apply_guardrail", "/policies", "/policy", "/utils",
-    "/v1/mcp/", "/access_group", "/v1/access_group", "/v1/unified_access_group", "/jwt", "/scim", "/cache",
-    "/audit", "/invitation", "/onboarding", "/settings", "/usage", "/prompts", "/.well-known", "/public",
-    "/get", "/update", "/management", "/auto_router", "/debug", "/vantage", "/cloudzero", "/search_tools",
-    "/project", "/claude-code", "/telemetry", "/schedule", "/authorize", "/token", "/register", "/revoke",
-    "/introspect", "/callback", "/oauth", "/fallback", "/lens", "/plugin-proxy", "/api/plugins", "/v3/login",
-    "/v2/login", "/login", "/router", "/reload", "/moyai", "/gateway", "/email", "/cost", "/coordination_redis",
-    "/compliance", "/active", "/add", "/delete", "/alerting", "/adaptive_router", "/test", "/upload", "/routes",
-    "/robots.txt", "/redoc", "/docs", "/openapi.json", "/swagger", "/_next", "/litellm", "/lazy", "/memory-usage",
-    "/liteadmin", "/otel-spans", "/provider", "/session", "/v1/logs", "/v1/memory", "/v1/rust_control_plane", "/v1/tool",
-    "/v1/traces", "/v1/vector_store/", "/v1/workflows", "/vector_store/", "/{mcp_server_name}/authorize",
-    "/{mcp_server_name}/register", "/{mcp_server_name}/token", "/solaris",
+    "/key",
+    "/v2/key",
+    "/team",
+    "/v2/team",
+    "/user",
+    "/v2/user",
+    "/customer",
+    "/end_user",
+    "/organization",
+    "/v2/organization",
+    "/spend",
+    "/global",
+    "/model",
+    "/v1/model",
+    "/v2/model",
+    "/model_group",
+    "/model_hub",
+    "/model-insights",
+    "/models",
+    "/v1/models",
+    "/ui",
+    "/sso",
+    "/health",
+    "/config",
+    "/budget",
+    "/tag",
+    "/credentials",
+    "/guardrails",
+    "/v2/guardrails",
+    "/apply_guardrail",
+    "/policies",
+    "/policy",
+    "/utils",
+    "/v1/mcp/",
+    "/access_group",
+    "/v1/access_group",
+    "/v1/unified_access_group",
+    "/jwt",
+    "/scim",
+    "/cache",
+    "/audit",
+    "/invitation",
+    "/onboarding",
+    "/settings",
+    "/usage",
+    "/prompts",
+    "/.well-known",
+    "/public",
+    "/get",
+    "/update",
+    "/management",
+    "/auto_router",
+    "/debug",
+    "/vantage",
+    "/cloudzero",
+    "/search_tools",
+    "/project",
+    "/claude-code",
+    "/telemetry",
+    "/schedule",
+    "/authorize",
+    "/token",
+    "/register",
+    "/revoke",
+    "/introspect",
+    "/callback",
+    "/oauth",
+    "/fallback",
+    "/lens",
+    "/plugin-proxy",
+    "/api/plugins",
+    "/v3/login",
+    "/v2/login",
+    "/login",
+    "/router",
+    "/reload",
+    "/moyai",
+    "/gateway",
+    "/email",
+    "/cost",
+    "/coordination_redis",
+    "/compliance",
+    "/active",
+    "/add",
+    "/delete",
+    "/alerting",
+    "/adaptive_router",
+    "/test",
+    "/upload",
+    "/routes",
+    "/robots.txt",
+    "/redoc",
+    "/docs",
+    "/openapi.json",
+    "/swagger",
+    "/_next",
+    "/litellm",
+    "/lazy",
+    "/memory-usage",
+    "/liteadmin",
+    "/otel-spans",
+    "/provider",
+    "/session",
+    "/v1/logs",
+    "/v1/memory",
+    "/v1/rust_control_plane",
+    "/v1/tool",
+    "/v1/traces",
+    "/v1/vector_store/",
+    "/v1/workflows",
+    "/vector_store/",
+    "/{mcp_server_name}/authorize",
+    "/{mcp_server_name}/register",
+    "/{mcp_server_name}/token",
+    "/solaris",
 )
 
 
@@ -243,8 +377,12 @@ class TestEveryRouteHasARule:
                 router = getattr(module, name, None)
                 if router is not None and hasattr(router, "routes"):
                     walk(router.routes)
-        unruled = sorted(path for method, path in paths
-                         if route_of_path(method, re.sub(r"\{[^}]*\}", "x", path)) is None
-                         and path != "/" and not path.startswith(admin_prefixes))
+        unruled = sorted(
+            path
+            for method, path in paths
+            if route_of_path(method, re.sub(r"\{[^}]*\}", "x", path)) is None
+            and path != "/"
+            and not path.startswith(admin_prefixes)
+        )
         assert not unruled, unruled
         assert len(paths) > 500  # the walk saw the real table, lazy features included

@@ -12,6 +12,7 @@ import struct
 
 import pytest
 
+from solaris_hooks.exceptions import CallUnbounded, RouteClosed
 from solaris_hooks.quota.audio_length import audio_seconds, wav_seconds
 from solaris_hooks.quota.estimate import (
     Plan,
@@ -21,24 +22,34 @@ from solaris_hooks.quota.estimate import (
     requested_completion_tokens,
     set_completion_bound,
 )
-from solaris_hooks.exceptions import CallUnbounded, RouteClosed
-from tests.support.fake_provider import _anthropic, _chat, _embeddings, _responses
-from tests.support.fake_provider._media import silent_mp3, silent_wav, tiny_png
 from solaris_hooks.quota.prices import image_price
 from solaris_hooks.quota.route_guard import RouteGuard, install
 from solaris_hooks.quota.route_rules import route_of_call_type, route_of_path, rule_for
 from solaris_hooks.settings import SettingsError, settings_from_mapping
+from tests.support.fake_provider import _anthropic, _chat, _embeddings, _responses
+from tests.support.fake_provider._media import silent_mp3, silent_wav, tiny_png
 
 # Bounds at least what the fake provider bills (OpenAI's tile formula tops at 1,445,
 # Anthropic's at 1,600; audio at 10 tokens a second, non-WAV measured at 1,000 B/s).
-bounds = {"*": {"image_tokens_max": 1600, "audio_tokens_per_second_max": 10, "audio_bytes_per_second_min": 1000,
-                "file_tokens_max": 5000}}
-settings = settings_from_mapping({"input_part_bounds": bounds, "model_prices": {
-    "fake-image": {"per_image": {"1024x1024": 300, "1024x1536": 450, "1024x1024/high": 600}},
-    "fake-tts": {"per_1k_characters": 20},
-    "fake-whisper": {"per_audio_second": 2, "audio_bytes_per_second_min": 1000},
-    "fake-whisper-wav-only": {"per_audio_second": 2},
-}})
+bounds = {
+    "*": {
+        "image_tokens_max": 1600,
+        "audio_tokens_per_second_max": 10,
+        "audio_bytes_per_second_min": 1000,
+        "file_tokens_max": 5000,
+    }
+}
+settings = settings_from_mapping(
+    {
+        "input_part_bounds": bounds,
+        "model_prices": {
+            "fake-image": {"per_image": {"1024x1024": 300, "1024x1536": 450, "1024x1024/high": 600}},
+            "fake-tts": {"per_1k_characters": 20},
+            "fake-whisper": {"per_audio_second": 2, "audio_bytes_per_second_min": 1000},
+            "fake-whisper-wav-only": {"per_audio_second": 2},
+        },
+    }
+)
 factors = (0.376, 0.1, 1.0, 1.5)
 
 
@@ -104,8 +115,17 @@ class TestPlan:
 
     def test_a_priced_call_charges_what_fits(self):
         """Four images wanted, two reserved: n becomes 2 and the charge is two images."""
-        plan = Plan(0, 0, 1.0, route="images", limit_fields=(), unit_tokens=300, units_max=4, units_field="n",
-                    charged_by_plan=True)
+        plan = Plan(
+            0,
+            0,
+            1.0,
+            route="images",
+            limit_fields=(),
+            unit_tokens=300,
+            units_max=4,
+            units_field="n",
+            charged_by_plan=True,
+        )
         assert (plan.wanted_tokens, plan.minimum_tokens) == (1200, 300)
         data = {"n": 4}
         plan.write_bound(data, 650)
@@ -132,14 +152,20 @@ class TestRequestFields:
         set_completion_bound(data, 40)
         assert data == {"max_tokens": 40}
 
-    @pytest.mark.parametrize(("call_type", "body", "field"), [
-        ("aresponses", {"input": "hi", "max_output_tokens": 100_000}, "max_output_tokens"),
-        ("aresponses", {"input": "hi"}, "max_output_tokens"),
-        ("anthropic_messages", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8000}, "max_tokens"),
-        ("atext_completion", {"prompt": "hi", "max_tokens": "9000"}, "max_tokens"),
-        ("acompletion", {"messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 9000},
-         "max_completion_tokens"),
-    ])
+    @pytest.mark.parametrize(
+        ("call_type", "body", "field"),
+        [
+            ("aresponses", {"input": "hi", "max_output_tokens": 100_000}, "max_output_tokens"),
+            ("aresponses", {"input": "hi"}, "max_output_tokens"),
+            ("anthropic_messages", {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 8000}, "max_tokens"),
+            ("atext_completion", {"prompt": "hi", "max_tokens": "9000"}, "max_tokens"),
+            (
+                "acompletion",
+                {"messages": [{"role": "user", "content": "hi"}], "max_completion_tokens": 9000},
+                "max_completion_tokens",
+            ),
+        ],
+    )
     def test_every_route_limit_is_clamped(self, call_type, body, field):
         """Responses' max_output_tokens, Anthropic's max_tokens, and the rest: lowered and written."""
         plan = plan_call(body, call_type, 1.0, settings)
@@ -176,7 +202,7 @@ class TestChoices:
 
 
 def _text(rng: random.Random, words_max: int = 60) -> str:
-    vocabulary = ["olá", "mundo", "token", "🙂", "déjà-vu", "{\"json\": 1}", "x" * 17, "数据", "\n", "  ", "a1b2"]
+    vocabulary = ["olá", "mundo", "token", "🙂", "déjà-vu", '{"json": 1}', "x" * 17, "数据", "\n", "  ", "a1b2"]
     return " ".join(rng.choice(vocabulary) for _ in range(rng.randint(0, words_max)))
 
 
@@ -190,26 +216,52 @@ def _chat_body(rng: random.Random) -> dict:
         parts: list[dict] = [{"type": "text", "text": _text(rng)}]
         if rng.random() < 0.4:
             url = _data_url(tiny_png(), "image/png") if rng.random() < 0.5 else "https://example.com/cat.png"
-            parts.append({"type": "image_url", "image_url": {"url": url, "detail": rng.choice(["low", "high", "auto"])}})
+            parts.append(
+                {"type": "image_url", "image_url": {"url": url, "detail": rng.choice(["low", "high", "auto"])}}
+            )
         if rng.random() < 0.3:
             blob = silent_wav(rng.uniform(0.1, 3)) if rng.random() < 0.5 else silent_mp3(rng.uniform(0.1, 3))
-            parts.append({"type": "input_audio", "input_audio": {"data": base64.b64encode(blob).decode(),
-                                                                 "format": "wav"}})
+            parts.append(
+                {"type": "input_audio", "input_audio": {"data": base64.b64encode(blob).decode(), "format": "wav"}}
+            )
         messages.append({"role": "user", "content": parts if rng.random() < 0.6 else _text(rng), "name": "ana"})
         if rng.random() < 0.4:
-            messages.append({"role": "assistant", "content": None, "tool_calls": [
-                {"id": "c1", "type": "function", "function": {"name": "lookup", "arguments": json.dumps({"q": _text(rng)})}}]})
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "c1",
+                            "type": "function",
+                            "function": {"name": "lookup", "arguments": json.dumps({"q": _text(rng)})},
+                        }
+                    ],
+                }
+            )
             messages.append({"role": "tool", "tool_call_id": "c1", "content": _text(rng)})
     body: dict = {"model": "fake-model", "messages": messages, "n": rng.choice([1, 1, 2, 8])}
     if rng.random() < 0.5:
-        body["tools"] = [{"type": "function", "function": {"name": f"tool{i}", "description": _text(rng, 20),
-                                                           "parameters": {"type": "object", "properties": {
-                                                               "q": {"type": "string", "description": _text(rng, 10)}}}}}
-                         for i in range(rng.randint(1, 4))]
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": f"tool{i}",
+                    "description": _text(rng, 20),
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"q": {"type": "string", "description": _text(rng, 10)}},
+                    },
+                },
+            }
+            for i in range(rng.randint(1, 4))
+        ]
         body["tool_choice"] = rng.choice(["auto", "required", {"type": "function", "function": {"name": "tool0"}}])
     if rng.random() < 0.3:
-        body["response_format"] = {"type": "json_schema", "json_schema": {"name": "r", "schema": {
-            "type": "object", "properties": {"answer": {"type": "string"}}}}}
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {"name": "r", "schema": {"type": "object", "properties": {"answer": {"type": "string"}}}},
+        }
     if rng.random() < 0.7:
         body[rng.choice(["max_tokens", "max_completion_tokens"])] = rng.randint(1, 5000)
     return body
@@ -218,13 +270,24 @@ def _chat_body(rng: random.Random) -> dict:
 def _responses_body(rng: random.Random) -> dict:
     items: list = []
     for _ in range(rng.randint(1, 4)):
-        items.append({"type": "message", "role": "user", "content": [{"type": "input_text", "text": _text(rng)}] + (
-            [{"type": "input_image", "image_url": "https://example.com/a.png"}] if rng.random() < 0.3 else [])})
+        items.append(
+            {
+                "type": "message",
+                "role": "user",
+                "content": [{"type": "input_text", "text": _text(rng)}]
+                + ([{"type": "input_image", "image_url": "https://example.com/a.png"}] if rng.random() < 0.3 else []),
+            }
+        )
         if rng.random() < 0.4:
-            items.append({"type": "function_call", "call_id": "c", "name": "f", "arguments": json.dumps({"q": _text(rng)})})
+            items.append(
+                {"type": "function_call", "call_id": "c", "name": "f", "arguments": json.dumps({"q": _text(rng)})}
+            )
             items.append({"type": "function_call_output", "call_id": "c", "output": _text(rng)})
-    body: dict = {"model": "fake-model", "input": items if rng.random() < 0.8 else _text(rng),
-                  "instructions": _text(rng)}
+    body: dict = {
+        "model": "fake-model",
+        "input": items if rng.random() < 0.8 else _text(rng),
+        "instructions": _text(rng),
+    }
     if rng.random() < 0.5:
         body["tools"] = [{"type": "function", "name": "f", "parameters": {"type": "object", "properties": {}}}]
     if rng.random() < 0.3:
@@ -239,16 +302,38 @@ def _messages_body(rng: random.Random) -> dict:
     for _ in range(rng.randint(1, 4)):
         content: list[dict] = [{"type": "text", "text": _text(rng)}]
         if rng.random() < 0.3:
-            content.append({"type": "image", "source": {"type": "base64", "media_type": "image/png",
-                                                        "data": base64.b64encode(tiny_png()).decode()}})
+            content.append(
+                {
+                    "type": "image",
+                    "source": {
+                        "type": "base64",
+                        "media_type": "image/png",
+                        "data": base64.b64encode(tiny_png()).decode(),
+                    },
+                }
+            )
         messages.append({"role": "user", "content": content})
         if rng.random() < 0.3:
-            messages.append({"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f",
-                                                               "input": {"q": _text(rng)}}]})
-            messages.append({"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t",
-                                                          "content": [{"type": "text", "text": _text(rng)}]}]})
-    body: dict = {"model": "fake-anthropic", "messages": messages, "max_tokens": rng.randint(1, 8000),
-                  "system": rng.choice([_text(rng), [{"type": "text", "text": _text(rng)}]])}
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {"q": _text(rng)}}],
+                }
+            )
+            messages.append(
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "tool_result", "tool_use_id": "t", "content": [{"type": "text", "text": _text(rng)}]}
+                    ],
+                }
+            )
+    body: dict = {
+        "model": "fake-anthropic",
+        "messages": messages,
+        "max_tokens": rng.randint(1, 8000),
+        "system": rng.choice([_text(rng), [{"type": "text", "text": _text(rng)}]]),
+    }
     if rng.random() < 0.5:
         body["tools"] = [{"name": "f", "description": _text(rng, 10), "input_schema": {"type": "object"}}]
         body["tool_choice"] = rng.choice([{"type": "auto"}, {"type": "any"}])
@@ -258,12 +343,21 @@ def _messages_body(rng: random.Random) -> dict:
 def _completions_body(rng: random.Random) -> dict:
     prompt = rng.choice([_text(rng), [_text(rng) for _ in range(rng.randint(1, 3))], [1, 2, 3, 4], [[5, 6], [7]]])
     n = rng.randint(1, 3)
-    return {"model": "fake-model", "prompt": prompt, "n": n, "best_of": rng.randint(n, 5),
-            "max_tokens": rng.randint(1, 3000), "suffix": rng.choice([None, _text(rng, 10)])}
+    return {
+        "model": "fake-model",
+        "prompt": prompt,
+        "n": n,
+        "best_of": rng.randint(n, 5),
+        "max_tokens": rng.randint(1, 3000),
+        "suffix": rng.choice([None, _text(rng, 10)]),
+    }
 
 
 def _embeddings_body(rng: random.Random) -> dict:
-    return {"model": "fake-embedding", "input": rng.choice([_text(rng), [_text(rng), _text(rng)], [1, 2, 3], [[1, 2], [3]]])}
+    return {
+        "model": "fake-embedding",
+        "input": rng.choice([_text(rng), [_text(rng), _text(rng)], [1, 2, 3], [[1, 2], [3]]]),
+    }
 
 
 def _fake_bill(route: str, body: dict) -> tuple[int, int]:
@@ -283,9 +377,13 @@ def _fake_bill(route: str, body: dict) -> tuple[int, int]:
     return sum(len(item) if isinstance(item, list) else _chat.count_text(item) for item in inputs), 0
 
 
-shapes = {"chat": ("acompletion", _chat_body), "responses": ("aresponses", _responses_body),
-          "messages": ("anthropic_messages", _messages_body), "completions": ("atext_completion", _completions_body),
-          "embeddings": ("aembedding", _embeddings_body)}
+shapes = {
+    "chat": ("acompletion", _chat_body),
+    "responses": ("aresponses", _responses_body),
+    "messages": ("anthropic_messages", _messages_body),
+    "completions": ("atext_completion", _completions_body),
+    "embeddings": ("aembedding", _embeddings_body),
+}
 
 
 class TestTheBoundHoldsForEveryShape:
@@ -301,8 +399,9 @@ class TestTheBoundHoldsForEveryShape:
         factor = rng.choice(factors)
         scale = rng.choice([None, 1.3])
         plan = plan_call(copy.deepcopy(body), call_type, factor, settings, prompt_margin=scale or 1.0)
-        for reserved in sorted({plan.minimum_tokens, plan.wanted_tokens,
-                                rng.randint(plan.minimum_tokens, plan.wanted_tokens)}):
+        for reserved in sorted(
+            {plan.minimum_tokens, plan.wanted_tokens, rng.randint(plan.minimum_tokens, plan.wanted_tokens)}
+        ):
             bounded = copy.deepcopy(body)
             plan.write_bound(bounded, reserved)
             prompt, completion = _fake_bill(route, bounded)
@@ -314,57 +413,128 @@ class TestTheBoundHoldsForEveryShape:
 class TestInputParts:
     def test_an_image_is_counted_at_its_bound(self):
         """An image adds the model's bound, whatever its URL says; no URL is fetched."""
-        text_only = plan_call({"model": "m", "messages": [{"role": "user", "content": "hi"}]}, "acompletion", 1, settings)
-        with_image = plan_call({"model": "m", "messages": [{"role": "user", "content": [
-            {"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": "http://10.0.0.1/x.png"}}]}]},
-            "acompletion", 1, settings)
+        text_only = plan_call(
+            {"model": "m", "messages": [{"role": "user", "content": "hi"}]}, "acompletion", 1, settings
+        )
+        with_image = plan_call(
+            {
+                "model": "m",
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "text", "text": "hi"},
+                            {"type": "image_url", "image_url": {"url": "http://10.0.0.1/x.png"}},
+                        ],
+                    }
+                ],
+            },
+            "acompletion",
+            1,
+            settings,
+        )
         assert with_image.prompt_tokens - text_only.prompt_tokens >= 1600
 
     def test_an_image_without_a_bound_is_refused_naming_the_setting(self):
         """No bound for the model: a readable 400 that names input_part_bounds and the model."""
         with pytest.raises(CallUnbounded) as refused:
-            plan_call({"model": "gpt-x", "messages": [{"role": "user", "content": [
-                {"type": "image_url", "image_url": {"url": "http://x"}}]}]}, "acompletion", 1, settings_from_mapping({}))
+            plan_call(
+                {
+                    "model": "gpt-x",
+                    "messages": [
+                        {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}
+                    ],
+                },
+                "acompletion",
+                1,
+                settings_from_mapping({}),
+            )
         assert refused.value.status_code == 400
         assert refused.value.params["setting"] == "input_part_bounds: {gpt-x: {image_tokens_max: N}}"
 
-    @pytest.mark.parametrize(("call_type", "body", "key"), [
-        ("acompletion", {"messages": [{"role": "user", "content": [{"type": "video_url", "video_url": "x"}]}]},
-         "part_type_unknown"),
-        ("aresponses", {"input": [{"type": "item_reference", "id": "msg_1"}]}, "part_type_unknown"),
-        ("acompletion", {"messages": [{"role": "assistant", "audio": {"id": "audio_1"}}]}, "part_reference"),
-        ("aresponses", {"input": "hi", "tools": [{"type": "web_search"}]}, "tool_unbounded"),
-        ("anthropic_messages", {"messages": [], "tools": [{"type": "web_search_20250305", "name": "w"}]},
-         "tool_unbounded"),
-        ("aresponses", {"input": "hi", "previous_response_id": "resp_1"}, "field_unbounded"),
-        ("aresponses", {"input": "hi", "conversation": "conv_1"}, "field_unbounded"),
-        ("aresponses", {"input": "hi", "background": True}, "field_unbounded"),
-        ("acompletion", {"messages": [], "extra_body": {"max_tokens": 100000}}, "field_unbounded"),
-        ("acompletion", {"messages": [], "web_search_options": {}}, "field_unbounded"),
-        ("anthropic_messages", {"messages": [], "mcp_servers": [{"url": "x"}]}, "field_unbounded"),
-        ("acompletion", {"messages": [], "fallbacks": ["fake-premium"]}, "field_unbounded"),
-        ("acompletion", {"model": "fake-model,fake-premium", "messages": []}, "value_invalid"),
-        ("image_generation", {"model": "fake-image", "user_config": {"model_list": []}}, "field_unbounded"),
-    ])
+    @pytest.mark.parametrize(
+        ("call_type", "body", "key"),
+        [
+            (
+                "acompletion",
+                {"messages": [{"role": "user", "content": [{"type": "video_url", "video_url": "x"}]}]},
+                "part_type_unknown",
+            ),
+            ("aresponses", {"input": [{"type": "item_reference", "id": "msg_1"}]}, "part_type_unknown"),
+            ("acompletion", {"messages": [{"role": "assistant", "audio": {"id": "audio_1"}}]}, "part_reference"),
+            ("aresponses", {"input": "hi", "tools": [{"type": "web_search"}]}, "tool_unbounded"),
+            (
+                "anthropic_messages",
+                {"messages": [], "tools": [{"type": "web_search_20250305", "name": "w"}]},
+                "tool_unbounded",
+            ),
+            ("aresponses", {"input": "hi", "previous_response_id": "resp_1"}, "field_unbounded"),
+            ("aresponses", {"input": "hi", "conversation": "conv_1"}, "field_unbounded"),
+            ("aresponses", {"input": "hi", "background": True}, "field_unbounded"),
+            ("acompletion", {"messages": [], "extra_body": {"max_tokens": 100000}}, "field_unbounded"),
+            ("acompletion", {"messages": [], "web_search_options": {}}, "field_unbounded"),
+            ("anthropic_messages", {"messages": [], "mcp_servers": [{"url": "x"}]}, "field_unbounded"),
+            ("acompletion", {"messages": [], "fallbacks": ["fake-premium"]}, "field_unbounded"),
+            ("acompletion", {"model": "fake-model,fake-premium", "messages": []}, "value_invalid"),
+            ("image_generation", {"model": "fake-image", "user_config": {"model_list": []}}, "field_unbounded"),
+        ],
+    )
     def test_what_cannot_be_bounded_is_refused(self, call_type, body, key):
-        """References to provider-side state, hosted tools, unknown part types, extra_body: a 400, never served on hope."""
+        """References to provider-side state, hosted tools, unknown part types, extra_body: a 400, never served on
+        hope."""
         with pytest.raises(CallUnbounded) as refused:
             plan_call(body, call_type, 1, settings)
         assert refused.value.message_key == key and refused.value.status_code == 400
 
     def test_audio_is_counted_by_its_length(self):
         """Three seconds of WAV at 10 tokens a second adds 30 tokens."""
+
         def plan(blob: bytes) -> Plan:
-            return plan_call({"model": "m", "messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {
-                "data": base64.b64encode(blob).decode(), "format": "wav"}}]}]}, "acompletion", 1, settings)
+            return plan_call(
+                {
+                    "model": "m",
+                    "messages": [
+                        {
+                            "role": "user",
+                            "content": [
+                                {
+                                    "type": "input_audio",
+                                    "input_audio": {"data": base64.b64encode(blob).decode(), "format": "wav"},
+                                }
+                            ],
+                        }
+                    ],
+                },
+                "acompletion",
+                1,
+                settings,
+            )
+
         assert plan(silent_wav(3.0)).prompt_tokens - plan(silent_wav(0.0)).prompt_tokens == 30
 
     def test_audio_of_unknown_length_is_refused_without_a_size_bound(self):
         """MP3 with no minimum bit rate configured: refused, naming audio_bytes_per_second_min."""
         lean = settings_from_mapping({"input_part_bounds": {"*": {"audio_tokens_per_second_max": 10}}})
         with pytest.raises(CallUnbounded) as refused:
-            plan_call({"model": "m", "messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {
-                "data": base64.b64encode(silent_mp3(1)).decode(), "format": "mp3"}}]}]}, "acompletion", 1, lean)
+            plan_call(
+                {
+                    "model": "m",
+                    "messages": [
+                        {
+                            "role": "user",
+                            "content": [
+                                {
+                                    "type": "input_audio",
+                                    "input_audio": {"data": base64.b64encode(silent_mp3(1)).decode(), "format": "mp3"},
+                                }
+                            ],
+                        }
+                    ],
+                },
+                "acompletion",
+                1,
+                lean,
+            )
         assert "audio_bytes_per_second_min" in refused.value.params["setting"]
 
     def test_a_nesting_bomb_is_refused(self):
@@ -388,38 +558,80 @@ class TestInputParts:
 
 
 class TestRouteRules:
-    @pytest.mark.parametrize(("call_type", "route"), [
-        ("acompletion", "chat"), ("atext_completion", "completions"), ("aresponses", "responses"),
-        ("anthropic_messages", "messages"), ("aembedding", "embeddings"), ("moderation", "moderations"),
-        ("image_generation", "images"), ("aimage_edit", "image_edits"), ("aspeech", "speech"),
-        ("transcription", "transcriptions"), ("rerank", "rerank"), ("pass_through_endpoint", "passthrough"),
-        ("allm_passthrough_route", "passthrough"), ("_arealtime", "realtime"), ("afile_retrieve", "files"),
-        ("acreate_batch", "batches"), ("acompact_responses", "responses_compact"), ("aget_responses", "stored_responses"),
-        ("avector_store_file_create", "vector_stores"), ("brand_new_call_type", "brand_new_call_type"),
-    ])
+    @pytest.mark.parametrize(
+        ("call_type", "route"),
+        [
+            ("acompletion", "chat"),
+            ("atext_completion", "completions"),
+            ("aresponses", "responses"),
+            ("anthropic_messages", "messages"),
+            ("aembedding", "embeddings"),
+            ("moderation", "moderations"),
+            ("image_generation", "images"),
+            ("aimage_edit", "image_edits"),
+            ("aspeech", "speech"),
+            ("transcription", "transcriptions"),
+            ("rerank", "rerank"),
+            ("pass_through_endpoint", "passthrough"),
+            ("allm_passthrough_route", "passthrough"),
+            ("_arealtime", "realtime"),
+            ("afile_retrieve", "files"),
+            ("acreate_batch", "batches"),
+            ("acompact_responses", "responses_compact"),
+            ("aget_responses", "stored_responses"),
+            ("avector_store_file_create", "vector_stores"),
+            ("brand_new_call_type", "brand_new_call_type"),
+        ],
+    )
     def test_call_types_map_to_routes(self, call_type, route):
         """Every call type the hook can see has a route name (unknown ones their own)."""
         assert route_of_call_type(call_type) == route
 
-    @pytest.mark.parametrize(("method", "path", "route"), [
-        ("POST", "/v1/chat/completions", "chat"), ("POST", "/chat/completions", "chat"),
-        ("POST", "/openai/deployments/gpt/chat/completions", "chat"), ("POST", "/engines/m/completions", "completions"),
-        ("POST", "/v1/responses", "responses"), ("GET", "/v1/responses/resp_1", "stored_responses"),
-        ("POST", "/v1/messages", "messages"), ("POST", "/v1/messages/count_tokens", "messages_other"),
-        ("POST", "/v1/files", "files"), ("GET", "/v1/files/file-1/content", "files"), ("POST", "/openai/v1/files", "files"),
-        ("POST", "/v1/batches", "batches"), ("POST", "/openai/v1/chat/completions", "passthrough"),
-        ("GET", "/anthropic/v1/models", "passthrough"), ("POST", "/vertex_ai/v1/x", "passthrough"),
-        ("WEBSOCKET", "/v1/realtime", "realtime"), ("POST", "/v1/threads/t/runs", "assistants"),
-        ("POST", "/v1/rerank", "rerank"), ("POST", "/v1beta/models/gemini:generateContent", "gemini"),
-        ("POST", "/queue/chat/completions", "passthrough"), ("POST", "/v1/moderations", "moderations"),
-        ("POST", "/v1/audio/speech", "speech"), ("POST", "/v1/images/edits", "image_edits"),
-    ])
+    @pytest.mark.parametrize(
+        ("method", "path", "route"),
+        [
+            ("POST", "/v1/chat/completions", "chat"),
+            ("POST", "/chat/completions", "chat"),
+            ("POST", "/openai/deployments/gpt/chat/completions", "chat"),
+            ("POST", "/engines/m/completions", "completions"),
+            ("POST", "/v1/responses", "responses"),
+            ("GET", "/v1/responses/resp_1", "stored_responses"),
+            ("POST", "/v1/messages", "messages"),
+            ("POST", "/v1/messages/count_tokens", "messages_other"),
+            ("POST", "/v1/files", "files"),
+            ("GET", "/v1/files/file-1/content", "files"),
+            ("POST", "/openai/v1/files", "files"),
+            ("POST", "/v1/batches", "batches"),
+            ("POST", "/openai/v1/chat/completions", "passthrough"),
+            ("GET", "/anthropic/v1/models", "passthrough"),
+            ("POST", "/vertex_ai/v1/x", "passthrough"),
+            ("WEBSOCKET", "/v1/realtime", "realtime"),
+            ("POST", "/v1/threads/t/runs", "assistants"),
+            ("POST", "/v1/rerank", "rerank"),
+            ("POST", "/v1beta/models/gemini:generateContent", "gemini"),
+            ("POST", "/queue/chat/completions", "passthrough"),
+            ("POST", "/v1/moderations", "moderations"),
+            ("POST", "/v1/audio/speech", "speech"),
+            ("POST", "/v1/images/edits", "image_edits"),
+        ],
+    )
     def test_llm_paths_map_to_routes(self, method, path, route):
         """Every LLM path family of LiteLLM has a route name."""
         assert route_of_path(method, path) == route
 
-    @pytest.mark.parametrize("path", ["/solaris/users", "/key/generate", "/health/liveliness", "/v1/models",
-                                      "/ui/", "/user/info", "/model/info", "/solaris/admin"])
+    @pytest.mark.parametrize(
+        "path",
+        [
+            "/solaris/users",
+            "/key/generate",
+            "/health/liveliness",
+            "/v1/models",
+            "/ui/",
+            "/user/info",
+            "/model/info",
+            "/solaris/admin",
+        ],
+    )
     def test_admin_paths_are_not_llm_routes(self, path):
         """The admin API, UI and health checks are not touched by the route rules."""
         assert route_of_path("GET", path) is None and route_of_path("POST", path) is None
@@ -436,8 +648,9 @@ class TestRouteRules:
 
     def test_a_free_route_plans_no_reservation(self):
         """A route opened with `free` wants nothing and says so."""
-        plan = plan_call({"input": "x"}, "moderation", 0.376,
-                         settings_from_mapping({"routes": {"moderations": "free"}}))
+        plan = plan_call(
+            {"input": "x"}, "moderation", 0.376, settings_from_mapping({"routes": {"moderations": "free"}})
+        )
         assert plan.free and plan.wanted_tokens == 0
 
     def test_charging_an_unboundable_route_is_a_settings_error(self):
@@ -452,10 +665,18 @@ class TestRouteRules:
 
 
 class TestPrices:
-    @pytest.mark.parametrize(("size", "quality", "price"), [
-        ("1024x1024", "standard", 300), ("1024x1024", "high", 600), ("1024x1024", None, 600),
-        ("1024x1536", "high", 450), ("auto", None, 600), (None, None, 600), ("256x256", None, None),
-    ])
+    @pytest.mark.parametrize(
+        ("size", "quality", "price"),
+        [
+            ("1024x1024", "standard", 300),
+            ("1024x1024", "high", 600),
+            ("1024x1024", None, 600),
+            ("1024x1536", "high", 450),
+            ("auto", None, 600),
+            (None, None, 600),
+            ("256x256", None, None),
+        ],
+    )
     def test_an_image_costs_the_most_it_could(self, size, quality, price):
         """Exact size and quality when given; the highest entry it could fall under when auto."""
         prices = {"1024x1024": 300, "1024x1536": 450, "1024x1024/high": 600}
@@ -463,8 +684,12 @@ class TestPrices:
 
     def test_images_reserve_every_image(self):
         """n=3 at 300 each wants 900 and needs 300 for one."""
-        plan = plan_call({"model": "fake-image", "n": 3, "size": "1024x1024", "quality": "standard"},
-                         "image_generation", 0.376, settings)
+        plan = plan_call(
+            {"model": "fake-image", "n": 3, "size": "1024x1024", "quality": "standard"},
+            "image_generation",
+            0.376,
+            settings,
+        )
         assert (plan.wanted_tokens, plan.minimum_tokens, plan.factor) == (900, 300, 1.0)
 
     def test_a_model_without_a_price_is_refused_naming_the_setting(self):
@@ -508,7 +733,7 @@ class TestAudioLength:
         """Every byte after the data chunk starts counts, whatever its size field says."""
         blob = bytearray(silent_wav(2.0))
         data_at = blob.index(b"data")
-        blob[data_at + 4:data_at + 8] = struct.pack("<I", 10)
+        blob[data_at + 4 : data_at + 8] = struct.pack("<I", 10)
         assert wav_seconds(bytes(blob)) == pytest.approx(2.0)
 
     def test_not_wav_is_not_read(self):
@@ -571,6 +796,7 @@ class TestRouteGuard:
 
     def test_installing_twice_wraps_once(self):
         """The callback module may be imported twice: one guard."""
+
         class Router:
             middleware_stack = object()
 

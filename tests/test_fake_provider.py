@@ -23,13 +23,12 @@ import httpx
 import openai
 import pytest
 import yaml
+from conftest import artifacts_dir, write_proxy_config
 
 from tests.support.fake_provider import FakeProvider, count_prompt_tokens
 from tests.support.fake_provider._http import RequestLog
 from tests.support.fake_provider._media import audio_duration_s, image_size, silent_mp3, silent_wav, tiny_png
 from tests.support.harness import free_port, wait_for
-
-from conftest import artifacts_dir, write_proxy_config
 
 
 def cl100k(text: str) -> int:
@@ -70,9 +69,14 @@ def user(content: str | list) -> list[dict]:
     return [{"role": "user", "content": content}]
 
 
-weather_tool = {"type": "function", "function": {
-    "name": "get_weather", "description": "The weather in a city, now.",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+weather_tool = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather in a city, now.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
 
 
 @pytest.fixture
@@ -92,8 +96,10 @@ class TestChatCompletions:
         """Text messages are counted as LiteLLM's token_counter counts them for OpenAI's chat models."""
         import litellm
 
-        messages = [{"role": "system", "content": "Answer in Portuguese."},
-                    {"role": "user", "content": "Olá, tudo bem? [[tokens=2]]", "name": "ana"}]
+        messages = [
+            {"role": "system", "content": "Answer in Portuguese."},
+            {"role": "user", "content": "Olá, tudo bem? [[tokens=2]]", "name": "ana"},
+        ]
         answer = fake.chat.completions.create(model="m", messages=messages)
         assert answer.usage.prompt_tokens == litellm.token_counter(model="gpt-3.5-turbo", messages=messages)
         assert answer.usage.prompt_tokens == count_prompt_tokens(messages)
@@ -121,8 +127,9 @@ class TestChatCompletions:
         with_tool = fake.chat.completions.create(model="m", messages=user("hi [[tokens=1]]"), tools=[weather_tool])
         assert with_tool.usage.prompt_tokens == bare + cl100k(json.dumps(weather_tool)) + 12
         choice = {"type": "function", "function": {"name": "get_weather"}}
-        chosen = fake.chat.completions.create(model="m", messages=user("hi [[tokens=1]]"), tools=[weather_tool],
-                                              tool_choice=choice)
+        chosen = fake.chat.completions.create(
+            model="m", messages=user("hi [[tokens=1]]"), tools=[weather_tool], tool_choice=choice
+        )
         assert chosen.usage.prompt_tokens == with_tool.usage.prompt_tokens + cl100k(json.dumps(choice))
         function = weather_tool["function"]
         legacy = fake.chat.completions.create(model="m", messages=user("hi [[tokens=1]]"), functions=[function])
@@ -132,28 +139,43 @@ class TestChatCompletions:
         """The schema of response_format json_schema costs its JSON plus 12."""
         schema = {"name": "city", "schema": {"type": "object", "properties": {"name": {"type": "string"}}}}
         bare = fake.chat.completions.create(model="m", messages=user("hi [[tokens=1]]")).usage.prompt_tokens
-        shaped = fake.chat.completions.create(model="m", messages=user("hi [[tokens=1]]"),
-                                              response_format={"type": "json_schema", "json_schema": schema})
+        shaped = fake.chat.completions.create(
+            model="m", messages=user("hi [[tokens=1]]"), response_format={"type": "json_schema", "json_schema": schema}
+        )
         assert shaped.usage.prompt_tokens == bare + cl100k(json.dumps(schema)) + 12
 
-    @pytest.mark.parametrize(("width", "height", "detail", "tokens"), [
-        (1024, 1024, "high", 765),   # OpenAI's documented examples
-        (2048, 4096, "high", 1105),
-        (4096, 8192, "low", 85),
-        (512, 512, None, 255),       # no detail: billed as high
-    ])
+    @pytest.mark.parametrize(
+        ("width", "height", "detail", "tokens"),
+        [
+            (1024, 1024, "high", 765),  # OpenAI's documented examples
+            (2048, 4096, "high", 1105),
+            (4096, 8192, "low", 85),
+            (512, 512, None, 255),  # no detail: billed as high
+        ],
+    )
     def test_images_are_billed_by_openais_tile_formula(self, fake, width, height, detail, tokens):
         """A data: PNG costs 85 + 170 per 512-px tile after the documented resize; low detail 85."""
         bare = fake.chat.completions.create(model="m", messages=user([{"type": "text", "text": "hi [[tokens=1]]"}]))
-        seen = fake.chat.completions.create(model="m", messages=user(
-            [{"type": "text", "text": "hi [[tokens=1]]"}, image_part(data_url(png(width, height)), detail)]))
+        seen = fake.chat.completions.create(
+            model="m",
+            messages=user(
+                [{"type": "text", "text": "hi [[tokens=1]]"}, image_part(data_url(png(width, height)), detail)]
+            ),
+        )
         assert seen.usage.prompt_tokens - bare.usage.prompt_tokens == tokens
 
     def test_a_jpeg_is_measured_from_its_frame_header(self, fake):
         """A 1024×1024 JPEG costs what a PNG of that size costs."""
         bare = fake.chat.completions.create(model="m", messages=user([{"type": "text", "text": "hi [[tokens=1]]"}]))
-        seen = fake.chat.completions.create(model="m", messages=user(
-            [{"type": "text", "text": "hi [[tokens=1]]"}, image_part(data_url(jpeg_header(1024, 1024), "image/jpeg"))]))
+        seen = fake.chat.completions.create(
+            model="m",
+            messages=user(
+                [
+                    {"type": "text", "text": "hi [[tokens=1]]"},
+                    image_part(data_url(jpeg_header(1024, 1024), "image/jpeg")),
+                ]
+            ),
+        )
         assert seen.usage.prompt_tokens - bare.usage.prompt_tokens == 765
 
     def test_a_remote_image_is_billed_at_the_formulas_maximum_without_fetching(self, fake, fake_provider):
@@ -161,8 +183,9 @@ class TestChatCompletions:
         bare = fake.chat.completions.create(model="m", messages=user([{"type": "text", "text": "hi [[tokens=1]]"}]))
         marker = uuid.uuid4().hex
         remote = f"{fake_provider.root_url}/_fake/image.png?marker={marker}"
-        seen = fake.chat.completions.create(model="m", messages=user(
-            [{"type": "text", "text": "hi [[tokens=1]]"}, image_part(remote)]))
+        seen = fake.chat.completions.create(
+            model="m", messages=user([{"type": "text", "text": "hi [[tokens=1]]"}, image_part(remote)])
+        )
         assert seen.usage.prompt_tokens - bare.usage.prompt_tokens == 1445
         assert not [entry for entry in fake_provider.requests if entry["query"].get("marker") == marker]
 
@@ -171,10 +194,13 @@ class TestChatCompletions:
         bare = fake.chat.completions.create(model="m", messages=user([{"type": "text", "text": "hi [[tokens=1]]"}]))
 
         def extra(data: bytes, audio_format: str) -> int:
-            part = {"type": "input_audio", "input_audio": {"data": base64.b64encode(data).decode(),
-                                                           "format": audio_format}}
-            heard = fake.chat.completions.create(model="m", messages=user(
-                [{"type": "text", "text": "hi [[tokens=1]]"}, part]))
+            part = {
+                "type": "input_audio",
+                "input_audio": {"data": base64.b64encode(data).decode(), "format": audio_format},
+            }
+            heard = fake.chat.completions.create(
+                model="m", messages=user([{"type": "text", "text": "hi [[tokens=1]]"}, part])
+            )
             return heard.usage.prompt_tokens - bare.usage.prompt_tokens
 
         assert extra(silent_wav(2.0), "wav") == 20
@@ -183,8 +209,11 @@ class TestChatCompletions:
     def test_a_stream_with_n_choices_reports_their_sum_last(self, fake):
         """Streamed with include_usage: every choice's chunks, then one usage chunk with no choices."""
         texts: dict[int, str] = {}
-        chunks = list(fake.chat.completions.create(model="m", messages=user("hi [[tokens=3]]"), n=2, stream=True,
-                                                   stream_options={"include_usage": True}))
+        chunks = list(
+            fake.chat.completions.create(
+                model="m", messages=user("hi [[tokens=3]]"), n=2, stream=True, stream_options={"include_usage": True}
+            )
+        )
         for chunk in chunks[:-1]:
             assert chunk.usage is None
             for choice in chunk.choices:
@@ -206,25 +235,42 @@ class TestChatCompletions:
     def test_no_usage_omits_the_usage_block(self, fake):
         """[[no_usage]]: no usage, not streamed and streamed with include_usage."""
         assert fake.chat.completions.create(model="m", messages=user("hi [[no_usage]]")).usage is None
-        chunks = list(fake.chat.completions.create(model="m", messages=user("hi [[no_usage]]"), stream=True,
-                                                   stream_options={"include_usage": True}))
+        chunks = list(
+            fake.chat.completions.create(
+                model="m", messages=user("hi [[no_usage]]"), stream=True, stream_options={"include_usage": True}
+            )
+        )
         assert chunks and all(chunk.usage is None for chunk in chunks)
 
     def test_die_after_breaks_a_stream_after_k_content_chunks(self, fake_provider):
         """[[die_after=K]] streamed: the role chunk, K content chunks, then a broken connection, no [DONE]."""
         lines: list[str] = []
-        with pytest.raises(httpx.RemoteProtocolError):
-            with httpx.stream("POST", f"{fake_provider.base_url}/chat/completions", timeout=10, json={
-                    "model": "m", "stream": True, "messages": user("hi [[tokens=9]] [[die_after=3]]")}) as response:
-                lines.extend(line for line in response.iter_lines() if line.startswith("data: "))
+        with (
+            pytest.raises(httpx.RemoteProtocolError),
+            httpx.stream(
+                "POST",
+                f"{fake_provider.base_url}/chat/completions",
+                timeout=10,
+                json={"model": "m", "stream": True, "messages": user("hi [[tokens=9]] [[die_after=3]]")},
+            ) as response,
+        ):
+            lines.extend(line for line in response.iter_lines() if line.startswith("data: "))
         assert len(lines) == 4 and "[DONE]" not in "".join(lines)
-        assert [json.loads(line[6:])["choices"][0]["delta"].get("content") for line in lines] == ["", "ok", " ok", " ok"]
+        assert [json.loads(line[6:])["choices"][0]["delta"].get("content") for line in lines] == [
+            "",
+            "ok",
+            " ok",
+            " ok",
+        ]
 
     def test_die_after_closes_an_unstreamed_call_without_an_answer(self, fake_provider):
         """[[die_after=K]] not streamed: the connection closes with no status line at all."""
         with pytest.raises(httpx.RemoteProtocolError, match="without sending a response"):
-            httpx.post(f"{fake_provider.base_url}/chat/completions", timeout=10,
-                       json={"model": "m", "messages": user("hi [[die_after=0]]")})
+            httpx.post(
+                f"{fake_provider.base_url}/chat/completions",
+                timeout=10,
+                json={"model": "m", "messages": user("hi [[die_after=0]]")},
+            )
 
     def test_fail_answers_that_status_in_openais_shape(self, fake):
         """[[fail=CODE]] answers CODE with an OpenAI error body."""
@@ -262,8 +308,11 @@ class TestLegacyCompletions:
 
     def test_a_stream_reports_usage_last_when_asked(self, fake):
         """Streamed with include_usage: text chunks, then usage; 2 prompts × 3 tokens."""
-        chunks = list(fake.completions.create(model="m", prompt=["a [[tokens=3]]", "b"], stream=True,
-                                              stream_options={"include_usage": True}))
+        chunks = list(
+            fake.completions.create(
+                model="m", prompt=["a [[tokens=3]]", "b"], stream=True, stream_options={"include_usage": True}
+            )
+        )
         text = "".join(choice.text for chunk in chunks for choice in chunk.choices if choice.index == 1)
         assert text == "ok ok ok"
         assert chunks[-1].usage.completion_tokens == 6
@@ -275,18 +324,29 @@ class TestResponses:
         plain = fake.responses.create(model="m", input="Olá [[tokens=1]]")
         instructed = fake.responses.create(model="m", input="Olá [[tokens=1]]", instructions="Seja breve.")
         assert instructed.usage.input_tokens == plain.usage.input_tokens + 3 + cl100k("developer") + cl100k(
-            "Seja breve.")
+            "Seja breve."
+        )
         items = [
-            {"role": "user", "content": [{"type": "input_text", "text": "Olá [[tokens=1]]"},
-                                         {"type": "input_image", "image_url": data_url(png(1024, 1024)),
-                                          "detail": "high"}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "input_text", "text": "Olá [[tokens=1]]"},
+                    {"type": "input_image", "image_url": data_url(png(1024, 1024)), "detail": "high"},
+                ],
+            },
             {"type": "function_call", "call_id": "c1", "name": "get_weather", "arguments": '{"city": "Recife"}'},
             {"type": "function_call_output", "call_id": "c1", "output": "31 °C, ensolarado"},
         ]
         rich = fake.responses.create(model="m", input=items)
-        assert rich.usage.input_tokens == (plain.usage.input_tokens + 765
-                                           + 3 + cl100k("get_weather") + cl100k('{"city": "Recife"}')
-                                           + 3 + cl100k("31 °C, ensolarado"))
+        assert rich.usage.input_tokens == (
+            plain.usage.input_tokens
+            + 765
+            + 3
+            + cl100k("get_weather")
+            + cl100k('{"city": "Recife"}')
+            + 3
+            + cl100k("31 °C, ensolarado")
+        )
 
     def test_tools_are_billed_as_input(self, fake):
         """A function tool costs its JSON plus 12."""
@@ -308,14 +368,23 @@ class TestResponses:
         """created, in_progress, item and part events, the deltas, then completed with usage."""
         events = list(fake.responses.create(model="m", input="Olá [[tokens=2]]", stream=True))
         assert [event.type for event in events] == [
-            "response.created", "response.in_progress", "response.output_item.added",
-            "response.content_part.added", "response.output_text.delta", "response.output_text.delta",
-            "response.output_text.done", "response.content_part.done", "response.output_item.done",
-            "response.completed"]
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ]
         assert [event.sequence_number for event in events] == list(range(len(events)))
         assert events[-1].response.usage.output_tokens == 2
-        assert events[-1].response.usage.input_tokens == fake.responses.create(
-            model="m", input="Olá [[tokens=2]]").usage.input_tokens
+        assert (
+            events[-1].response.usage.input_tokens
+            == fake.responses.create(model="m", input="Olá [[tokens=2]]").usage.input_tokens
+        )
 
     def test_a_capped_stream_ends_incomplete_with_usage(self, fake):
         """Streamed and cut by max_output_tokens: the last event is response.incomplete, with usage."""
@@ -334,8 +403,12 @@ class TestAnthropicMessages:
     @pytest.fixture
     def post(self, fake_provider):
         def post(body: dict) -> httpx.Response:
-            return httpx.post(f"{fake_provider.root_url}/v1/messages", json=body, timeout=10,
-                              headers={"x-api-key": "fake-key", "anthropic-version": "2023-06-01"})
+            return httpx.post(
+                f"{fake_provider.root_url}/v1/messages",
+                json=body,
+                timeout=10,
+                headers={"x-api-key": "fake-key", "anthropic-version": "2023-06-01"},
+            )
 
         return post
 
@@ -357,8 +430,10 @@ class TestAnthropicMessages:
         text = {"type": "text", "text": "Olá [[tokens=1]]"}
         base = {"model": "claude", "max_tokens": 5}
         plain = post({**base, "messages": user([text])}).json()["usage"]["input_tokens"]
-        inline = {"type": "image", "source": {"type": "base64", "media_type": "image/png",
-                                               "data": base64.b64encode(png(1000, 750)).decode()}}
+        inline = {
+            "type": "image",
+            "source": {"type": "base64", "media_type": "image/png", "data": base64.b64encode(png(1000, 750)).decode()},
+        }
         remote = {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}}
         assert post({**base, "messages": user([text, inline])}).json()["usage"]["input_tokens"] == plain + 1000
         assert post({**base, "messages": user([text, remote])}).json()["usage"]["input_tokens"] == plain + 1600
@@ -376,14 +451,22 @@ class TestAnthropicMessages:
         body = {"model": "claude", "max_tokens": 9, "messages": user("Olá [[tokens=2]]")}
         expected_input = post(body).json()["usage"]["input_tokens"]
         events = []
-        with httpx.stream("POST", f"{fake_provider.root_url}/v1/messages", json={**body, "stream": True},
-                          timeout=10) as response:
+        with httpx.stream(
+            "POST", f"{fake_provider.root_url}/v1/messages", json={**body, "stream": True}, timeout=10
+        ) as response:
             for line in response.iter_lines():
                 if line.startswith("data: "):
                     events.append(json.loads(line[6:]))
         assert [event["type"] for event in events] == [
-            "message_start", "content_block_start", "ping", "content_block_delta", "content_block_delta",
-            "content_block_stop", "message_delta", "message_stop"]
+            "message_start",
+            "content_block_start",
+            "ping",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop",
+        ]
         assert events[0]["message"]["usage"]["input_tokens"] == expected_input
         assert events[-2]["usage"] == {"output_tokens": 2} and events[-2]["delta"]["stop_reason"] == "end_turn"
 
@@ -419,10 +502,15 @@ class TestEmbeddings:
 
 
 class TestImages:
-    @pytest.mark.parametrize(("quality", "size", "per_image"), [
-        ("low", "1024x1024", 272), ("medium", "1536x1024", 1568), ("high", "1024x1536", 6240),
-        (None, None, 6240),  # auto: the most it could choose
-    ])
+    @pytest.mark.parametrize(
+        ("quality", "size", "per_image"),
+        [
+            ("low", "1024x1024", 272),
+            ("medium", "1536x1024", 1568),
+            ("high", "1024x1536", 6240),
+            (None, None, 6240),  # auto: the most it could choose
+        ],
+    )
     def test_gpt_image_bills_output_tokens_per_image_by_quality_and_size(self, fake, quality, size, per_image):
         """gpt-image usage: the prompt's tokens in, OpenAI's per-image table × n out."""
         options = {key: value for key, value in (("quality", quality), ("size", size)) if value}
@@ -440,8 +528,9 @@ class TestImages:
 
     def test_an_edit_bills_its_input_images(self, fake):
         """images/edits: each uploaded image costs its tiles, on top of the prompt."""
-        answer = fake.images.edit(model="gpt-image-1", prompt="Mais azul", image=("in.png", png(1024, 1024)),
-                                  quality="low", size="1024x1024")
+        answer = fake.images.edit(
+            model="gpt-image-1", prompt="Mais azul", image=("in.png", png(1024, 1024)), quality="low", size="1024x1024"
+        )
         assert answer.usage.input_tokens_details.image_tokens == 765
         assert answer.usage.input_tokens == 765 + cl100k("Mais azul")
         assert answer.usage.output_tokens == 272
@@ -462,8 +551,9 @@ class TestAudio:
 
     def test_a_transcribe_model_reports_tokens(self, fake):
         """A *-transcribe model: audio at 10 tokens a second plus the prompt in, the transcript out."""
-        answer = fake.audio.transcriptions.create(model="gpt-4o-transcribe", file=("a.wav", silent_wav(2.5)),
-                                                  prompt="Recife [[tokens=4]]")
+        answer = fake.audio.transcriptions.create(
+            model="gpt-4o-transcribe", file=("a.wav", silent_wav(2.5)), prompt="Recife [[tokens=4]]"
+        )
         assert answer.text == "ok ok ok ok"
         assert answer.usage.type == "tokens" and answer.usage.output_tokens == 4
         assert answer.usage.input_token_details.audio_tokens == 25
@@ -505,19 +595,25 @@ class TestRequestLog:
         fake.audio.transcriptions.create(model="whisper-1", file=("a.wav", silent_wav(0.5)), prompt=marker)
         form = last_request(fake_provider, marker)
         assert form["form"]["prompt"] == marker and form["files"] == [
-            {"field": "file", "filename": "a.wav", "size_bytes": len(silent_wav(0.5))}]
+            {"field": "file", "filename": "a.wav", "size_bytes": len(silent_wav(0.5))}
+        ]
         over_http = httpx.get(f"{fake_provider.root_url}/_fake/requests", timeout=10).json()["requests"]
         assert any(marker in json.dumps(item.get("json")) for item in over_http)
 
     def test_failed_and_unknown_calls_are_recorded_too(self, fake_provider):
         """A call answered with [[fail]] and a call to a route the fake lacks are both in the log."""
         marker = uuid.uuid4().hex
-        httpx.post(f"{fake_provider.base_url}/chat/completions", timeout=10,
-                   json={"model": "m", "messages": user(f"{marker} [[fail=503]]")})
+        httpx.post(
+            f"{fake_provider.base_url}/chat/completions",
+            timeout=10,
+            json={"model": "m", "messages": user(f"{marker} [[fail=503]]")},
+        )
         missing = httpx.post(f"{fake_provider.base_url}/batches", json={"marker": marker}, timeout=10)
         assert missing.status_code == 404
         assert [entry["path"] for entry in fake_provider.requests if marker in json.dumps(entry.get("json"))] == [
-            "/v1/chat/completions", "/v1/batches"]
+            "/v1/chat/completions",
+            "/v1/batches",
+        ]
 
     def test_the_log_keeps_only_the_last_entries(self):
         """Bounded: beyond its size, the oldest entries go."""
@@ -543,10 +639,14 @@ def plain_litellm(fake_provider: FakeProvider, tmp_path_factory: pytest.TempPath
     env = {name: value for name, value in os.environ.items() if name not in ("DATABASE_URL", "SOLARIS_DATABASE_URL")}
     env.update(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_MASTER_KEY=plain_master_key)
     artifacts_dir.mkdir(exist_ok=True)
-    log = open(artifacts_dir / "plain-litellm.log", "ab")
+    log = open(artifacts_dir / "plain-litellm.log", "ab")  # noqa: SIM115 - the child writes to it until the fixture ends
     litellm_cli = Path(sys.executable).parent / "litellm"
-    process = subprocess.Popen([str(litellm_cli), "--config", str(config_path), "--port", str(port)],
-                               env=env, stdout=log, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(
+        [str(litellm_cli), "--config", str(config_path), "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base_url = f"http://127.0.0.1:{port}"
 
     def ready() -> bool:
@@ -580,33 +680,57 @@ class TestThroughPlainLiteLLM:
     def test_chat_with_n_tools_and_images_reports_the_fakes_usage(self, proxied, fake, fake_provider):
         """n=2, a tool, a response format and a data: image: LiteLLM reports what the fake billed."""
         marker = uuid.uuid4().hex
-        request = dict(messages=user([{"type": "text", "text": f"{marker} [[tokens=3]]"},
-                                      image_part(data_url(png(1024, 1024)))]),
-                       n=2, tools=[weather_tool], max_tokens=50)
+        request = {
+            "messages": user(
+                [{"type": "text", "text": f"{marker} [[tokens=3]]"}, image_part(data_url(png(1024, 1024)))]
+            ),
+            "n": 2,
+            "tools": [weather_tool],
+            "max_tokens": 50,
+        }
         through = proxied.chat.completions.create(model="fake-model", **request)
         direct = fake.chat.completions.create(model="fake-model", **request)
-        assert (through.usage.prompt_tokens, through.usage.completion_tokens) == (
-            direct.usage.prompt_tokens, direct.usage.completion_tokens) == (direct.usage.prompt_tokens, 6)
+        assert (
+            (through.usage.prompt_tokens, through.usage.completion_tokens)
+            == (direct.usage.prompt_tokens, direct.usage.completion_tokens)
+            == (direct.usage.prompt_tokens, 6)
+        )
         upstream = last_request(fake_provider, marker)["json"]
         assert upstream["n"] == 2 and upstream["max_tokens"] == 50 and upstream["tools"] == [weather_tool]
 
     def test_a_stream_gets_usage_upstream_even_when_the_client_does_not_ask(self, proxied, fake_provider):
         """LiteLLM adds stream_options.include_usage upstream; the client sees usage only if it asked."""
         marker = uuid.uuid4().hex
-        chunks = list(proxied.chat.completions.create(model="fake-model", messages=user(f"{marker} [[tokens=3]]"),
-                                                      n=2, stream=True))
+        chunks = list(
+            proxied.chat.completions.create(
+                model="fake-model", messages=user(f"{marker} [[tokens=3]]"), n=2, stream=True
+            )
+        )
         assert all(chunk.usage is None for chunk in chunks)
         assert last_request(fake_provider, marker)["json"]["stream_options"] == {"include_usage": True}
-        asked = list(proxied.chat.completions.create(model="fake-model", messages=user(f"{marker} [[tokens=3]]"),
-                                                     n=2, stream=True, stream_options={"include_usage": True}))
+        asked = list(
+            proxied.chat.completions.create(
+                model="fake-model",
+                messages=user(f"{marker} [[tokens=3]]"),
+                n=2,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
         assert asked[-1].usage.completion_tokens == 6
 
     def test_usage_missing_upstream_becomes_zero_unstreamed_and_litellms_count_streamed(self, proxied):
         """[[no_usage]]: unstreamed, LiteLLM reports 0 tokens; streamed, it counts the chunks itself."""
         bare = proxied.chat.completions.create(model="fake-model", messages=user("hi [[tokens=3]] [[no_usage]]"))
         assert (bare.usage.prompt_tokens, bare.usage.completion_tokens) == (0, 0)
-        chunks = list(proxied.chat.completions.create(model="fake-model", messages=user("hi [[tokens=3]] [[no_usage]]"),
-                                                      stream=True, stream_options={"include_usage": True}))
+        chunks = list(
+            proxied.chat.completions.create(
+                model="fake-model",
+                messages=user("hi [[tokens=3]] [[no_usage]]"),
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
         assert chunks[-1].usage.completion_tokens == 3 and chunks[-1].usage.prompt_tokens > 0
 
     def test_a_connection_that_dies_is_an_error_for_the_client(self, proxied):
@@ -615,24 +739,37 @@ class TestThroughPlainLiteLLM:
             proxied.chat.completions.create(model="fake-model", messages=user("hi [[die_after=0]]"))
         received: list[str] = []
         with pytest.raises(openai.APIError):
-            for chunk in proxied.chat.completions.create(model="fake-model", stream=True,
-                                                         messages=user("hi [[tokens=9]] [[die_after=2]]")):
+            for chunk in proxied.chat.completions.create(
+                model="fake-model", stream=True, messages=user("hi [[tokens=9]] [[die_after=2]]")
+            ):
                 received += [choice.delta.content for choice in chunk.choices if choice.delta.content]
         assert "".join(received) == "ok ok"
 
     def test_a_dying_stream_ends_with_an_error_event_on_responses_and_messages(self, proxied, plain_litellm):
         """[[die_after=1]]: /v1/responses ends with a response.failed LiteLLM makes up, without usage
         (the deltas before it are not delivered); /v1/messages with an Anthropic `error`, no usage."""
-        events = list(proxied.responses.create(model="fake-model", input="Olá [[tokens=4]] [[die_after=1]]",
-                                               stream=True))
+        events = list(
+            proxied.responses.create(model="fake-model", input="Olá [[tokens=4]] [[die_after=1]]", stream=True)
+        )
         assert events[-1].type == "response.failed" and not events[-1].response.usage
-        with httpx.stream("POST", f"{plain_litellm}/v1/messages", timeout=60,
-                          headers={"Authorization": f"Bearer {plain_master_key}"},
-                          json={"model": "fake-anthropic", "max_tokens": 9, "stream": True,
-                                "messages": user("Olá [[tokens=4]] [[die_after=1]]")}) as response:
+        with httpx.stream(
+            "POST",
+            f"{plain_litellm}/v1/messages",
+            timeout=60,
+            headers={"Authorization": f"Bearer {plain_master_key}"},
+            json={
+                "model": "fake-anthropic",
+                "max_tokens": 9,
+                "stream": True,
+                "messages": user("Olá [[tokens=4]] [[die_after=1]]"),
+            },
+        ) as response:
             # Before LiteLLM starts its stream the break is a 500 with one error body; after, an `error` event.
-            bodies = [json.loads(line.removeprefix("data: ")) for line in response.iter_lines()
-                      if line.startswith(("data: ", "{"))]
+            bodies = [
+                json.loads(line.removeprefix("data: "))
+                for line in response.iter_lines()
+                if line.startswith(("data: ", "{"))
+            ]
         kinds = [body["type"] for body in bodies]
         assert kinds[-1] == "error" and "message_delta" not in kinds
         assert response.status_code == 500 or kinds[0] == "message_start"
@@ -641,17 +778,19 @@ class TestThroughPlainLiteLLM:
         """[[no_usage]] elsewhere: embeddings and gpt-image show zeros, responses and transcribe none."""
         embedded = proxied.embeddings.create(model="fake-embedding", input="Olá [[no_usage]]")
         assert embedded.usage.prompt_tokens == 0
-        image = proxied.images.generate(model="fake-image", prompt="Um gato [[no_usage]]", quality="low",
-                                        size="1024x1024")
+        image = proxied.images.generate(
+            model="fake-image", prompt="Um gato [[no_usage]]", quality="low", size="1024x1024"
+        )
         assert (image.usage.input_tokens, image.usage.output_tokens) == (0, 0)
         assert proxied.responses.create(model="fake-model", input="Olá [[tokens=2]] [[no_usage]]").usage is None
-        heard = proxied.audio.transcriptions.create(model="fake-transcribe", file=("a.wav", silent_wav(1.0)),
-                                                    prompt="[[no_usage]]")
+        heard = proxied.audio.transcriptions.create(
+            model="fake-transcribe", file=("a.wav", silent_wav(1.0)), prompt="[[no_usage]]"
+        )
         assert heard.usage is None
 
     def test_legacy_completions_report_best_of_billing(self, proxied, fake):
         """/v1/completions with a prompt list, n and best_of: LiteLLM reports every generated token."""
-        request = dict(prompt=["Olá", "mundo"], n=2, best_of=3, max_tokens=4)
+        request = {"prompt": ["Olá", "mundo"], "n": 2, "best_of": 3, "max_tokens": 4}
         through = proxied.completions.create(model="fake-model", **request)
         assert through.usage.completion_tokens == fake.completions.create(model="m", **request).usage.completion_tokens
         assert through.usage.completion_tokens == 24
@@ -660,9 +799,15 @@ class TestThroughPlainLiteLLM:
         """/v1/responses: instructions, items and tools billed; the stream ends with that usage."""
         marker = uuid.uuid4().hex
         tool = {"type": "function", "name": "get_weather", "parameters": weather_tool["function"]["parameters"]}
-        request = dict(instructions="Seja breve.", tools=[tool], max_output_tokens=40,
-                       input=[{"role": "user", "content": [{"type": "input_text", "text": f"{marker} [[tokens=5]]"}]},
-                              {"type": "function_call_output", "call_id": "c1", "output": "31 °C"}])
+        request = {
+            "instructions": "Seja breve.",
+            "tools": [tool],
+            "max_output_tokens": 40,
+            "input": [
+                {"role": "user", "content": [{"type": "input_text", "text": f"{marker} [[tokens=5]]"}]},
+                {"type": "function_call_output", "call_id": "c1", "output": "31 °C"},
+            ],
+        }
         direct = fake.responses.create(model="fake-model", **request)
         through = proxied.responses.create(model="fake-model", **request)
         assert (through.usage.input_tokens, through.usage.output_tokens) == (direct.usage.input_tokens, 5)
@@ -670,7 +815,9 @@ class TestThroughPlainLiteLLM:
         events = list(proxied.responses.create(model="fake-model", stream=True, **request))
         assert events[-1].type == "response.completed"
         assert (events[-1].response.usage.input_tokens, events[-1].response.usage.output_tokens) == (
-            direct.usage.input_tokens, 5)
+            direct.usage.input_tokens,
+            5,
+        )
 
     def test_responses_raise_max_output_tokens_below_sixteen(self, proxied, fake_provider):
         """LiteLLM sends max_output_tokens of at least 16 upstream, whatever smaller value the client set."""
@@ -684,16 +831,22 @@ class TestThroughPlainLiteLLM:
         marker = uuid.uuid4().hex
         body = {"max_tokens": 9, "system": "Seja breve.", "messages": user(f"{marker} [[tokens=4]]")}
         headers = {"Authorization": f"Bearer {plain_master_key}"}
-        through = httpx.post(f"{plain_litellm}/v1/messages", json={"model": "fake-anthropic", **body},
-                             headers=headers, timeout=60).json()
+        through = httpx.post(
+            f"{plain_litellm}/v1/messages", json={"model": "fake-anthropic", **body}, headers=headers, timeout=60
+        ).json()
         upstream = last_request(fake_provider, marker)
         assert upstream["path"] == "/v1/messages" and upstream["json"]["model"] == "claude-sonnet-4-5"
         assert upstream["json"]["system"] == "Seja breve." and upstream["json"]["max_tokens"] == 9
         direct = httpx.post(f"{fake_provider.root_url}/v1/messages", json={"model": "c", **body}, timeout=10).json()
         assert through["usage"]["input_tokens"] == direct["usage"]["input_tokens"]
         assert through["usage"]["output_tokens"] == 4
-        with httpx.stream("POST", f"{plain_litellm}/v1/messages", headers=headers, timeout=60,
-                          json={"model": "fake-anthropic", "stream": True, **body}) as response:
+        with httpx.stream(
+            "POST",
+            f"{plain_litellm}/v1/messages",
+            headers=headers,
+            timeout=60,
+            json={"model": "fake-anthropic", "stream": True, **body},
+        ) as response:
             events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: ")]
         assert events[0]["message"]["usage"]["input_tokens"] == direct["usage"]["input_tokens"]
         assert [event["usage"]["output_tokens"] for event in events if event["type"] == "message_delta"] == [4]
@@ -730,8 +883,9 @@ class TestThroughPlainLiteLLM:
     def test_transcriptions_report_seconds_or_tokens(self, proxied, fake_provider):
         """whisper: seconds (LiteLLM asks upstream for verbose_json); *-transcribe: tokens."""
         marker = uuid.uuid4().hex
-        whisper = proxied.audio.transcriptions.create(model="fake-whisper", file=("a.wav", silent_wav(2.5)),
-                                                      prompt=marker)
+        whisper = proxied.audio.transcriptions.create(
+            model="fake-whisper", file=("a.wav", silent_wav(2.5)), prompt=marker
+        )
         assert (whisper.usage.type, whisper.usage.seconds) == ("duration", 3)
         assert last_request(fake_provider, marker)["form"]["response_format"] == "verbose_json"
         tokens = proxied.audio.transcriptions.create(model="fake-transcribe", file=("a.wav", silent_wav(2.5)))

@@ -15,7 +15,6 @@ from solaris_hooks.hooks import SolarisCallback
 from solaris_hooks.quota.service import QuotaService
 from solaris_hooks.settings import Settings
 
-
 # A model of these tests' own: the usage they make up teaches its prompt margin, which
 # must not reach the session proxy's fake-model through the shared database.
 hooks_model = "hooks-model"
@@ -35,8 +34,11 @@ def model_response(prompt_tokens: int, completion_tokens: int) -> litellm.ModelR
     return litellm.ModelResponse(
         model=hooks_model,
         choices=[{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
-        usage={"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-               "total_tokens": prompt_tokens + completion_tokens},
+        usage={
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
     )
 
 
@@ -90,8 +92,7 @@ class TestSolarisCallback:
             await callback.async_post_call_failure_hook(data, RuntimeError("x"), key)
             await callback.async_log_failure_event({"litellm_call_id": call_id}, None, None, None)
             for _ in range(2):
-                await callback.async_log_success_event({"litellm_call_id": call_id}, model_response(10, 10), None,
-                                                       None)
+                await callback.async_log_success_event({"litellm_call_id": call_id}, model_response(10, 10), None, None)
             return await balance(service, user_id)
 
         account = run_with_callback(database_url, scenario)
@@ -120,8 +121,9 @@ class TestSolarisCallback:
                 data = request_data(user_id, chosen)
                 await callback.async_pre_call_hook(key, None, data, "acompletion")
                 keys.append(data["litellm_call_id"])
-                await callback.async_log_success_event({"litellm_call_id": data["litellm_call_id"]},
-                                                       model_response(10, 10), None, None)
+                await callback.async_log_success_event(
+                    {"litellm_call_id": data["litellm_call_id"]}, model_response(10, 10), None, None
+                )
             return keys, await balance(service, user_id)
 
         keys, account = run_with_callback(database_url, scenario)
@@ -200,8 +202,9 @@ class TestSolarisCallback:
                 await callback.async_pre_call_hook(key, None, request_data(user_id, uuid.uuid4().hex), "acompletion")
             return refused.value
 
-        error = run_with_callback(database_url, scenario, locale="en", default_tokens_per_user=0,
-                                  credits_email="more@example.com")
+        error = run_with_callback(
+            database_url, scenario, locale="en", default_tokens_per_user=0, credits_email="more@example.com"
+        )
         assert error.status_code == 429
         assert "is used up" in error.detail["error"]["message"]
         assert "more@example.com" in error.detail["error"]["message"]
@@ -214,7 +217,9 @@ class TestSolarisCallback:
         async def scenario(callback, service):
             await callback.async_pre_call_hook(key, None, request_data(user_id, uuid.uuid4().hex), "acompletion")
             async with service.connection() as connection:
-                await connection.execute("UPDATE solaris.accounts SET status = %s WHERE user_id = %s", (status, user_id))
+                await connection.execute(
+                    "UPDATE solaris.accounts SET status = %s WHERE user_id = %s", (status, user_id)
+                )
             with pytest.raises(HTTPException) as refused:
                 await callback.async_pre_call_hook(key, None, request_data(user_id, uuid.uuid4().hex), "acompletion")
             return refused.value
@@ -231,7 +236,8 @@ class TestSolarisCallback:
         async def scenario(callback, service):
             with pytest.raises(HTTPException) as refused:
                 await callback.async_pre_call_hook(
-                    key, None, request_data(user_id, uuid.uuid4().hex, "palavra " * 3000), "acompletion")
+                    key, None, request_data(user_id, uuid.uuid4().hex, "palavra " * 3000), "acompletion"
+                )
             return refused.value
 
         error = run_with_callback(database_url, scenario)
@@ -260,7 +266,8 @@ class TestTrustedKeys:
             await callback.async_pre_call_hook(key, None, data, "acompletion")
             async with service.connection() as connection:
                 cursor = await connection.execute(
-                    "SELECT user_id FROM solaris.reservations WHERE call_id = %s", (data["litellm_call_id"],))
+                    "SELECT user_id FROM solaris.reservations WHERE call_id = %s", (data["litellm_call_id"],)
+                )
                 return (await cursor.fetchone())[0]
 
         return run_with_callback(database_url, scenario, **settings)
@@ -269,24 +276,33 @@ class TestTrustedKeys:
         """LibreChat's key, listed by alias, charges the user in the header."""
         victim = f"ana-{uuid.uuid4().hex}@example.com"
         librechat = UserAPIKeyAuth(api_key="sk-librechat-" + uuid.uuid4().hex, key_alias="librechat")
-        charged = self.run_as(database_url, librechat, request_data(victim, uuid.uuid4().hex),
-                              trusted_keys=["librechat"])
+        charged = self.run_as(
+            database_url, librechat, request_data(victim, uuid.uuid4().hex), trusted_keys=["librechat"]
+        )
         assert charged == victim
 
     def test_a_raw_key_and_the_master_key_can_be_trusted(self, database_url):
         """trusted_keys may list a raw key (matched by its hash) or `master_key`."""
         raw = "sk-raw-" + uuid.uuid4().hex
         victim = f"ana-{uuid.uuid4().hex}@example.com"
-        assert self.run_as(database_url, UserAPIKeyAuth(api_key=raw), request_data(victim, uuid.uuid4().hex),
-                           trusted_keys=[raw]) == victim
+        assert (
+            self.run_as(
+                database_url, UserAPIKeyAuth(api_key=raw), request_data(victim, uuid.uuid4().hex), trusted_keys=[raw]
+            )
+            == victim
+        )
         master = UserAPIKeyAuth(api_key="litellm_proxy_master_key", user_id=f"admin-{uuid.uuid4().hex}")
         victim = f"ana-{uuid.uuid4().hex}@example.com"
-        assert self.run_as(database_url, master, request_data(victim, uuid.uuid4().hex),
-                           trusted_keys=["master_key"]) == victim
+        assert (
+            self.run_as(database_url, master, request_data(victim, uuid.uuid4().hex), trusted_keys=["master_key"])
+            == victim
+        )
         # The master key may always name users, whatever trusted_keys lists.
         victim = f"ana-{uuid.uuid4().hex}@example.com"
-        assert self.run_as(database_url, master, request_data(victim, uuid.uuid4().hex),
-                           trusted_keys=["librechat"]) == victim
+        assert (
+            self.run_as(database_url, master, request_data(victim, uuid.uuid4().hex), trusted_keys=["librechat"])
+            == victim
+        )
 
 
 class TestPromptMargin:

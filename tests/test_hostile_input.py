@@ -8,7 +8,7 @@ import io
 import json
 import socket
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import quote, unquote
 
 import httpx
@@ -16,6 +16,7 @@ import openai
 import psycopg
 import pytest
 import schemathesis
+from conftest import artifacts_dir, master_key
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.config import SchemathesisConfig
@@ -29,7 +30,6 @@ from schemathesis.specs.openapi.checks import (
     unsupported_method,
 )
 
-from conftest import artifacts_dir, master_key
 from solaris_hooks.quota.identity import normalise_identity
 from tests.support.harness import wait_for
 
@@ -115,9 +115,17 @@ def readable_errors(ctx, response, case) -> None:
         assert isinstance(body["error"]["code"], str) and body["error"]["code"], body
 
 
-fuzz_checks = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
-               response_headers_conformance, negative_data_rejection, unsupported_method, allow_header_conformance,
-               readable_errors]
+fuzz_checks = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    response_headers_conformance,
+    negative_data_rejection,
+    unsupported_method,
+    allow_header_conformance,
+    readable_errors,
+]
 # Not checked: positive_data_acceptance. A request can match the schema and still be refused
 # for a reason no schema states (the user exists: 409; a date like 0000-00-00; an
 # adjustment of 0), and those refusals are right.
@@ -130,11 +138,26 @@ fuzz_counts = {"requests": 0, "operations": set()}
 # '..' alone: the router, not us, would answer those in a path.
 # Earlier entries are drawn more often.
 hostile_strings = [
-    "a\x00b", "'; DROP TABLE solaris.ledger; --", "<script>alert(1)</script>", "\r\nX-Injected: 1",
-    "Robert'); DELETE FROM solaris.accounts;--", "\"><img src=x onerror=alert(1)>", "\x00", "line\nbreak",
+    "a\x00b",
+    "'; DROP TABLE solaris.ledger; --",
+    "<script>alert(1)</script>",
+    "\r\nX-Injected: 1",
+    "Robert'); DELETE FROM solaris.accounts;--",
+    '"><img src=x onerror=alert(1)>',
+    "\x00",
+    "line\nbreak",
     "\x1b[31mred",
-    "{{LIBRECHAT_USER_EMAIL}}", "=HYPERLINK(\"x\")", "@SUM(1)", "\u202egnp.exe", "zero\u200bwidth", "\ufeffbom",
-    "ção 😀", "\\", "' OR '1'='1", "x" * 256, "user_id,email\nnew,a@b.co",
+    "{{LIBRECHAT_USER_EMAIL}}",
+    '=HYPERLINK("x")',
+    "@SUM(1)",
+    "\u202egnp.exe",
+    "zero\u200bwidth",
+    "\ufeffbom",
+    "ção 😀",
+    "\\",
+    "' OR '1'='1",
+    "x" * 256,
+    "user_id,email\nnew,a@b.co",
 ]
 
 
@@ -148,20 +171,29 @@ def solaris_schema(proxy):
         for user_id in known:
             assert http.post("/solaris/users", json={"user_id": user_id, "initial_tokens": 10**6}).status_code == 201
     offer = {"dictionary": "hostile", "probability": 0.3}
-    config = SchemathesisConfig.from_dict({
-        "dictionaries": {"hostile": {"values": hostile_strings}, "known_users": {"values": known}},
-        "generation": {"max-examples": fuzz_examples_max, "deterministic": True, "database": "none",
-                       "dictionaries": {"string": offer}},  # paths, queries, headers
-        # Body fields are offered by name (schemathesis binds body strings only so).
-        "parameters": {"path.user_id": {"dictionary": "known_users", "probability": 0.5},
-                       **{f"body.{field}": offer for field in ("user_id", "email", "name", "reason", "user_ids[*]")}},
-    })
+    config = SchemathesisConfig.from_dict(
+        {
+            "dictionaries": {"hostile": {"values": hostile_strings}, "known_users": {"values": known}},
+            "generation": {
+                "max-examples": fuzz_examples_max,
+                "deterministic": True,
+                "database": "none",
+                "dictionaries": {"string": offer},
+            },  # paths, queries, headers
+            # Body fields are offered by name (schemathesis binds body strings only so).
+            "parameters": {
+                "path.user_id": {"dictionary": "known_users", "probability": 0.5},
+                **{f"body.{field}": offer for field in ("user_id", "email", "name", "reason", "user_ids[*]")},
+            },
+        }
+    )
     return schemathesis.openapi.from_url(f"{proxy.base_url}/openapi.json", config=config)
 
 
 # Our routes only: LiteLLM's own (/v1/…, /key/…) are not ours to fix.
-fuzzed = (schemathesis.pytest.from_fixture("solaris_schema")
-          .include(path_regex=r"^/solaris/").exclude(path=excluded_paths))
+fuzzed = (
+    schemathesis.pytest.from_fixture("solaris_schema").include(path_regex=r"^/solaris/").exclude(path=excluded_paths)
+)
 
 
 @pytest.fixture(autouse=True)
@@ -172,8 +204,13 @@ def schemathesis_node_id(request):
 
 
 # Module-level: schemathesis' parametrize and hypothesis' settings do not stack on methods.
-@settings(max_examples=fuzz_examples_max, derandomize=True, database=None, deadline=None,
-          suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=fuzz_examples_max,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
 @fuzzed.parametrize()
 def test_every_solaris_route_answers_garbage_with_a_documented_4xx(case):
     """Generated valid and invalid requests: never a 5xx, always a declared status and shape."""
@@ -196,9 +233,18 @@ class TestFuzzing:
         assert_proxy_up(http)
         # The figures docs/reliability.md quotes.
         artifacts_dir.mkdir(exist_ok=True)
-        (artifacts_dir / "fuzz-summary.json").write_text(json.dumps(
-            {"operations": len(operations), "requests": fuzz_counts["requests"],
-             "examples_per_operation_max": fuzz_examples_max, "excluded": excluded_paths}, indent=2) + "\n")
+        (artifacts_dir / "fuzz-summary.json").write_text(
+            json.dumps(
+                {
+                    "operations": len(operations),
+                    "requests": fuzz_counts["requests"],
+                    "examples_per_operation_max": fuzz_examples_max,
+                    "excluded": excluded_paths,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 # -- oversized -------------------------------------------------------------------------
@@ -208,22 +254,25 @@ class TestOversized:
     def test_a_10_mb_credit_is_a_413_and_credits_nothing(self, http, user_id):
         """10 MB of JSON to add-tokens: 413 before it is read, no account, the proxy still up."""
         body = b'{"tokens": 5, "reason": "' + b"x" * (10 * 1024 * 1024) + b'"}'
-        response = http.post(f"/solaris/users/{user_id}/add-tokens", content=body,
-                             headers={"content-type": "application/json"})
+        response = http.post(
+            f"/solaris/users/{user_id}/add-tokens", content=body, headers={"content-type": "application/json"}
+        )
         assert "larger than 4 MiB" in assert_readable_error(response, 413)["message"]
         assert http.get(f"/solaris/users/{user_id}").status_code == 404
         assert_proxy_up(http)
 
     def test_a_body_without_content_length_is_counted_too(self, http, user_id):
         """A chunked body (no Content-Length) is cut at the limit as it streams in."""
+
         def chunks():
             yield b'{"tokens": 5, "reason": "'
             for _ in range(80):
                 yield b"y" * (64 * 1024)
             yield b'"}'
 
-        response = http.post(f"/solaris/users/{user_id}/add-tokens", content=chunks(),
-                             headers={"content-type": "application/json"})
+        response = http.post(
+            f"/solaris/users/{user_id}/add-tokens", content=chunks(), headers={"content-type": "application/json"}
+        )
         assert_readable_error(response, 413)
         assert http.get(f"/solaris/users/{user_id}").status_code == 404
 
@@ -241,13 +290,16 @@ class TestOversized:
         assert "cannot be read" in assert_readable_error(response, 422)["message"]
         assert http.get(f"/solaris/users/{user_id}").status_code == 404
 
-    @pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000,
-                                      b'{"tokens": 1' + b"0" * 5000 + b', "reason": "x"}'],
-                             ids=["nested-100k-deep", "5000-digit-number"])
+    @pytest.mark.parametrize(
+        "body",
+        [b"[" * 100_000 + b"]" * 100_000, b'{"tokens": 1' + b"0" * 5000 + b', "reason": "x"}'],
+        ids=["nested-100k-deep", "5000-digit-number"],
+    )
     def test_json_that_cannot_be_parsed_is_a_400_in_our_shape(self, http, user_id, body):
         """JSON nested 100,000 deep or a 5,000-digit number: FastAPI's 400, in our error shape."""
-        response = http.post(f"/solaris/users/{user_id}/add-tokens", content=body,
-                             headers={"content-type": "application/json"})
+        response = http.post(
+            f"/solaris/users/{user_id}/add-tokens", content=body, headers={"content-type": "application/json"}
+        )
         assert_readable_error(response, 400)
         assert http.get(f"/solaris/users/{user_id}").status_code == 404
 
@@ -255,7 +307,8 @@ class TestOversized:
         """`user` of 1 MB in a chat: our 400 names the limit; no account, no ledger row."""
         with pytest.raises(openai.BadRequestError) as refused:
             client.with_options(max_retries=0).chat.completions.create(
-                model="fake-model", messages=[{"role": "user", "content": "oi"}], user=user_id + "a" * 1024 * 1024)
+                model="fake-model", messages=[{"role": "user", "content": "oi"}], user=user_id + "a" * 1024 * 1024
+            )
         assert "255" in refused.value.body["message"]
         assert accounts_like(http, user_id) == []
 
@@ -263,8 +316,10 @@ class TestOversized:
         """An identity header of 300 characters: our 400 names the limit, nothing stored under it."""
         with pytest.raises(openai.BadRequestError) as refused:
             client.with_options(max_retries=0).chat.completions.create(
-                model="fake-model", messages=[{"role": "user", "content": "oi"}],
-                extra_headers={identity_header: user_id + "b" * 300})
+                model="fake-model",
+                messages=[{"role": "user", "content": "oi"}],
+                extra_headers={identity_header: user_id + "b" * 300},
+            )
         assert "255" in refused.value.body["message"]
         assert accounts_like(http, user_id) == []
 
@@ -285,8 +340,10 @@ class TestOversized:
         (the user is provisioned with the default allowance, nothing is reserved)."""
         with pytest.raises(openai.RateLimitError) as refused:
             client.with_options(max_retries=0).chat.completions.create(
-                model="fake-model", messages=[{"role": "user", "content": "palavra " * (10 * 1024 * 1024 // 8)}],
-                extra_headers={identity_header: user_id})
+                model="fake-model",
+                messages=[{"role": "user", "content": "palavra " * (10 * 1024 * 1024 // 8)}],
+                extra_headers={identity_header: user_id},
+            )
         assert "mais curta" in refused.value.body["message"]
         account = http.get(f"/solaris/users/{user_id}").json()
         assert (account["used_tokens"], account["reserved_tokens"]) == (0, 0)
@@ -295,16 +352,27 @@ class TestOversized:
 # -- identities ------------------------------------------------------------------------
 
 
-def raw_request(port: int, identity: bytes | None = None, body_user: object = None, path: str = "/v1/chat/completions",
-                content: str = "oi") -> bytes:
+def raw_request(
+    port: int,
+    identity: bytes | None = None,
+    body_user: object = None,
+    path: str = "/v1/chat/completions",
+    content: str = "oi",
+) -> bytes:
     """A chat completion written byte by byte, so header values no client would send get through."""
     # A small max_tokens: a call reserves only that much, so calls in a row all fit.
     body = {"model": "fake-model", "messages": [{"role": "user", "content": content}], "max_tokens": 20}
     if body_user is not None:
         body["user"] = body_user
     payload = json.dumps(body).encode()
-    lines = [f"POST {path} HTTP/1.1".encode(), b"Host: 127.0.0.1", f"Authorization: Bearer {master_key}".encode(),
-             b"Content-Type: application/json", f"Content-Length: {len(payload)}".encode(), b"Connection: close"]
+    lines = [
+        f"POST {path} HTTP/1.1".encode(),
+        b"Host: 127.0.0.1",
+        f"Authorization: Bearer {master_key}".encode(),
+        b"Content-Type: application/json",
+        f"Content-Length: {len(payload)}".encode(),
+        b"Connection: close",
+    ]
     if identity is not None:
         lines.append(identity_header.encode() + b": " + identity)
     received = b""
@@ -329,10 +397,18 @@ def split_response(raw: bytes) -> tuple[int, dict[str, bytes], bytes]:
 
 
 class TestIdentityInjection:
-    @pytest.mark.parametrize(("suffix", "expected"), [
-        (b"\x01ctl", "our"), (b"\x1b[31mred", "our"), (b"\x7fdel", "our"), (b"\ttab", "our"),
-        (b"\x00nul", "server"), (b"\rbare-cr", "server"),
-    ], ids=["SOH", "ESC", "DEL", "TAB", "NUL", "CR"])
+    @pytest.mark.parametrize(
+        ("suffix", "expected"),
+        [
+            (b"\x01ctl", "our"),
+            (b"\x1b[31mred", "our"),
+            (b"\x7fdel", "our"),
+            (b"\ttab", "our"),
+            (b"\x00nul", "server"),
+            (b"\rbare-cr", "server"),
+        ],
+        ids=["SOH", "ESC", "DEL", "TAB", "NUL", "CR"],
+    )
     def test_control_characters_in_the_header_are_refused(self, proxy, http, user_id, suffix, expected):
         """Control characters in x-litellm-end-user-id: our readable 400, or uvicorn's 400
         for bytes HTTP itself forbids (NUL, a bare CR); never an account, never echoed."""
@@ -350,15 +426,19 @@ class TestIdentityInjection:
         # A name of its own: the fuzzer may create an account "x-injected: 1" (an id it sent
         # as "\r\nX-Injected: 1", trimmed and lower-cased), which is no injection.
         injected = f"x-injected-{uuid.uuid4().hex[:8]}"
-        status, headers, _ = split_response(raw_request(proxy.port, identity=user_id.encode() + f"\n{injected}: 1".encode()))
+        status, headers, _ = split_response(
+            raw_request(proxy.port, identity=user_id.encode() + f"\n{injected}: 1".encode())
+        )
         assert status == 200
         assert accounts_like(http, user_id) == [user_id]
         assert accounts_like(http, injected) == []
         assert injected not in headers
 
-    @pytest.mark.parametrize("inside", ["\r\nx-admin: 1", "\x00", "\x1b[2J", "\u2028", "\u0085", "\u202e", "\u200b",
-                                        "\ufeff"],
-                             ids=["CRLF", "NUL", "ESC", "LINE-SEP", "NEL", "RLO", "ZWSP", "BOM"])
+    @pytest.mark.parametrize(
+        "inside",
+        ["\r\nx-admin: 1", "\x00", "\x1b[2J", "\u2028", "\u0085", "\u202e", "\u200b", "\ufeff"],
+        ids=["CRLF", "NUL", "ESC", "LINE-SEP", "NEL", "RLO", "ZWSP", "BOM"],
+    )
     def test_control_and_invisible_characters_in_the_body_user_are_refused(self, proxy, http, user_id, inside):
         """The body's `user` with CR/LF, NUL, escapes, separators, bidi overrides or
         zero-width characters inside: our readable 400, nothing stored under any part of it."""
@@ -413,36 +493,56 @@ def solaris_tables(database_url: str) -> set[str]:
 
 # Every text field of every route, and what arrives in it.
 text_fields = [
-    ("POST", "/solaris/users", "body", "user_id"), ("POST", "/solaris/users", "body", "email"),
-    ("POST", "/solaris/users", "body", "name"), ("PATCH", "/solaris/users/{user}", "body", "email"),
-    ("PATCH", "/solaris/users/{user}", "body", "name"), ("POST", "/solaris/users/{user}/add-tokens", "body", "reason"),
-    ("POST", "/solaris/users/{user}/adjust", "body", "reason"), ("POST", "/solaris/users/bulk-grant", "body", "reason"),
-    ("POST", "/solaris/users/bulk-grant", "body", "user_ids"), ("POST", "/solaris/users/import", "csv", "user_id"),
-    ("POST", "/solaris/users/import", "csv", "email"), ("POST", "/solaris/users/import", "csv", "name"),
-    ("POST", "/solaris/users/import", "csv", "locale"), ("POST", "/solaris/users/import", "csv", "tokens"),
-    ("GET", "/solaris/users", "query", "search"), ("GET", "/solaris/audit", "query", "user_id"),
-    ("GET", "/solaris/audit", "query", "action"), ("GET", "/solaris/alerts", "query", "user_id"),
-    ("GET", "/solaris/stats", "query", "from"), ("GET", "/solaris/reports/usage.csv", "query", "to"),
-    ("GET", "/solaris/users/{user}/ledger", "query", "from"), ("GET", "/solaris/users/{}", "path", "user_id"),
-    ("PATCH", "/solaris/users/{}", "path", "user_id"), ("POST", "/solaris/users/{}/add-tokens", "path", "user_id"),
-    ("POST", "/solaris/users/{}/adjust", "path", "user_id"), ("GET", "/solaris/users/{}/ledger", "path", "user_id"),
+    ("POST", "/solaris/users", "body", "user_id"),
+    ("POST", "/solaris/users", "body", "email"),
+    ("POST", "/solaris/users", "body", "name"),
+    ("PATCH", "/solaris/users/{user}", "body", "email"),
+    ("PATCH", "/solaris/users/{user}", "body", "name"),
+    ("POST", "/solaris/users/{user}/add-tokens", "body", "reason"),
+    ("POST", "/solaris/users/{user}/adjust", "body", "reason"),
+    ("POST", "/solaris/users/bulk-grant", "body", "reason"),
+    ("POST", "/solaris/users/bulk-grant", "body", "user_ids"),
+    ("POST", "/solaris/users/import", "csv", "user_id"),
+    ("POST", "/solaris/users/import", "csv", "email"),
+    ("POST", "/solaris/users/import", "csv", "name"),
+    ("POST", "/solaris/users/import", "csv", "locale"),
+    ("POST", "/solaris/users/import", "csv", "tokens"),
+    ("GET", "/solaris/users", "query", "search"),
+    ("GET", "/solaris/audit", "query", "user_id"),
+    ("GET", "/solaris/audit", "query", "action"),
+    ("GET", "/solaris/alerts", "query", "user_id"),
+    ("GET", "/solaris/stats", "query", "from"),
+    ("GET", "/solaris/reports/usage.csv", "query", "to"),
+    ("GET", "/solaris/users/{user}/ledger", "query", "from"),
+    ("GET", "/solaris/users/{}", "path", "user_id"),
+    ("PATCH", "/solaris/users/{}", "path", "user_id"),
+    ("POST", "/solaris/users/{}/add-tokens", "path", "user_id"),
+    ("POST", "/solaris/users/{}/adjust", "path", "user_id"),
+    ("GET", "/solaris/users/{}/ledger", "path", "user_id"),
 ]
 # NUL (Postgres cannot store it), CR/LF, an escape, a lone surrogate (JSON only: it is not
 # UTF-8), SQL, HTML, a formula, and a value longer than any field takes.
 hostile_values = ["a\x00b", "a\r\nX-Injected: 1", "\x1b[2J", "\ud800", sql, html, "=1+2", "x" * 600]
 
 
-def send_text(http: httpx.Client, method: str, path: str, where: str, field: str, value: str,
-              user: str) -> httpx.Response | None:
+def send_text(
+    http: httpx.Client, method: str, path: str, where: str, field: str, value: str, user: str
+) -> httpx.Response | None:
     """One request with value in field, everything else valid; None when HTTP cannot carry it."""
     path = path.replace("{user}", quote(user, safe=""))
     if where == "path":
         if "\ud800" in value:
             return None
-        return http.request(method, path.replace("{}", quote(value, safe="")),
-                            content=json.dumps({"tokens": 3, "reason": "r"}) if method == "POST" else
-                            json.dumps({"name": "n"}) if method == "PATCH" else None,
-                            headers={"content-type": "application/json"})
+        return http.request(
+            method,
+            path.replace("{}", quote(value, safe="")),
+            content=json.dumps({"tokens": 3, "reason": "r"})
+            if method == "POST"
+            else json.dumps({"name": "n"})
+            if method == "PATCH"
+            else None,
+            headers={"content-type": "application/json"},
+        )
     if where == "query":
         return None if "\ud800" in value else http.request(method, path, params={field: value})
     if where == "csv":
@@ -451,11 +551,15 @@ def send_text(http: httpx.Client, method: str, path: str, where: str, field: str
         row = {"user_id": f"csv-{uuid.uuid4().hex[:8]}", "email": "", "name": "", "locale": "", "tokens": "1"}
         row[field] = value
         out = io.StringIO()
-        csv.DictWriter(out, fieldnames=list(row)).writerows([dict(zip(row, row)), row])
+        csv.DictWriter(out, fieldnames=list(row)).writerows([dict(zip(row, row, strict=False)), row])
         return http.post(path, content=out.getvalue().encode(), headers={"content-type": "text/csv"})
-    body = {"POST /solaris/users": {"user_id": f"txt-{uuid.uuid4().hex[:8]}"},
-            "PATCH": {}, "add-tokens": {"tokens": 3, "reason": "r"}, "adjust": {"tokens": 3, "reason": "r"},
-            "bulk-grant": {"tokens": 3, "reason": "r", "user_ids": [user]}}
+    body = {
+        "POST /solaris/users": {"user_id": f"txt-{uuid.uuid4().hex[:8]}"},
+        "PATCH": {},
+        "add-tokens": {"tokens": 3, "reason": "r"},
+        "adjust": {"tokens": 3, "reason": "r"},
+        "bulk-grant": {"tokens": 3, "reason": "r", "user_ids": [user]},
+    }
     key = next(key for key in body if key in f"{method} {path}" or key == method)
     payload = {**body[key], field: [value] if field == "user_ids" else value}
     # json.dumps escapes a lone surrogate as \ud800, as a hostile client would send it.
@@ -463,8 +567,11 @@ def send_text(http: httpx.Client, method: str, path: str, where: str, field: str
 
 
 class TestEveryTextField:
-    @pytest.mark.parametrize(("method", "path", "where", "field"), text_fields,
-                             ids=[f"{method} {path} {where}.{field}" for method, path, where, field in text_fields])
+    @pytest.mark.parametrize(
+        ("method", "path", "where", "field"),
+        text_fields,
+        ids=[f"{method} {path} {where}.{field}" for method, path, where, field in text_fields],
+    )
     def test_hostile_text_is_refused_readably_or_kept_verbatim(self, http, database_url, method, path, where, field):
         """NUL, CR/LF, escapes, surrogates, SQL, HTML, formulas and overlong text in each field:
         a readable 4xx, or a 2xx that returns the text as sent; never a 5xx."""
@@ -534,8 +641,9 @@ class TestHtmlAndSqlAreData:
         name = f'{html} "{sql}" {marker}'
         out = io.StringIO()
         csv.writer(out).writerows([["user_id", "name", "tokens"], [user_id, name, "5"]])
-        response = http.post("/solaris/users/import", content=out.getvalue().encode(),
-                             headers={"content-type": "text/csv"})
+        response = http.post(
+            "/solaris/users/import", content=out.getvalue().encode(), headers={"content-type": "text/csv"}
+        )
         assert response.json() == {"created": 1, "updated": 0}
         account = http.get(f"/solaris/users/{user_id}").json()
         assert (account["user_id"], account["name"], account["credited_tokens"]) == (normalised(user_id), name, 5)
@@ -543,14 +651,17 @@ class TestHtmlAndSqlAreData:
     def test_a_chat_identity_with_html_and_sql_is_an_account_like_any_other(self, client, http):
         """The header `<b>'; DROP…` names an account; the usage CSV quotes formula-looking text."""
         marker = uuid.uuid4().hex[:8]
-        user_id = f"=HYPERLINK(\"evil\")<b>{sql}{marker}"
-        client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": "[[tokens=3]] oi"}],
-                                       extra_headers={identity_header: user_id})
+        user_id = f'=HYPERLINK("evil")<b>{sql}{marker}'
+        client.chat.completions.create(
+            model="fake-model",
+            messages=[{"role": "user", "content": "[[tokens=3]] oi"}],
+            extra_headers={identity_header: user_id},
+        )
         user_id = normalised(user_id)
         assert http.get(f"/solaris/users/{user_id}").json()["user_id"] == user_id
 
         def report_row():
-            today = datetime.now(timezone.utc).date().isoformat()
+            today = datetime.now(UTC).date().isoformat()
             text = http.get("/solaris/reports/usage.csv", params={"from": today}).text
             return next((row for row in csv.DictReader(io.StringIO(text)) if marker in row["user_id"]), None)
 
@@ -570,10 +681,15 @@ class TestRouting:
         assert http.post(path + "/adjust", json={"tokens": -1, "reason": "r"}).json()["credited_tokens"] == 14
         assert http.get(path + "/ledger").json()["total"] == 3
 
-    @pytest.mark.parametrize(("method", "path", "allowed"), [
-        ("OPTIONS", "/solaris/users", "GET, POST"), ("DELETE", "/solaris/users/ana", "GET, PATCH"),
-        ("PATCH", "/solaris/users/ana/adjust", "POST"), ("PUT", "/solaris/alerts/1/retry", "POST"),
-    ])
+    @pytest.mark.parametrize(
+        ("method", "path", "allowed"),
+        [
+            ("OPTIONS", "/solaris/users", "GET, POST"),
+            ("DELETE", "/solaris/users/ana", "GET, PATCH"),
+            ("PATCH", "/solaris/users/ana/adjust", "POST"),
+            ("PUT", "/solaris/alerts/1/retry", "POST"),
+        ],
+    )
     def test_a_method_a_path_does_not_have_is_a_405_naming_the_others(self, http, method, path, allowed):
         """405 in our shape, with every method of the path in Allow (not only the first route's)."""
         response = http.request(method, path)
@@ -589,7 +705,6 @@ class TestUnexpectedErrors:
         from fastapi.testclient import TestClient
 
         from solaris_hooks.web.api import base as api
-
         from solaris_hooks.web.api import users as routes_users
         from solaris_hooks.web.auth import Actor
 
@@ -612,8 +727,20 @@ class TestUnexpectedErrors:
 
 
 class TestIdentityRules:
-    @pytest.mark.parametrize("identity", ["ana\u2028x", "ana\u0085x", "ana\u202ex", "ana\u200bx", "ana\ufeffx",
-                                          "ana\ud800x", "ana\x00x", "ana\x1bx", "ana\ufffdx"])
+    @pytest.mark.parametrize(
+        "identity",
+        [
+            "ana\u2028x",
+            "ana\u0085x",
+            "ana\u202ex",
+            "ana\u200bx",
+            "ana\ufeffx",
+            "ana\ud800x",
+            "ana\x00x",
+            "ana\x1bx",
+            "ana\ufffdx",
+        ],
+    )
     def test_invisible_and_control_characters_are_refused(self, identity):
         """C0/C1 controls, format characters, separators, surrogates and U+FFFD are not identities."""
         from solaris_hooks.exceptions import IdentityRefused
@@ -622,8 +749,17 @@ class TestIdentityRules:
         with pytest.raises(IdentityRefused):
             validate_identity(identity)
 
-    @pytest.mark.parametrize("identity", ["joão.silva@example.com", "65f0c0ffee65f0c0ffee65f0", "María José",
-                                          "<b>'; DROP TABLE x;--", "dept/ana@example.com", "用户@例子.广告"])
+    @pytest.mark.parametrize(
+        "identity",
+        [
+            "joão.silva@example.com",
+            "65f0c0ffee65f0c0ffee65f0",
+            "María José",
+            "<b>'; DROP TABLE x;--",
+            "dept/ana@example.com",
+            "用户@例子.广告",
+        ],
+    )
     def test_visible_text_of_any_script_is_an_identity(self, identity):
         """Accents, other scripts, markup-looking and SQL-looking text are just names."""
         from solaris_hooks.quota.identity import validate_identity

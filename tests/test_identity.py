@@ -10,8 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from solaris_hooks.exceptions import IdentityForbidden, IdentityRefused
-from solaris_hooks.quota.identity import (identity_length_max, key_may_name_users, master_key_token, named_identity,
-                                    normalise_identity, resolve_identity)
+from solaris_hooks.quota.identity import (
+    identity_length_max,
+    key_may_name_users,
+    master_key_token,
+    named_identity,
+    normalise_identity,
+    resolve_identity,
+)
 
 header = "x-litellm-end-user-id"
 
@@ -38,27 +44,38 @@ personal = Key(token=hashlib.sha256(b"sk-bob").hexdigest(), user_id="bob@example
 
 
 def resolve(request: dict, key: Key = master, **rules) -> str:
-    options = {"header_name": header, "local_part_case": "insensitive", "anonymous_calls": "refuse",
-               "trusted_keys": None, **rules}
+    options = {
+        "header_name": header,
+        "local_part_case": "insensitive",
+        "anonymous_calls": "refuse",
+        "trusted_keys": None,
+        **rules,
+    }
     return resolve_identity(request, key, **options)
 
 
 class TestNormaliseIdentity:
-    @pytest.mark.parametrize("spelling", [
-        "Ana@Example.COM",
-        "ANA@EXAMPLE.COM",
-        " ana@example.com\u3000",  # an ideographic space trails
-        "\uff41\uff4e\uff41\uff20\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45\uff0e\uff43\uff4f\uff4d",  # fullwidth
-        "\uff21\uff4e\uff41@example.com",
-    ])
+    @pytest.mark.parametrize(
+        "spelling",
+        [
+            "Ana@Example.COM",
+            "ANA@EXAMPLE.COM",
+            " ana@example.com\u3000",  # an ideographic space trails
+            "\uff41\uff4e\uff41\uff20\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45\uff0e\uff43\uff4f\uff4d",  # fullwidth
+            "\uff21\uff4e\uff41@example.com",
+        ],
+    )
     def test_spellings_of_one_address_are_one_identity(self, spelling):
         """Case, fullwidth forms and surrounding spaces do not make a second account."""
         assert normalise_identity(spelling, "insensitive") == "ana@example.com"
 
     def test_combining_and_precomposed_accents_are_one_identity(self):
         """'joa\\u0303o' (a combining tilde) and 'jo\\u00e3o' look the same and are one account."""
-        assert normalise_identity("Joa\u0303o@Example.com", "insensitive") == normalise_identity(
-            "jo\u00e3o@example.com", "insensitive") == "jo\u00e3o@example.com"
+        assert (
+            normalise_identity("Joa\u0303o@Example.com", "insensitive")
+            == normalise_identity("jo\u00e3o@example.com", "insensitive")
+            == "jo\u00e3o@example.com"
+        )
 
     def test_compatibility_forms_become_their_plain_letters(self):
         """A ligature, a superscript or a circled letter is the plain text it stands for."""
@@ -69,12 +86,15 @@ class TestNormaliseIdentity:
         assert normalise_identity("Ana@Example.COM", "sensitive") == "Ana@example.com"
         assert normalise_identity("Ana@Example.COM", "sensitive") != normalise_identity("ana@example.com", "sensitive")
 
-    @pytest.mark.parametrize(("identity", "insensitive", "sensitive"), [
-        ("65F0C0FFEE65F0C0FFEE65F0", "65f0c0ffee65f0c0ffee65f0", "65F0C0FFEE65F0C0FFEE65F0"),
-        ("key:ABCdef", "key:abcdef", "key:ABCdef"),
-        ("@Ana", "@ana", "@Ana"),  # nothing before the '@': not an address
-        ("Ana@", "ana@", "Ana@"),
-    ])
+    @pytest.mark.parametrize(
+        ("identity", "insensitive", "sensitive"),
+        [
+            ("65F0C0FFEE65F0C0FFEE65F0", "65f0c0ffee65f0c0ffee65f0", "65F0C0FFEE65F0C0FFEE65F0"),
+            ("key:ABCdef", "key:abcdef", "key:ABCdef"),
+            ("@Ana", "@ana", "@Ana"),  # nothing before the '@': not an address
+            ("Ana@", "ana@", "Ana@"),
+        ],
+    )
     def test_an_id_that_is_not_an_address_follows_the_local_part_rule(self, identity, insensitive, sensitive):
         """One rule: all but an e-mail domain follows identity_local_part_case."""
         assert normalise_identity(identity, "insensitive") == insensitive
@@ -89,13 +109,16 @@ class TestNormaliseIdentity:
         """'"a@b"@Example.COM': the domain is what follows the last '@'."""
         assert normalise_identity('"A@B"@Example.COM', "sensitive") == '"A@B"@example.com'
 
-    @pytest.mark.parametrize(("identity", "code"), [
-        ("\uff5b\uff5bLIBRECHAT_USER_EMAIL\uff5d\uff5d", "identity_placeholder"),  # fullwidth braces
-        ("\ufdfa" * 20, "identity_too_long"),  # 20 characters that NFKC writes out as 360
-        ("a" * 2000, "identity_too_long"),
-        ("\u3000 ", "identity_missing"),
-        ("ana\u200b@example.com", "identity_invalid"),
-    ])
+    @pytest.mark.parametrize(
+        ("identity", "code"),
+        [
+            ("\uff5b\uff5bLIBRECHAT_USER_EMAIL\uff5d\uff5d", "identity_placeholder"),  # fullwidth braces
+            ("\ufdfa" * 20, "identity_too_long"),  # 20 characters that NFKC writes out as 360
+            ("a" * 2000, "identity_too_long"),
+            ("\u3000 ", "identity_missing"),
+            ("ana\u200b@example.com", "identity_invalid"),
+        ],
+    )
     def test_what_is_no_identity_after_normalising_is_refused(self, identity, code):
         """Rules hold for the normalised form: a placeholder in fullwidth or an id NFKC lengthens."""
         with pytest.raises(IdentityRefused) as refused:
@@ -141,9 +164,11 @@ class TestNamedIdentity:
 
         sources = {
             "customer": lambda request: request["proxy_server_request"]["headers"].update(
-                {"x-litellm-customer-id": "customer"}),
+                {"x-litellm-customer-id": "customer"}
+            ),
             "end_user": lambda request: request["proxy_server_request"]["headers"].update(
-                {"x-litellm-end-user-id": "end_user"}),
+                {"x-litellm-end-user-id": "end_user"}
+            ),
             "user": lambda request: request.update(user="user"),
             "litellm_metadata": lambda request: request.update(litellm_metadata={"user": "litellm_metadata"}),
             "metadata": lambda request: request.update(metadata={"user_id": "metadata"}),
@@ -159,10 +184,16 @@ class TestNamedIdentity:
             body = {key: value for key, value in request.items() if key != "proxy_server_request"}
             assert named_identity(request, header, None) == get_end_user_id_from_request_body(body, headers), mask
 
-    @pytest.mark.parametrize("request_data", [
-        data(""), data("   "), data(None, ""), data(None, None, metadata={"user_id": " "}),
-        data(None, None, headers={"x-litellm-customer-id": ""}),
-    ])
+    @pytest.mark.parametrize(
+        "request_data",
+        [
+            data(""),
+            data("   "),
+            data(None, ""),
+            data(None, None, metadata={"user_id": " "}),
+            data(None, None, headers={"x-litellm-customer-id": ""}),
+        ],
+    )
     def test_a_blank_source_is_refused_not_skipped(self, request_data):
         """A blank header or field is a misconfigured client: refused, not charged to the next source."""
         with pytest.raises(IdentityRefused) as refused:
@@ -217,16 +248,24 @@ class TestResolveIdentity:
 
     def test_a_personal_key_naming_someone_else_is_forbidden(self):
         """A key outside trusted_keys cannot charge another person: 403, not served."""
-        for request in (data("ana@example.com"), data(None, "ana@example.com"),
-                        data(None, None, headers={"x-litellm-customer-id": "ana@example.com"})):
+        for request in (
+            data("ana@example.com"),
+            data(None, "ana@example.com"),
+            data(None, None, headers={"x-litellm-customer-id": "ana@example.com"}),
+        ):
             with pytest.raises(IdentityForbidden) as refused:
                 resolve(request, personal)
             assert refused.value.status_code == 403 and refused.value.message_key == "identity_forbidden"
 
     def test_tracking_fields_do_not_re_attribute_a_personal_key(self):
         """Claude Code's metadata.user_id (sent with every call) and the like: a personal key still pays itself."""
-        tracked = data(None, None, metadata={"user_id": "user_abc_account_x_session_y"},
-                       litellm_metadata={"user": "ana@example.com"}, safety_identifier="hash")
+        tracked = data(
+            None,
+            None,
+            metadata={"user_id": "user_abc_account_x_session_y"},
+            litellm_metadata={"user": "ana@example.com"},
+            safety_identifier="hash",
+        )
         assert resolve(tracked, personal) == "bob@example.com"
         assert resolve(tracked) == "ana@example.com"  # a trusted key: LiteLLM's order, as in its spend logs
 
@@ -250,7 +289,10 @@ class TestResolveIdentity:
         """anonymous_calls: charge_key bills the key's own user (or `key:…`)."""
         assert resolve(data(), master, anonymous_calls="charge_key") == "default_user_id"
         librechat = Key(token="f" * 64, key_alias="librechat")
-        assert resolve(data(), librechat, anonymous_calls="charge_key", trusted_keys=["librechat"]) == "key:ffffffffffffffff"
+        assert (
+            resolve(data(), librechat, anonymous_calls="charge_key", trusted_keys=["librechat"])
+            == "key:ffffffffffffffff"
+        )
 
     def test_nothing_at_all_is_refused(self):
         """No request identity and no key: refused."""

@@ -13,14 +13,14 @@ import httpx
 import openai
 import psycopg
 import pytest
+from conftest import charged, master_key, record_figure, viewer_key
 from fastapi import HTTPException
 from litellm.proxy._types import UserAPIKeyAuth
+from test_cli import cli_env, solaris
 
-from conftest import charged, master_key, record_figure, viewer_key
 from solaris_hooks.hooks import SolarisCallback
 from solaris_hooks.quota.service import QuotaService
 from solaris_hooks.settings import Settings
-from test_cli import cli_env, solaris
 
 thresholds = "{0.8,0.95}"
 
@@ -34,8 +34,12 @@ def http(proxy) -> httpx.Client:
 def ask(client: openai.OpenAI, headers: dict[str, str] | None = None, **body) -> object:
     """One small chat call, never retried: each call is one attempt we account for."""
     return client.with_options(max_retries=0).chat.completions.create(
-        model="fake-model", messages=[{"role": "user", "content": "oi"}], max_tokens=20,
-        extra_headers=headers or {}, **body)
+        model="fake-model",
+        messages=[{"role": "user", "content": "oi"}],
+        max_tokens=20,
+        extra_headers=headers or {},
+        **body,
+    )
 
 
 def accounts_named(http: httpx.Client, part: str) -> list[str]:
@@ -45,8 +49,9 @@ def accounts_named(http: httpx.Client, part: str) -> list[str]:
 
 def raw_chat(port: int, headers: list[tuple[bytes, bytes]]) -> tuple[int, dict]:
     """A chat call with header bytes no client library would send (UTF-8 or latin-1 in a value)."""
-    payload = json.dumps({"model": "fake-model", "messages": [{"role": "user", "content": "oi"}],
-                          "max_tokens": 20}).encode()
+    payload = json.dumps(
+        {"model": "fake-model", "messages": [{"role": "user", "content": "oi"}], "max_tokens": 20}
+    ).encode()
     sent = [(b"authorization", f"Bearer {master_key}".encode()), (b"content-type", b"application/json"), *headers]
     response = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", content=payload, headers=sent, timeout=60)
     return response.status_code, response.json()
@@ -63,15 +68,22 @@ def legacy_account(database_url: str, user_id: str, *, credit: int, settled_raw:
     Returns the pending call's id."""
     pending_call = f"legacy-{uuid.uuid4().hex}"
     with psycopg.connect(database_url, autocommit=True) as connection:
-        connection.execute("SELECT 1 FROM solaris.credit(%s, %s, 1000, 'test', 'legacy credit', %s)",
-                           (user_id, credit, thresholds))
+        connection.execute(
+            "SELECT 1 FROM solaris.credit(%s, %s, 1000, 'test', 'legacy credit', %s)", (user_id, credit, thresholds)
+        )
         settled_call = f"legacy-{uuid.uuid4().hex}"
-        connection.execute("SELECT 1 FROM solaris.reserve(%s, %s, %s, 1, 1000, 900, 'fake-model', 0.376, %s)",
-                           (user_id, settled_call, 10**6, thresholds))
-        connection.execute("SELECT 1 FROM solaris.resolve(%s, 'settle', %s, 'fake-model', 0.001, %s)",
-                           (settled_call, settled_raw, thresholds))
-        connection.execute("SELECT 1 FROM solaris.reserve(%s, %s, %s, 1, 1000, 900, 'fake-model', 0.376, %s)",
-                           (user_id, pending_call, pending, thresholds))
+        connection.execute(
+            "SELECT 1 FROM solaris.reserve(%s, %s, %s, 1, 1000, 900, 'fake-model', 0.376, %s)",
+            (user_id, settled_call, 10**6, thresholds),
+        )
+        connection.execute(
+            "SELECT 1 FROM solaris.resolve(%s, 'settle', %s, 'fake-model', 0.001, %s)",
+            (settled_call, settled_raw, thresholds),
+        )
+        connection.execute(
+            "SELECT 1 FROM solaris.reserve(%s, %s, %s, 1, 1000, 900, 'fake-model', 0.376, %s)",
+            (user_id, pending_call, pending, thresholds),
+        )
     return pending_call
 
 
@@ -89,7 +101,9 @@ def usage_alerts(database_url: str, user_id: str) -> list[tuple]:
     with psycopg.connect(database_url) as connection:
         return connection.execute(
             "SELECT threshold, period, alert_cycle FROM solaris.alerts WHERE user_id = %s AND kind = 'usage' "
-            "ORDER BY alert_cycle, threshold", (user_id,)).fetchall()
+            "ORDER BY alert_cycle, threshold",
+            (user_id,),
+        ).fetchall()
 
 
 class TestOnePersonOneAllowance:
@@ -98,13 +112,17 @@ class TestOnePersonOneAllowance:
         suffix = uuid.uuid4().hex[:8]
         local = f"joa\u0303o-{suffix}"  # 'a' and a combining tilde: looks like 'ã'
         canonical = f"jo\u00e3o-{suffix}@example.com"
-        fullwidth = "".join(chr(ord(character) + 0xFEE0) if "!" <= character <= "~" else character
-                            for character in f"{local.upper()}@EXAMPLE.COM")
+        fullwidth = "".join(
+            chr(ord(character) + 0xFEE0) if "!" <= character <= "~" else character
+            for character in f"{local.upper()}@EXAMPLE.COM"
+        )
         # In the body (JSON), and as header bytes: curl and Python send UTF-8, Node latin-1.
         by_body = [f"  {local}@example.com ", fullwidth]
-        by_header = [(b"x-litellm-end-user-id", f"{local.upper()}@Example.COM".encode()),
-                     (b"x-litellm-customer-id", f"{local.title()}@EXAMPLE.com".encode()),
-                     (b"x-litellm-end-user-id", canonical.encode("latin-1"))]
+        by_header = [
+            (b"x-litellm-end-user-id", f"{local.upper()}@Example.COM".encode()),
+            (b"x-litellm-customer-id", f"{local.title()}@EXAMPLE.com".encode()),
+            (b"x-litellm-end-user-id", canonical.encode("latin-1")),
+        ]
         charges = [charged(ask(client, user=user).usage.total_tokens) for user in by_body]
         for name, value in by_header:
             status, answer = raw_chat(proxy.port, [(name, value)])
@@ -115,9 +133,11 @@ class TestOnePersonOneAllowance:
         assert proxy_settled(http, canonical)["used_tokens"] == sum(charges)
         # Before, identities were only trimmed: each distinct spelling was an account of its own.
         spellings = {spelling.strip() for spelling in [*by_body, *(header_text_of(value) for _, value in by_header)]}
-        record_figure(f"identity: {len(charges)} calls naming one person in {len(spellings)} spellings through "
-                      f"the proxy: {len(spellings)} accounts before (trimmed only), "
-                      f"{len(accounts_named(http, suffix))} after")
+        record_figure(
+            f"identity: {len(charges)} calls naming one person in {len(spellings)} spellings through "
+            f"the proxy: {len(spellings)} accounts before (trimmed only), "
+            f"{len(accounts_named(http, suffix))} after"
+        )
 
     def test_litellms_customer_id_header_names_the_payer_before_ours(self, client, http):
         """x-litellm-customer-id and x-litellm-end-user-id both sent: the customer id pays, as in LiteLLM."""
@@ -208,8 +228,13 @@ class TestAdminPagesFindAccountsByAnySpelling:
         try:
             page = browser.get("/solaris/admin/user", params={"id": shouted})
             assert page.status_code == 200 and canonical in page.text
-            form = {"user_id": shouted, "tokens": "5", "reason": "r", "csrf": hidden(page.text, "csrf"),
-                    "idempotency_key": hidden(page.text, "idempotency_key")}
+            form = {
+                "user_id": shouted,
+                "tokens": "5",
+                "reason": "r",
+                "csrf": hidden(page.text, "csrf"),
+                "idempotency_key": hidden(page.text, "idempotency_key"),
+            }
             assert browser.post("/solaris/admin/users/add-tokens", data=form).status_code == 303
             assert browser.get("/solaris/admin/user", params={"id": f"nobody-{local}"}).status_code == 404
         finally:
@@ -228,8 +253,9 @@ class TestMergeApi:
         response = ask(client, {"x-litellm-end-user-id": canonical})
         proxy_settled(http, canonical)
         with psycopg.connect(database_url, autocommit=True) as connection:
-            connection.execute("SELECT 1 FROM solaris.adjust(%s, 850, 'debited', 'test', 'usage', %s)",
-                               (canonical, thresholds))
+            connection.execute(
+                "SELECT 1 FROM solaris.adjust(%s, 850, 'debited', 'test', 'usage', %s)", (canonical, thresholds)
+            )
         before_from = http.get(f"/solaris/users/{legacy}").json()
         before_into = http.get(f"/solaris/users/{canonical}").json()
         assert before_from["user_id"] == legacy  # an account stored as typed is found as typed
@@ -237,7 +263,8 @@ class TestMergeApi:
         alerts_from, alerts_into = usage_alerts(database_url, legacy), usage_alerts(database_url, canonical)
         alerts_from_count = alert_count(database_url, legacy)  # usage alerts and the credit's receipt
         assert {(threshold, cycle) for threshold, _, cycle in alerts_from} & {
-            (threshold, cycle) for threshold, _, cycle in alerts_into}, "the test needs colliding alerts"
+            (threshold, cycle) for threshold, _, cycle in alerts_into
+        }, "the test needs colliding alerts"
 
         merged = http.post(f"/solaris/users/{legacy}/merge", json={"into": canonical.upper()})
 
@@ -254,8 +281,10 @@ class TestMergeApi:
         # The old id finds the account it went into; the call in flight settles there.
         assert http.get(f"/solaris/users/{legacy}").json()["user_id"] == canonical
         with psycopg.connect(database_url, autocommit=True) as connection:
-            state = connection.execute("SELECT state, charged_tokens FROM solaris.resolve(%s, 'settle', 50, NULL, "
-                                       "NULL, %s)", (pending_call, thresholds)).fetchone()
+            state = connection.execute(
+                "SELECT state, charged_tokens FROM solaris.resolve(%s, 'settle', 50, NULL, NULL, %s)",
+                (pending_call, thresholds),
+            ).fetchone()
         assert state == ("settled", charged(50))
         after = http.get(f"/solaris/users/{canonical}").json()
         assert after["used_tokens"] == body["account"]["used_tokens"] + charged(50)
@@ -263,8 +292,10 @@ class TestMergeApi:
         audit = http.get("/solaris/audit", params={"user_id": canonical, "action": "user.merge"}).json()["rows"]
         assert len(audit) == 1 and audit[0]["details"]["from"] == legacy and audit[0]["actor"]
         assert response.usage.total_tokens > 0
-        record_figure(f"identity: merge of a pre-normalisation account: {rows_from} ledger rows, "
-                      f"{len(alerts_from)} usage alerts and 1 pending reservation moved; 2 accounts before, 1 after")
+        record_figure(
+            f"identity: merge of a pre-normalisation account: {rows_from} ledger rows, "
+            f"{len(alerts_from)} usage alerts and 1 pending reservation moved; 2 accounts before, 1 after"
+        )
 
     def test_settles_racing_a_merge_are_all_charged_once_without_deadlock(self, client, http, database_url):
         """20 of FROM's calls settle while it is merged: every one charged once, to INTO in the end."""
@@ -274,16 +305,18 @@ class TestMergeApi:
         calls = [f"race-{uuid.uuid4().hex}" for _ in range(20)]
         with psycopg.connect(database_url, autocommit=True) as connection:
             for call_id in calls:
-                connection.execute("SELECT 1 FROM solaris.reserve(%s, %s, 20, 1, 1000, 900, 'fake-model', 0.376)",
-                                   (legacy, call_id))
+                connection.execute(
+                    "SELECT 1 FROM solaris.reserve(%s, %s, 20, 1, 1000, 900, 'fake-model', 0.376)", (legacy, call_id)
+                )
         ask(client, {"x-litellm-end-user-id": canonical})
         proxy_settled(http, canonical)
         before = [http.get(f"/solaris/users/{user}").json() for user in (legacy, canonical)]
 
         def settle(call_id: str) -> tuple:
             with psycopg.connect(database_url, autocommit=True) as connection:
-                return connection.execute("SELECT state, charged_tokens FROM solaris.resolve(%s, 'settle', 30, NULL, "
-                                          "NULL)", (call_id,)).fetchone()
+                return connection.execute(
+                    "SELECT state, charged_tokens FROM solaris.resolve(%s, 'settle', 30, NULL, NULL)", (call_id,)
+                ).fetchone()
 
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             settles = [pool.submit(settle, call_id) for call_id in calls]
@@ -296,8 +329,9 @@ class TestMergeApi:
         assert after["used_tokens"] == sum(account["used_tokens"] for account in before) + len(calls) * charged(30)
         assert after["reserved_tokens"] == sum(account["reserved_tokens"] for account in before) - 20 * len(calls)
         with psycopg.connect(database_url) as connection:
-            left = connection.execute("SELECT count(*) FROM solaris.reservations WHERE user_id = %s",
-                                      (legacy,)).fetchone()[0]
+            left = connection.execute(
+                "SELECT count(*) FROM solaris.reservations WHERE user_id = %s", (legacy,)
+            ).fetchone()[0]
         assert left == 0
         release(database_url, pending_call)
         record_figure(f"identity: {len(calls)} settles racing a merge: {len(calls)} charged once, 0 deadlocks")
@@ -338,8 +372,12 @@ class TestMergeApi:
         assert (refused.status_code, refused.json()["error"]["code"]) == (409, "merge_into_unreachable")
         assert canonical in refused.json()["error"]["message"]
         assert http.post(f"/solaris/users/{legacy}/merge", json={}).status_code == 422
-        viewer = httpx.post(f"{proxy.base_url}/solaris/users/{legacy}/merge", json={"into": canonical},
-                            headers={"Authorization": f"Bearer {viewer_key}"}, timeout=30)
+        viewer = httpx.post(
+            f"{proxy.base_url}/solaris/users/{legacy}/merge",
+            json={"into": canonical},
+            headers={"Authorization": f"Bearer {viewer_key}"},
+            timeout=30,
+        )
         assert viewer.status_code == 403
         # Nothing moved by any refusal.
         assert http.get(f"/solaris/users/{legacy}").json()["user_id"] == legacy
@@ -377,11 +415,13 @@ def run_hook(database_url: str, key: UserAPIKeyAuth, request: dict, **settings) 
         try:
             await SolarisCallback(service).async_pre_call_hook(key, None, request, "acompletion")
             async with service.connection() as connection:
-                cursor = await connection.execute("SELECT user_id FROM solaris.reservations WHERE call_id = %s",
-                                                  (request["litellm_call_id"],))
+                cursor = await connection.execute(
+                    "SELECT user_id FROM solaris.reservations WHERE call_id = %s", (request["litellm_call_id"],)
+                )
                 user_id = (await cursor.fetchone())[0]
-                await connection.execute("SELECT 1 FROM solaris.resolve(%s, 'release', NULL, NULL, NULL)",
-                                         (request["litellm_call_id"],))
+                await connection.execute(
+                    "SELECT 1 FROM solaris.resolve(%s, 'release', NULL, NULL, NULL)", (request["litellm_call_id"],)
+                )
                 return user_id
         except HTTPException as refusal:
             return refusal
@@ -392,8 +432,14 @@ def run_hook(database_url: str, key: UserAPIKeyAuth, request: dict, **settings) 
 
 
 def chat_request(headers: dict[str, str] | None = None, **body) -> dict:
-    return {"model": "fake-model", "messages": [{"role": "user", "content": "oi"}], "max_tokens": 20,
-            "litellm_call_id": uuid.uuid4().hex, "proxy_server_request": {"headers": headers or {}}, **body}
+    return {
+        "model": "fake-model",
+        "messages": [{"role": "user", "content": "oi"}],
+        "max_tokens": 20,
+        "litellm_call_id": uuid.uuid4().hex,
+        "proxy_server_request": {"headers": headers or {}},
+        **body,
+    }
 
 
 class TestPersonalKeys:
@@ -402,16 +448,22 @@ class TestPersonalKeys:
         caplog.set_level(logging.WARNING, logger="solaris_hooks")
         victim = f"victim-{uuid.uuid4().hex[:8]}@example.com"
         bob = UserAPIKeyAuth(api_key="sk-personal-" + uuid.uuid4().hex, user_id=f"bob-{uuid.uuid4().hex[:8]}")
-        for request in (chat_request({"x-litellm-end-user-id": victim}), chat_request(user=victim),
-                        chat_request({"x-litellm-customer-id": victim.upper()})):
+        for request in (
+            chat_request({"x-litellm-end-user-id": victim}),
+            chat_request(user=victim),
+            chat_request({"x-litellm-customer-id": victim.upper()}),
+        ):
             refused = run_hook(database_url, bob, request)
             assert isinstance(refused, HTTPException) and refused.status_code == 403
             error = refused.detail["error"]
             assert error["code"] == "identity_forbidden" and "trusted_keys" in error["message"]
         assert http.get(f"/solaris/users/{victim}").status_code == 404
         assert http.get(f"/solaris/users/{bob.user_id}").status_code == 404
-        warnings = [json.loads(record.getMessage()) for record in caplog.records
-                    if '"identity_forbidden"' in record.getMessage()]
+        warnings = [
+            json.loads(record.getMessage())
+            for record in caplog.records
+            if '"identity_forbidden"' in record.getMessage()
+        ]
         assert len(warnings) == 3 and {line["key_user_id"] for line in warnings} == {bob.user_id}
         assert victim not in caplog.text and victim.upper() not in caplog.text
 

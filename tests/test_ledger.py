@@ -19,11 +19,19 @@ def run(database_url: str, scenario):
     return asyncio.run(main())
 
 
-def reserve(connection, user_id: str, call_id: str | None = None, wanted: int = 100, minimum: int = 1,
-            default: int = 1000):
+def reserve(
+    connection, user_id: str, call_id: str | None = None, wanted: int = 100, minimum: int = 1, default: int = 1000
+):
     return ledger.reserve(
-        connection, user_id=user_id, call_id=call_id or uuid.uuid4().hex, wanted_tokens=wanted,
-        minimum_tokens=minimum, default_tokens=default, ttl_s=60, model="m", factor=0.376,
+        connection,
+        user_id=user_id,
+        call_id=call_id or uuid.uuid4().hex,
+        wanted_tokens=wanted,
+        minimum_tokens=minimum,
+        default_tokens=default,
+        ttl_s=60,
+        model="m",
+        factor=0.376,
     )
 
 
@@ -144,8 +152,9 @@ class TestCredit:
         """Crediting an unknown user provisions the default allowance first."""
 
         async def scenario(connection):
-            return await ledger.credit(connection, user_id=user_id, tokens=250, default_tokens=1000,
-                                       actor="test", reason="boas-vindas")
+            return await ledger.credit(
+                connection, user_id=user_id, tokens=250, default_tokens=1000, actor="test", reason="boas-vindas"
+            )
 
         balance = run(database_url, scenario)
         assert balance.credited_tokens == 1250
@@ -171,10 +180,11 @@ class TestRetention:
             await connection.execute(
                 "UPDATE solaris.reservations SET created_at = now() - interval '9 days', "
                 "resolved_at = CASE WHEN state = 'pending' THEN NULL ELSE now() - interval '9 days' END "
-                "WHERE user_id = %s", (user_id,))
+                "WHERE user_id = %s",
+                (user_id,),
+            )
             pruned = await ledger.prune_resolved(connection, retention_s=7 * 86400)
-            cursor = await connection.execute("SELECT call_id FROM solaris.reservations WHERE user_id = %s",
-                                              (user_id,))
+            cursor = await connection.execute("SELECT call_id FROM solaris.reservations WHERE user_id = %s", (user_id,))
             left = [row[0] for row in await cursor.fetchall()]
             cursor = await connection.execute("SELECT count(*) FROM solaris.ledger WHERE user_id = %s", (user_id,))
             ledger_rows = (await cursor.fetchone())[0]

@@ -9,30 +9,37 @@ import httpx
 import openai
 import pytest
 import yaml
-
 from conftest import master_key
 from test_quota import exhaust
 
 repo = Path(__file__).resolve().parent.parent
 # LibreChat's classic title prompt (api/app/clients), sent as one user message.
-title_prompt = ("Please generate a concise, 5-word-or-less title for the conversation, using its same language, "
-                "with no punctuation. Apply title case conventions appropriate for the language. Never directly "
-                "mention the language name or the word \"title\"\n\n||>User:\n\"Olá, tudo bem?\"\n||>Response:\n"
-                "\"Tudo ótimo!\"\n\n||>Title:")
+title_prompt = (
+    "Please generate a concise, 5-word-or-less title for the conversation, using its same language, "
+    "with no punctuation. Apply title case conventions appropriate for the language. Never directly "
+    'mention the language name or the word "title"\n\n||>User:\n"Olá, tudo bem?"\n||>Response:\n'
+    '"Tudo ótimo!"\n\n||>Title:'
+)
 
 
 def librechat_client(proxy, sent: list | None = None) -> openai.OpenAI:
     """The openai client as LibreChat builds it for a custom endpoint (default retries kept)."""
     hooks = {"request": [sent.append]} if sent is not None else {}
-    return openai.OpenAI(base_url=f"{proxy.base_url}/v1", api_key=master_key,
-                         http_client=httpx.Client(event_hooks=hooks))
+    return openai.OpenAI(
+        base_url=f"{proxy.base_url}/v1", api_key=master_key, http_client=httpx.Client(event_hooks=hooks)
+    )
 
 
 def librechat_chat(client: openai.OpenAI, email: str, librechat_user: str, text: str, **extra):
     """A chat turn: header with the e-mail, body `user` with LibreChat's own id, streamed."""
     return client.chat.completions.create(
-        model="fake-model", messages=[{"role": "user", "content": text}], user=librechat_user, stream=True,
-        extra_headers={"x-litellm-end-user-id": email}, **extra)
+        model="fake-model",
+        messages=[{"role": "user", "content": text}],
+        user=librechat_user,
+        stream=True,
+        extra_headers={"x-litellm-end-user-id": email},
+        **extra,
+    )
 
 
 @pytest.fixture
@@ -48,12 +55,17 @@ class TestLibreChatRequests:
         assert admin.settled_account(user_id)["used_tokens"] > 0
         assert admin.account(librechat_user) is None
 
-    def test_a_title_call_is_recorded_with_zero_tokens_when_titles_are_free(self, proxy, admin, user_id,
-                                                                            librechat_user):
+    def test_a_title_call_is_recorded_with_zero_tokens_when_titles_are_free(
+        self, proxy, admin, user_id, librechat_user
+    ):
         """title_calls: free — LibreChat's title call leaves the balance alone and shows in the ledger."""
         client = librechat_client(proxy)
-        client.chat.completions.create(model="fake-model", messages=[{"role": "user", "content": title_prompt}],
-                                       user=librechat_user, extra_headers={"x-litellm-end-user-id": user_id})
+        client.chat.completions.create(
+            model="fake-model",
+            messages=[{"role": "user", "content": title_prompt}],
+            user=librechat_user,
+            extra_headers={"x-litellm-end-user-id": user_id},
+        )
         account = admin.settled_account(user_id)
         assert account["used_tokens"] == 0
         rows = admin.http.get(f"/solaris/users/{user_id}/ledger", params={"kind": "settle"}).json()["rows"]
@@ -76,6 +88,8 @@ class TestLibreChatConfig:
         (endpoint,) = librechat["endpoints"]["custom"]
         assert endpoint["baseURL"].endswith(":4000/v1")
         assert endpoint["headers"] == {"x-litellm-end-user-id": "{{LIBRECHAT_USER_EMAIL}}"}
-        served = {model["model_name"] for model in yaml.safe_load((repo / "litellm-config.yaml").read_text())["model_list"]}
+        served = {
+            model["model_name"] for model in yaml.safe_load((repo / "litellm-config.yaml").read_text())["model_list"]
+        }
         assert set(endpoint["models"]["default"]) <= served
         assert endpoint["titleModel"] in served

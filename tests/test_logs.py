@@ -11,13 +11,13 @@ import uuid
 import httpx
 import openai
 import pytest
-
 from conftest import admin_key_ana, admin_key_anonymous, master_key, viewer_key
+from test_alerts import run, smtp_for, spend
+from test_quota import ask, exhaust
+
 from solaris_hooks.cli.main import main as cli_main
 from solaris_hooks.mail.outbox import Outbox
 from tests.support.harness import free_port, wait_for
-from test_alerts import run, smtp_for, spend
-from test_quota import ask, exhaust
 
 
 def events(text: str) -> list[dict]:
@@ -39,8 +39,11 @@ def session_log(proxy) -> str:
 
 
 def events_of(proxy, event: str, **fields) -> list[dict]:
-    return [item for item in events(session_log(proxy)) if item["event"] == event
-            and all(item.get(name) == value for name, value in fields.items())]
+    return [
+        item
+        for item in events(session_log(proxy))
+        if item["event"] == event and all(item.get(name) == value for name, value in fields.items())
+    ]
 
 
 def wait_for_event(proxy, event: str, count: int = 1, **fields) -> list[dict]:
@@ -62,8 +65,10 @@ class TestOneLinePerEvent:
         exhaust(client, admin, user_id)
         with pytest.raises(openai.RateLimitError) as refused:
             client.with_options(max_retries=0).chat.completions.create(
-                model="fake-model", messages=[{"role": "user", "content": "mais"}],
-                extra_headers={"x-litellm-end-user-id": user_id})
+                model="fake-model",
+                messages=[{"role": "user", "content": "mais"}],
+                extra_headers={"x-litellm-end-user-id": user_id},
+            )
         call_id = refused.value.response.headers["x-litellm-call-id"]
         (line,) = wait_for_event(proxy, "refused", user_id=user_id)
         assert (line["call_id"], line["reason"]) == (call_id, "exhausted")
@@ -73,8 +78,10 @@ class TestOneLinePerEvent:
         bad_identity = "{{LIBRECHAT_USER_EMAIL}}-" + uuid.uuid4().hex[:8]
         with pytest.raises(openai.BadRequestError) as refused:
             client.with_options(max_retries=0).chat.completions.create(
-                model="fake-model", messages=[{"role": "user", "content": "oi"}],
-                extra_headers={"x-litellm-end-user-id": bad_identity})
+                model="fake-model",
+                messages=[{"role": "user", "content": "oi"}],
+                extra_headers={"x-litellm-end-user-id": bad_identity},
+            )
         call_id = refused.value.response.headers["x-litellm-call-id"]
         (line,) = wait_for_event(proxy, "refused", call_id=call_id)
         assert (line["reason"], line["code"], line["user_id"]) == ("identity", "identity_placeholder", None)
@@ -88,12 +95,16 @@ class TestOneLinePerEvent:
         http.patch(f"/solaris/users/{user_id}", json={"status": "blocked", "name": "Same status"})
         with pytest.raises(openai.PermissionDeniedError):
             client.with_options(max_retries=0).chat.completions.create(
-                model="fake-model", messages=[{"role": "user", "content": "oi"}],
-                extra_headers={"x-litellm-end-user-id": user_id})
+                model="fake-model",
+                messages=[{"role": "user", "content": "oi"}],
+                extra_headers={"x-litellm-end-user-id": user_id},
+            )
         http.patch(f"/solaris/users/{user_id}", json={"status": "active"})
         changes = wait_for_event(proxy, "status_changed", 2, user_id=user_id)
         assert [(line["status_before"], line["status"], line["actor"]) for line in changes] == [
-            ("active", "blocked", "master_key"), ("blocked", "active", "master_key")]
+            ("active", "blocked", "master_key"),
+            ("blocked", "active", "master_key"),
+        ]
         (refusal,) = wait_for_event(proxy, "refused", user_id=user_id)
         assert refusal["reason"] == "blocked" and refusal["call_id"]
 
@@ -101,14 +112,18 @@ class TestOneLinePerEvent:
         """add-tokens twice with one Idempotency-Key: one credit, one `credited` line."""
         key = uuid.uuid4().hex
         for _ in range(2):
-            response = http.post(f"/solaris/users/{user_id}/add-tokens", json={"tokens": 40, "reason": "bônus"},
-                                 headers={"Idempotency-Key": key})
+            response = http.post(
+                f"/solaris/users/{user_id}/add-tokens",
+                json={"tokens": 40, "reason": "bônus"},
+                headers={"Idempotency-Key": key},
+            )
             assert response.status_code == 200
         (line,) = wait_for_event(proxy, "credited", user_id=user_id)
         assert (line["tokens"], line["actor"], line["credited_tokens"]) == (40, "master_key", 1040)
 
-    def test_an_alert_delivery_is_one_line_per_alert_without_the_address(self, proxy, client, admin, http, mail_catcher,
-                                                                         user_id):
+    def test_an_alert_delivery_is_one_line_per_alert_without_the_address(
+        self, proxy, client, admin, http, mail_catcher, user_id
+    ):
         """Running out sends the block notice, a credit sends a receipt: one `mail_sent` line
         each, with user id, alert id, kind and threshold, and no e-mail address of anyone."""
         exhaust(client, admin, user_id)
@@ -144,15 +159,17 @@ class TestTheCommandLine:
 
 class TestFailedAlerts:
     def test_a_failing_then_dead_alert_is_one_line_per_attempt_without_the_address_or_password(
-            self, own_database, caplog):
+        self, own_database, caplog
+    ):
         """SMTP down: `mail_failed` for the attempt that will be retried, `mail_dead` for the
         last; each with alert and user ids and the threshold, never the address or the password."""
         user_id = f"dead-{uuid.uuid4().hex[:10]}@example.com"
         password = "s3cr3t-" + uuid.uuid4().hex
 
         async def scenario(service):
-            outbox = Outbox(service.connection, service.settings,
-                            smtp_for(free_port(), username="quota", password=password))
+            outbox = Outbox(
+                service.connection, service.settings, smtp_for(free_port(), username="quota", password=password)
+            )
             await spend(service, user_id, 850)
             for _ in range(2):
                 await outbox.flush()
@@ -181,8 +198,10 @@ class TestNothingSecretInTheLog:
         http.post("/solaris/users", json={"user_id": exhausted, "initial_tokens": 0})
         with pytest.raises(openai.RateLimitError):
             client.with_options(max_retries=0).chat.completions.create(
-                model="fake-model", messages=[{"role": "user", "content": marker}],
-                extra_headers={"x-litellm-end-user-id": exhausted})
+                model="fake-model",
+                messages=[{"role": "user", "content": marker}],
+                extra_headers={"x-litellm-end-user-id": exhausted},
+            )
         for key in (admin_key_ana, admin_key_anonymous, viewer_key, "sk-wrong-" + marker):
             httpx.get(f"{proxy.base_url}/solaris/users/{user_id}", headers={"Authorization": f"Bearer {key}"})
         wait_for_event(proxy, "refused", user_id=exhausted)

@@ -9,8 +9,8 @@ import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
 
-from solaris_hooks.exceptions import MigrationError
 from solaris_hooks.db.migrations import available_migrations, migrate
+from solaris_hooks.exceptions import MigrationError
 
 
 class TestMigrate:

@@ -23,24 +23,21 @@ import httpx
 import openai
 import psycopg
 import pytest
+from conftest import artifacts_dir, charged, master_key, proxy_env, proxy_settings, record_figure, write_proxy_config
 from litellm.proxy._types import UserAPIKeyAuth
 
-from conftest import (artifacts_dir, charged, master_key, proxy_env, proxy_settings, record_figure,
-                      write_proxy_config)
-from solaris_hooks.db import ledger
 from solaris_hooks.admin.doctor import diagnose, overspend_invariant
-from solaris_hooks.exceptions import DatabaseUnavailable
+from solaris_hooks.db import ledger
 from solaris_hooks.db.migrations import migrate
+from solaris_hooks.exceptions import DatabaseUnavailable
 from solaris_hooks.mail.outbox import Outbox
-from solaris_hooks.quota.service import QuotaService
-from solaris_hooks.settings import Settings
 from solaris_hooks.mail.smtp import SmtpSettings
+from solaris_hooks.quota.service import QuotaService
 from solaris_hooks.quota.spool import Spool, SpoolEntry, read_entries, rejected_name, segment_suffix
+from solaris_hooks.settings import Settings
 from tests.support.harness import MailCatcher, ProxyProcess, assert_ledger_consistent, wait_for
 
 allowance = proxy_settings["default_tokens_per_user"]
-
-
 
 
 class StoppablePostgres:
@@ -71,14 +68,16 @@ def balance(url: str, user_id: str) -> tuple[int, int, int] | None:
     with psycopg.connect(url) as connection:
         return connection.execute(
             "SELECT credited_tokens, debited_tokens, reserved_tokens FROM solaris.accounts WHERE user_id = %s",
-            (user_id,)).fetchone()
+            (user_id,),
+        ).fetchone()
 
 
 def settle_rows(url: str, user_id: str) -> list[tuple[str, int]]:
     with psycopg.connect(url) as connection:
         return connection.execute(
             "SELECT call_id, count(*) FROM solaris.ledger WHERE user_id = %s AND kind = 'settle' GROUP BY call_id",
-            (user_id,)).fetchall()
+            (user_id,),
+        ).fetchall()
 
 
 def segments(directory: Path) -> list[Path]:
@@ -88,7 +87,9 @@ def segments(directory: Path) -> list[Path]:
 def ask(client: openai.OpenAI, user_id: str, text: str):
     # A small max_tokens keeps each reservation small, so concurrent calls fit the allowance.
     return client.chat.completions.create(
-        model="fake-model", messages=[{"role": "user", "content": text}], max_tokens=40,
+        model="fake-model",
+        messages=[{"role": "user", "content": text}],
+        max_tokens=40,
         extra_headers={"x-litellm-end-user-id": user_id},
     )
 
@@ -115,7 +116,8 @@ class TestSpool:
 
         assert asyncio.run(spool.replay(charge)) == 3
         assert [(item.call_id, item.raw_tokens, item.user_id, item.factor) for item in charged_entries] == [
-            (item.call_id, item.raw_tokens, item.user_id, item.factor) for item in written]
+            (item.call_id, item.raw_tokens, item.user_id, item.factor) for item in written
+        ]
         assert all(item.spooled_at for item in charged_entries)
         assert not spool.pending() and segments(tmp_path) == []
 
@@ -200,8 +202,17 @@ def run_service(url: str, scenario, **settings):
 
 async def reserve(service: QuotaService, user_id: str, call_id: str, wanted_tokens: int = 50) -> None:
     async with service.connection() as connection:
-        outcome = await ledger.reserve(connection, user_id=user_id, call_id=call_id, wanted_tokens=wanted_tokens,
-                                       minimum_tokens=1, default_tokens=1000, ttl_s=900, model="m", factor=0.5)
+        outcome = await ledger.reserve(
+            connection,
+            user_id=user_id,
+            call_id=call_id,
+            wanted_tokens=wanted_tokens,
+            minimum_tokens=1,
+            default_tokens=1000,
+            ttl_s=900,
+            model="m",
+            factor=0.5,
+        )
     assert outcome.outcome == "reserved"
 
 
@@ -254,7 +265,9 @@ class TestSettleSpooled:
             reason, thresholds = connection.execute(
                 """SELECT (SELECT reason FROM solaris.ledger WHERE call_id = %s AND kind = 'settle'),
                           (SELECT array_agg(threshold ORDER BY threshold) FROM solaris.alerts
-                            WHERE user_id = %s AND kind = 'usage')""", (call_id, user_id)).fetchone()
+                            WHERE user_id = %s AND kind = 'usage')""",
+                (call_id, user_id),
+            ).fetchone()
         assert "unmetered" in reason
         assert thresholds[-1] == 1  # the block notice, as a settle that crossed 100 % would raise
         # Doctor shows the overspend and the call that made it; an admin credit settles it.
@@ -263,8 +276,14 @@ class TestSettleSpooled:
 
         async def credit(service):
             async with service.connection() as connection:
-                await ledger.credit(connection, user_id=user_id, tokens=128, default_tokens=1000, actor="test",
-                                    reason="overspend of an unmetered call")
+                await ledger.credit(
+                    connection,
+                    user_id=user_id,
+                    tokens=128,
+                    default_tokens=1000,
+                    actor="test",
+                    reason="overspend of an unmetered call",
+                )
 
         run_service(own_database, credit)
 
@@ -301,7 +320,8 @@ class TestSettleSpooled:
         assert after == before
 
     def test_a_released_call_with_spooled_usage_is_charged_once(self, own_database):
-        """A result after a release is owed (a late settle, as a late success event is); a second replay adds nothing."""
+        """A result after a release is owed (a late settle, as a late success event is); a second replay adds
+        nothing."""
         user_id, call_id = f"rel-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
 
         async def scenario(service):
@@ -358,13 +378,19 @@ class TestReplay:
         async def scenario(service):
             await reserve(service, user_id, call_id)
             async with service.connection() as connection:
-                await connection.execute("UPDATE solaris.reservations SET expires_at = now() WHERE call_id = %s",
-                                         (call_id,))
+                await connection.execute(
+                    "UPDATE solaris.reservations SET expires_at = now() WHERE call_id = %s", (call_id,)
+                )
             service.spool.append(entry(call_id, 30))
             expired = await service.sweep_once()
             async with service.connection() as connection:
-                state = (await (await connection.execute(
-                    "SELECT state FROM solaris.reservations WHERE call_id = %s", (call_id,))).fetchone())[0]
+                state = (
+                    await (
+                        await connection.execute(
+                            "SELECT state FROM solaris.reservations WHERE call_id = %s", (call_id,)
+                        )
+                    ).fetchone()
+                )[0]
             return expired, state
 
         assert run_service(own_database, scenario, spool_dir=str(tmp_path)) == (0, "settled")
@@ -379,8 +405,7 @@ def stoppable_postgres(tmp_path_factory) -> StoppablePostgres:
 
 
 class TestRecovery:
-    def test_a_settle_during_an_outage_is_spooled_and_charged_when_postgres_returns(self, stoppable_postgres,
-                                                                                   tmp_path):
+    def test_a_settle_during_an_outage_is_spooled_and_charged_when_postgres_returns(self, stoppable_postgres, tmp_path):
         """settle_call spools instead of failing; the replay charges it and logs database_recovered."""
         url, user_id, call_id = stoppable_postgres.url, f"rec-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
         lines: list[dict] = []
@@ -391,8 +416,13 @@ class TestRecovery:
         logger.setLevel(logging.INFO)
 
         async def scenario(service):
-            data = {"model": "m", "messages": [{"role": "user", "content": "oi"}], "litellm_call_id": call_id,
-                    "max_tokens": 50, "proxy_server_request": {"headers": {"x-litellm-end-user-id": user_id}}}
+            data = {
+                "model": "m",
+                "messages": [{"role": "user", "content": "oi"}],
+                "litellm_call_id": call_id,
+                "max_tokens": 50,
+                "proxy_server_request": {"headers": {"x-litellm-end-user-id": user_id}},
+            }
             await service.reserve_call(data, "acompletion", master_key_auth)
             stoppable_postgres.stop()
             # The call id is ours now, not the one the request came with.
@@ -420,8 +450,12 @@ class TestRecovery:
         url, user_id, call_id = stoppable_postgres.url, f"direct-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
 
         async def scenario(service):
-            data = {"model": "m", "messages": [{"role": "user", "content": "oi"}], "litellm_call_id": call_id,
-                    "proxy_server_request": {"headers": {"x-litellm-end-user-id": user_id}}}
+            data = {
+                "model": "m",
+                "messages": [{"role": "user", "content": "oi"}],
+                "litellm_call_id": call_id,
+                "proxy_server_request": {"headers": {"x-litellm-end-user-id": user_id}},
+            }
             stoppable_postgres.stop()
             try:
                 assert await service.reserve_call(data, "acompletion", master_key_auth) is None
@@ -449,12 +483,14 @@ outage_settings = {
 
 
 class OutageProxy:
-    def __init__(self, postgres: StoppablePostgres, process: ProxyProcess, config: Path, provider_url: str,
-                 data_dir: Path) -> None:
+    def __init__(
+        self, postgres: StoppablePostgres, process: ProxyProcess, config: Path, provider_url: str, data_dir: Path
+    ) -> None:
         self.postgres, self.process, self.config = postgres, process, config
         self.provider_url, self.spool_dir = provider_url, data_dir / "spool"
-        self.admin = httpx.Client(base_url=process.base_url, headers={"Authorization": f"Bearer {master_key}"},
-                                  timeout=30)
+        self.admin = httpx.Client(
+            base_url=process.base_url, headers={"Authorization": f"Bearer {master_key}"}, timeout=30
+        )
 
     def client(self) -> openai.OpenAI:
         """As LibreChat configures it: the SDK's default retries (x-should-retry: false stops them)."""
@@ -478,8 +514,9 @@ class OutageProxy:
 def outage_proxy(fake_provider, tmp_path_factory) -> OutageProxy:
     postgres = StoppablePostgres(tmp_path_factory.mktemp("pg-proxy-outage"))
     work = tmp_path_factory.mktemp("outage-proxy")
-    config = write_proxy_config(work / "litellm-config.yaml", fake_provider.base_url,
-                                {**outage_settings, "fail_mode": "closed"})
+    config = write_proxy_config(
+        work / "litellm-config.yaml", fake_provider.base_url, {**outage_settings, "fail_mode": "closed"}
+    )
     artifacts_dir.mkdir(exist_ok=True)
     log_path = artifacts_dir / "proxy-outage.log"
     log_path.unlink(missing_ok=True)
@@ -506,9 +543,14 @@ class TestProxyOutage:
         proxy.postgres.stop()
         try:
             first_started = time.monotonic()
-            raw = [httpx.post(f"{proxy.process.base_url}/v1/chat/completions", timeout=30,
-                              headers={"Authorization": f"Bearer {master_key}", "x-litellm-end-user-id": user_id},
-                              json={"model": "fake-model", "messages": [{"role": "user", "content": "oi"}]})]
+            raw = [
+                httpx.post(
+                    f"{proxy.process.base_url}/v1/chat/completions",
+                    timeout=30,
+                    headers={"Authorization": f"Bearer {master_key}", "x-litellm-end-user-id": user_id},
+                    json={"model": "fake-model", "messages": [{"role": "user", "content": "oi"}]},
+                )
+            ]
 
             first_wait_s = time.monotonic() - first_started
 
@@ -519,7 +561,7 @@ class TestProxyOutage:
                 return error.value, time.monotonic() - started
 
             with ThreadPoolExecutor(calls) as pool:
-                errors, waits_s = zip(*pool.map(refused, range(calls - 1)))
+                errors, waits_s = zip(*pool.map(refused, range(calls - 1)), strict=False)
             admin = proxy.admin.get(f"/solaris/users/{user_id}")
         finally:
             proxy.postgres.start()
@@ -558,11 +600,13 @@ class TestProxyOutage:
         assert_ledger_consistent(proxy.postgres.url)
         wait_for(lambda: len(proxy.events("database_recovered")) > recovered_before, 30, what="database_recovered")
         assert proxy.events("database_recovered")[-1]["replayed_entries"] == 0
-        record_figure(f"outage: fail_mode closed: {calls} calls while Postgres was stopped, "
-               f"{sum(r.status_code == 503 for r in responses)} answered 503 with the readable message "
-               f"(the first after {first_wait_s:.2f} s, the next {calls - 1} within {max(waits_s):.2f} s); "
-               f"first call served {recovery_s:.2f} s after Postgres restarted "
-               f"({refused_after_restart} refused in between), then 8/8 served; no proxy restart")
+        record_figure(
+            f"outage: fail_mode closed: {calls} calls while Postgres was stopped, "
+            f"{sum(r.status_code == 503 for r in responses)} answered 503 with the readable message "
+            f"(the first after {first_wait_s:.2f} s, the next {calls - 1} within {max(waits_s):.2f} s); "
+            f"first call served {recovery_s:.2f} s after Postgres restarted "
+            f"({refused_after_restart} refused in between), then 8/8 served; no proxy restart"
+        )
 
     def test_fail_open_spools_usage_and_replays_it_once(self, outage_proxy):
         """Postgres down under load: calls go through, usage is spooled, charged exactly once when it returns."""
@@ -576,22 +620,28 @@ class TestProxyOutage:
 
         def pending() -> int:
             with psycopg.connect(url) as connection:
-                return connection.execute("SELECT count(*) FROM solaris.reservations WHERE user_id = %s "
-                                          "AND state = 'pending'", (user_id,)).fetchone()[0]
+                return connection.execute(
+                    "SELECT count(*) FROM solaris.reservations WHERE user_id = %s AND state = 'pending'", (user_id,)
+                ).fetchone()[0]
 
         with ThreadPoolExecutor(in_flight_calls + outage_calls) as pool:
             # Reserved before the outage, answered during it: their settles fail and are spooled.
-            in_flight = [pool.submit(ask, client, user_id, "[[sleep=3]] [[tokens=9]] em voo")
-                         for _ in range(in_flight_calls)]
+            in_flight = [
+                pool.submit(ask, client, user_id, "[[sleep=3]] [[tokens=9]] em voo") for _ in range(in_flight_calls)
+            ]
             wait_for(lambda: pending() == in_flight_calls, 30, what="the in-flight calls reserved")
             proxy.postgres.stop()
             try:
                 # Never reserved: fail_mode open lets them through unmetered.
-                during = [pool.submit(ask, client, user_id, f"[[tokens={5 + n}]] sem banco")
-                          for n in range(outage_calls)]
+                during = [
+                    pool.submit(ask, client, user_id, f"[[tokens={5 + n}]] sem banco") for n in range(outage_calls)
+                ]
                 responses = [future.result() for future in in_flight + during]
-                wait_for(lambda: len(proxy.events("usage_spooled")) - spooled_before >= len(responses), 30,
-                         what="every call's usage spooled")
+                wait_for(
+                    lambda: len(proxy.events("usage_spooled")) - spooled_before >= len(responses),
+                    30,
+                    what="every call's usage spooled",
+                )
                 spooled = proxy.events("usage_spooled")[spooled_before:]
                 kept = {path.name: path.read_bytes() for path in segments(proxy.spool_dir)}
             finally:
@@ -618,11 +668,13 @@ class TestProxyOutage:
         assert balance(url, user_id) == (allowance, expected, 0)
         assert_ledger_consistent(url)
         assert not (proxy.spool_dir / rejected_name).exists()
-        record_figure(f"outage: fail_mode open: {len(responses)} calls served while Postgres was stopped "
-               f"({in_flight_calls} reserved before and settled during the outage, {outage_calls} unmetered), "
-               f"{len(spooled)} usage_spooled, {recovered['replayed_entries']} replayed at recovery "
-               f"(down {recovered['down_s']} s); charged {balance(url, user_id)[1]} platform tokens, "
-               f"expected {expected}; a second replay of the same segments charged 0")
+        record_figure(
+            f"outage: fail_mode open: {len(responses)} calls served while Postgres was stopped "
+            f"({in_flight_calls} reserved before and settled during the outage, {outage_calls} unmetered), "
+            f"{len(spooled)} usage_spooled, {recovered['replayed_entries']} replayed at recovery "
+            f"(down {recovered['down_s']} s); charged {balance(url, user_id)[1]} platform tokens, "
+            f"expected {expected}; a second replay of the same segments charged 0"
+        )
 
 
 # -- the mail worker through an outage ------------------------------------------------------
@@ -657,21 +709,31 @@ class TestOutboxThroughAnOutage:
         claim lasts, so the alert is not sent again when the lease runs out."""
         user_id = f"outbox-{uuid.uuid4().hex[:8]}@example.com"
         catcher = OutageOnDelivery(stoppable_postgres, down_s=1.5).start()
-        smtp_settings = SmtpSettings(host="127.0.0.1", port=catcher.port, from_address="quota@solaris.example",
-                                     timeout_s=5)
+        smtp_settings = SmtpSettings(
+            host="127.0.0.1", port=catcher.port, from_address="quota@solaris.example", timeout_s=5
+        )
 
         async def scenario(service):
             call_id = uuid.uuid4().hex
             async with service.connection() as connection:
-                await ledger.reserve(connection, user_id=user_id, call_id=call_id, wanted_tokens=810,
-                                     minimum_tokens=1, default_tokens=1000, ttl_s=60, model="m", factor=1.0,
-                                     thresholds=[0.8, 0.95])
-                await ledger.resolve(connection, call_id=call_id, kind="settle", raw_tokens=810,
-                                     thresholds=[0.8, 0.95])
+                await ledger.reserve(
+                    connection,
+                    user_id=user_id,
+                    call_id=call_id,
+                    wanted_tokens=810,
+                    minimum_tokens=1,
+                    default_tokens=1000,
+                    ttl_s=60,
+                    model="m",
+                    factor=1.0,
+                    thresholds=[0.8, 0.95],
+                )
+                await ledger.resolve(connection, call_id=call_id, kind="settle", raw_tokens=810, thresholds=[0.8, 0.95])
             report = await Outbox(service.connection, service.settings, smtp_settings).deliver_due()
             async with service.connection() as connection:
                 cursor = await connection.execute(
-                    "SELECT status, attempts FROM solaris.alerts WHERE user_id = %s", (user_id,))
+                    "SELECT status, attempts FROM solaris.alerts WHERE user_id = %s", (user_id,)
+                )
                 return report, await cursor.fetchall()
 
         try:

@@ -27,7 +27,9 @@ def build_wheel(source: Path, into: Path) -> list[str]:
     """`pip wheel` of a source tree; the names of the files in the wheel."""
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation", "-q", "-w", str(into)],
-        check=True, capture_output=True, timeout=300,
+        check=True,
+        capture_output=True,
+        timeout=300,
     )
     return zipfile.ZipFile(next(into.glob("solaris_hooks-*.whl"))).namelist()
 
@@ -38,8 +40,11 @@ class TestWheel:
         context = tmp_path / "opt"
         for sources, target in re.findall(r"^COPY (.+) (\S+)$", (repo / "Dockerfile").read_text(), re.M):
             for source in sources.split():
-                destination = context / Path(target).relative_to("/opt/solaris-hooks") if not target.endswith(
-                    "/") else context / Path(target).relative_to("/opt/solaris-hooks") / source
+                destination = (
+                    context / Path(target).relative_to("/opt/solaris-hooks")
+                    if not target.endswith("/")
+                    else context / Path(target).relative_to("/opt/solaris-hooks") / source
+                )
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 if (repo / source).is_dir():
                     shutil.copytree(repo / source, destination, symlinks=True)
@@ -63,8 +68,15 @@ class TestWheel:
 
         unpacked = tmp_path / "site"
         zipfile.ZipFile(wheel).extractall(unpacked)
-        result = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True,
-                                env={"PYTHONPATH": str(unpacked), "PATH": "/usr/bin:/bin"}, timeout=60, check=True)
+        result = subprocess.run(
+            [sys.executable, "-c", probe],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env={"PYTHONPATH": str(unpacked), "PATH": "/usr/bin:/bin"},
+            timeout=60,
+            check=True,
+        )
         module_file, pt_br, english, migrations, subject = result.stdout.strip().splitlines()
         assert module_file.startswith(str(unpacked))
         assert "acabou" in pt_br and "c@x" in pt_br

@@ -9,7 +9,6 @@ import httpx
 import openai
 import psycopg
 import pytest
-
 from conftest import credits_email, master_key, premium_factor, proxy_settings
 
 factor = proxy_settings["conversion_factor"]
@@ -181,12 +180,17 @@ class TestLedgerEvents:
             assert outcome == ("reserved", 300)
             account = admin.settled_account(user_id, timeout_s=20)
             assert account["remaining_tokens"] == allowance
-            kinds = [row[0] for row in connection.execute(
-                "SELECT kind FROM solaris.ledger WHERE user_id = %s ORDER BY id", (user_id,))]
+            kinds = [
+                row[0]
+                for row in connection.execute(
+                    "SELECT kind FROM solaris.ledger WHERE user_id = %s ORDER BY id", (user_id,)
+                )
+            ]
             assert kinds == ["grant", "reserve", "expire"]
             assert admin.account(user_id)["used_tokens"] == 0
             # A result that arrives after all is owed: one late settle, once.
             for _ in range(2):
-                connection.execute("SELECT * FROM solaris.resolve(%s, 'settle', 500, NULL, NULL)",
-                                   (f"stranded-{user_id}",))
+                connection.execute(
+                    "SELECT * FROM solaris.resolve(%s, 'settle', 500, NULL, NULL)", (f"stranded-{user_id}",)
+                )
         assert admin.account(user_id)["used_tokens"] == charged(500)

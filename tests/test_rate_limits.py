@@ -9,23 +9,22 @@ import logging
 import time
 import uuid
 
-import pytest
 import httpx
+import pytest
 import yaml
+from conftest import artifacts_dir, master_key, proxy_env, record_figure, write_proxy_config
 from fastapi import HTTPException
-from prometheus_client.parser import text_string_to_metric_families
 from litellm.caching.dual_cache import DualCache
 from litellm.proxy._types import UserAPIKeyAuth
+from prometheus_client.parser import text_string_to_metric_families
+from test_hooks import request_data, run_with_callback
+from test_rate_limits_redis import chat, fresh_window, window_s
 
-from conftest import artifacts_dir, master_key, proxy_env, record_figure, write_proxy_config
-from solaris_hooks.quota import degraded
-from solaris_hooks.quota import rate_limits
 from solaris_hooks.exceptions import RateLimited
+from solaris_hooks.quota import degraded, rate_limits
 from solaris_hooks.quota.metrics import Metrics
 from solaris_hooks.settings import Settings
 from tests.support.harness import ProxyProcess
-from test_hooks import request_data, run_with_callback
-from test_rate_limits_redis import chat, fresh_window, window_s
 
 # LibreChat's key, trusted to name the end user each call is for (see trusted_keys).
 key = UserAPIKeyAuth(api_key="sk-librechat-" + uuid.uuid4().hex, key_alias="librechat")
@@ -124,12 +123,17 @@ class TestEnforce:
 
 
 class TestWhenTheCacheFails:
-    @pytest.mark.parametrize("error", [NotImplementedError("UserApiKeyCache.async_increment_cache is not part of "
-                                                           "the shared auth cache keyspace"),
-                                       RuntimeError("something new broke")],
-                             ids=["NotImplementedError", "RuntimeError"])
-    def test_the_limit_holds_per_process_with_one_log_line_and_a_metric_per_failure(self, error, fresh_degraded,
-                                                                                      caplog):
+    @pytest.mark.parametrize(
+        "error",
+        [
+            NotImplementedError("UserApiKeyCache.async_increment_cache is not part of the shared auth cache keyspace"),
+            RuntimeError("something new broke"),
+        ],
+        ids=["NotImplementedError", "RuntimeError"],
+    )
+    def test_the_limit_holds_per_process_with_one_log_line_and_a_metric_per_failure(
+        self, error, fresh_degraded, caplog
+    ):
         """A cache that raises on every increment: the 4th request of a 3-per-minute user is still
         refused, one litellm_degraded WARNING names the failure, and the metric counts all four."""
         cache, local = FailingCache(error), rate_limits.LocalWindows()
@@ -151,15 +155,23 @@ class TestWhenTheCacheFails:
         lines = degraded_lines(caplog)
         assert lines == [{"event": "litellm_degraded", "what": "rate_limit_cache", "error": error_type}]
         assert [record.levelno for record in caplog.records if "litellm_degraded" in record.getMessage()] == [
-            logging.WARNING]
+            logging.WARNING
+        ]
         assert degraded_count("rate_limit_cache", error_type) - before == 4
 
     def test_the_log_line_never_carries_the_exceptions_text(self, fresh_degraded, caplog):
         """An exception's text may quote a prompt; only its type is logged."""
         secret = f"segredo-{uuid.uuid4().hex}"
         with caplog.at_level(logging.INFO, logger="solaris_hooks"):
-            asyncio.run(rate_limits.enforce(FailingCache(ValueError(secret)), "ana", 10,
-                                            Settings(requests_per_minute=3), local=rate_limits.LocalWindows()))
+            asyncio.run(
+                rate_limits.enforce(
+                    FailingCache(ValueError(secret)),
+                    "ana",
+                    10,
+                    Settings(requests_per_minute=3),
+                    local=rate_limits.LocalWindows(),
+                )
+            )
         assert degraded_lines(caplog) and secret not in caplog.text
 
     @pytest.mark.parametrize("answer", [None, "not a number"], ids=["None", "nonsense"])
@@ -193,9 +205,13 @@ class TestLocalWindows:
     def test_counts_reset_with_the_window_and_keep_users_apart(self):
         """A count belongs to one (kind, user, window); a new window starts from the amount."""
         local = rate_limits.LocalWindows()
-        assert [local.increment("requests", "ana", 5, 1), local.increment("requests", "ana", 5, 1),
-                local.increment("requests", "bia", 5, 1), local.increment("tokens", "ana", 5, 30),
-                local.increment("requests", "ana", 6, 1)] == [1, 2, 1, 30, 1]
+        assert [
+            local.increment("requests", "ana", 5, 1),
+            local.increment("requests", "ana", 5, 1),
+            local.increment("requests", "bia", 5, 1),
+            local.increment("tokens", "ana", 5, 30),
+            local.increment("requests", "ana", 6, 1),
+        ] == [1, 2, 1, 30, 1]
 
     def test_the_counter_never_holds_more_than_its_bound(self):
         """Past its bound the least recently counted users are dropped, the others kept."""
@@ -210,10 +226,14 @@ class TestLocalWindows:
 
 
 class TestThroughTheHook:
-    @pytest.mark.parametrize("error", [None, NotImplementedError(), RuntimeError("boom")],
-                             ids=["working cache", "NotImplementedError", "RuntimeError"])
-    def test_a_rate_limited_call_gets_429_retry_after_and_a_readable_message(self, error, database_url,
-                                                                              fresh_degraded, caplog):
+    @pytest.mark.parametrize(
+        "error",
+        [None, NotImplementedError(), RuntimeError("boom")],
+        ids=["working cache", "NotImplementedError", "RuntimeError"],
+    )
+    def test_a_rate_limited_call_gets_429_retry_after_and_a_readable_message(
+        self, error, database_url, fresh_degraded, caplog
+    ):
         """The 2nd call of a 1-per-minute user gets 429 with Retry-After and pt-BR text and reserves
         nothing, also when the cache LiteLLM 1.110 hands the hook raises (then never a 500, and
         one litellm_degraded line)."""
@@ -225,8 +245,9 @@ class TestThroughTheHook:
             with pytest.raises(HTTPException) as refused:
                 await callback.async_pre_call_hook(key, cache, request_data(user_id, uuid.uuid4().hex), "acompletion")
             async with service.connection() as connection:
-                cursor = await connection.execute("SELECT count(*) FROM solaris.reservations WHERE user_id = %s",
-                                                  (user_id,))
+                cursor = await connection.execute(
+                    "SELECT count(*) FROM solaris.reservations WHERE user_id = %s", (user_id,)
+                )
                 return refused.value, (await cursor.fetchone())[0]
 
         with caplog.at_level(logging.INFO, logger="solaris_hooks"):
@@ -242,7 +263,7 @@ class TestThroughTheHook:
 # pre-call hook made to refuse increments as LiteLLM 1.110's UserApiKeyCache does when
 # Redis backs it (`_python_only("async_increment_cache")`). Loaded by LiteLLM from the
 # config's directory, after proxy_server built that cache.
-refusing_cache_module = '''
+refusing_cache_module = """
 from litellm.proxy import proxy_server
 
 from solaris_hooks.callback import quota_callback  # noqa: F401  (the callback the config names)
@@ -253,17 +274,21 @@ async def refuse_increment(*args, **kwargs):
 
 
 proxy_server.user_api_key_cache.async_increment_cache = refuse_increment
-'''
+"""
 
 
 class TestThroughAProxy:
-    def test_a_proxy_whose_cache_refuses_increments_still_limits_and_never_answers_500(self, own_database,
-                                                                                        fake_provider, tmp_path):
+    def test_a_proxy_whose_cache_refuses_increments_still_limits_and_never_answers_500(
+        self, own_database, fake_provider, tmp_path
+    ):
         """2 requests per minute with the 1.110 cache: calls 1-2 served, 3-4 refused 429 with the readable
         message, none a 500; the proxy logs one litellm_degraded line and counts every failure."""
         user_id = f"rl-1110-{uuid.uuid4().hex[:12]}@example.com"
-        config = write_proxy_config(tmp_path / "litellm-config.yaml", fake_provider.base_url,
-                                    {"default_tokens_per_user": 1000, "requests_per_minute": 2})
+        config = write_proxy_config(
+            tmp_path / "litellm-config.yaml",
+            fake_provider.base_url,
+            {"default_tokens_per_user": 1000, "requests_per_minute": 2},
+        )
         document = yaml.safe_load(config.read_text(encoding="utf-8"))
         document["litellm_settings"]["callbacks"] = "refusing_cache.quota_callback"
         config.write_text(yaml.safe_dump(document), encoding="utf-8")
@@ -271,30 +296,38 @@ class TestThroughAProxy:
         artifacts_dir.mkdir(exist_ok=True)
         log_path = artifacts_dir / "rate-limits-refusing-cache.log"
         log_path.unlink(missing_ok=True)
-        proxy = ProxyProcess(config, {**proxy_env(own_database, tmp_path), "SMTP_HOST": None, "SOLARIS_CONFIG": None},
-                             log_path)
+        proxy = ProxyProcess(
+            config, {**proxy_env(own_database, tmp_path), "SMTP_HOST": None, "SOLARIS_CONFIG": None}, log_path
+        )
         try:
             proxy.wait_ready()
             window = fresh_window()
             responses = [chat(proxy, user_id, index) for index in range(4)]
             last_window = int(time.time() // window_s)
-            scraped = httpx.get(f"{proxy.base_url}/solaris/metrics", timeout=30,
-                                headers={"Authorization": f"Bearer {master_key}"})
+            scraped = httpx.get(
+                f"{proxy.base_url}/solaris/metrics", timeout=30, headers={"Authorization": f"Bearer {master_key}"}
+            )
         finally:
             proxy.stop()
 
         assert last_window == window, "the calls straddled a minute boundary"
         assert [response.status_code for response in responses] == [200, 200, 429, 429], [
-            response.text[:300] for response in responses]
+            response.text[:300] for response in responses
+        ]
         assert "muitas mensagens" in responses[2].json()["error"]["message"]
         degraded_logged = [line for line in proxy.log().splitlines() if '"litellm_degraded"' in line]
         assert len(degraded_logged) == 1, degraded_logged
         assert '"what": "rate_limit_cache"' in degraded_logged[0] and "NotImplementedError" in degraded_logged[0]
-        samples = {(sample.labels.get("what"), sample.labels.get("error")): sample.value
-                   for family in text_string_to_metric_families(scraped.text) for sample in family.samples
-                   if sample.name == "solaris_litellm_degraded_total"}
+        samples = {
+            (sample.labels.get("what"), sample.labels.get("error")): sample.value
+            for family in text_string_to_metric_families(scraped.text)
+            for sample in family.samples
+            if sample.name == "solaris_litellm_degraded_total"
+        }
         assert samples == {("rate_limit_cache", "NotImplementedError"): 4}
-        record_figure("LiteLLM 1.110 auth cache (async_increment_cache raises NotImplementedError), "
-                      "requests_per_minute 2, 4 calls of one user: statuses "
-                      f"{[response.status_code for response in responses]}, 1 litellm_degraded log line, "
-                      "solaris_litellm_degraded_total 4")
+        record_figure(
+            "LiteLLM 1.110 auth cache (async_increment_cache raises NotImplementedError), "
+            "requests_per_minute 2, 4 calls of one user: statuses "
+            f"{[response.status_code for response in responses]}, 1 litellm_degraded log line, "
+            "solaris_litellm_degraded_total 4"
+        )

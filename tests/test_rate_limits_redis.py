@@ -23,17 +23,15 @@ import psycopg
 import pytest
 import redis
 import yaml
+from conftest import artifacts_dir, credits_email, master_key, proxy_env, record_figure, write_proxy_config
 
-from conftest import artifacts_dir, credits_email, master_key, proxy_env, write_proxy_config
 from tests.support.harness import ProxyProcess, free_port, wait_for
-from conftest import record_figure
 
 requests_per_minute = 4
 window_s = 60
 # Fixed windows reset at every wall-clock minute: the calls of a test must all fall in one.
 minute_margin_s = 15
-settings = {"default_tokens_per_user": 1000, "credits_email": credits_email,
-            "requests_per_minute": requests_per_minute}
+settings = {"default_tokens_per_user": 1000, "credits_email": credits_email, "requests_per_minute": requests_per_minute}
 
 
 class RedisServer:
@@ -41,9 +39,20 @@ class RedisServer:
 
     def __init__(self, executable: str, work: Path, log_path: Path) -> None:
         self.port = free_port()
-        self._log = open(log_path, "ab")
-        command = [executable, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                   "--dir", str(work)]
+        self._log = open(log_path, "ab")  # noqa: SIM115 - open while the process runs; closed by stop()
+        command = [
+            executable,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(work),
+        ]
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT)
         self.client = redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True, socket_timeout=5)
 
@@ -124,10 +133,14 @@ def fresh_window() -> int:
 def chat(proxy: ProxyProcess, user_id: str, index: int) -> httpx.Response:
     """One chat call as LibreChat makes it; every prompt is unique, so no cache can answer it."""
     return httpx.post(
-        f"{proxy.base_url}/v1/chat/completions", timeout=60,
+        f"{proxy.base_url}/v1/chat/completions",
+        timeout=60,
         headers={"Authorization": f"Bearer {master_key}", "x-litellm-end-user-id": user_id},
-        json={"model": "fake-model", "max_tokens": 5,
-              "messages": [{"role": "user", "content": f"[[tokens=5]] chamada {index} {uuid.uuid4().hex}"}]},
+        json={
+            "model": "fake-model",
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": f"[[tokens=5]] chamada {index} {uuid.uuid4().hex}"}],
+        },
     )
 
 
@@ -139,7 +152,8 @@ def settled(database_url: str, user_id: str) -> int:
             reserved, reserves = connection.execute(
                 "SELECT (SELECT reserved_tokens FROM solaris.accounts WHERE user_id = %s), "
                 "(SELECT count(*) FROM solaris.ledger WHERE user_id = %s AND kind = 'reserve')",
-                (user_id, user_id)).fetchone()
+                (user_id, user_id),
+            ).fetchone()
         return (reserves,) if reserved == 0 else None
 
     return wait_for(counts, 30, what=f"no call of {user_id} in flight")[0]
@@ -149,22 +163,30 @@ def redis_config(route: str, port: int) -> dict:
     """The two ways LiteLLM gets a Redis, each with the switch that gives it to the hook's cache."""
     if route == "cache":
         # default_off: LiteLLM answers from the cache only when a request asks it to.
-        return {"litellm_settings": {"cache": True, "enable_redis_auth_cache": True,
-                                     "cache_params": {"type": "redis", "host": "127.0.0.1", "port": port,
-                                                      "mode": "default_off"}}}
-    return {"litellm_settings": {"enable_redis_auth_cache": True},
-            "general_settings": {"coordination_redis": {"host": "127.0.0.1", "port": port}}}
+        return {
+            "litellm_settings": {
+                "cache": True,
+                "enable_redis_auth_cache": True,
+                "cache_params": {"type": "redis", "host": "127.0.0.1", "port": port, "mode": "default_off"},
+            }
+        }
+    return {
+        "litellm_settings": {"enable_redis_auth_cache": True},
+        "general_settings": {"coordination_redis": {"host": "127.0.0.1", "port": port}},
+    }
 
 
 class TestSharedThroughRedis:
     @pytest.mark.parametrize("route", ["cache", "coordination_redis"])
-    def test_two_replicas_count_one_users_requests_together(self, route, redis_server, own_database, fake_provider,
-                                                            tmp_path):
+    def test_two_replicas_count_one_users_requests_together(
+        self, route, redis_server, own_database, fake_provider, tmp_path
+    ):
         """4 requests per minute: calls alternating between two replicas are refused from the 5th,
         though neither replica saw more than 3; the counter lives in Redis."""
         user_id = f"rl-redis-{uuid.uuid4().hex[:12]}@example.com"
-        proxies = replicas(own_database, fake_provider.base_url, tmp_path, redis_config(route, redis_server.port),
-                           f"redis-{route}")
+        proxies = replicas(
+            own_database, fake_provider.base_url, tmp_path, redis_config(route, redis_server.port), f"redis-{route}"
+        )
         try:
             window = fresh_window()
             # Calls 1..6 go to a, b, a, b, a, b: each replica sees 3.
@@ -193,10 +215,13 @@ class TestSharedThroughRedis:
         assert 0 < ttl_s <= 2 * window_s
         # The refused calls reserved nothing.
         assert reserves == requests_per_minute
-        record_figure(f"rate limits via Redis ({route}): 2 proxies, requests_per_minute {requests_per_minute}, "
-               f"1 user alternating: calls 1-4 served (2 per proxy), 5th (proxy a) and 6th (proxy b) refused 429, Retry-After "
-               f"{responses[4].headers['retry-after']} s, although each proxy saw 3; Redis {key} = {counted}, "
-               f"TTL {ttl_s} s")
+        record_figure(
+            f"rate limits via Redis ({route}): 2 proxies, requests_per_minute {requests_per_minute}, "
+            f"1 user alternating: calls 1-4 served (2 per proxy), 5th (proxy a) and 6th (proxy b) refused 429, "
+            "Retry-After "
+            f"{responses[4].headers['retry-after']} s, although each proxy saw 3; Redis {key} = {counted}, "
+            f"TTL {ttl_s} s"
+        )
 
 
 class TestWithoutRedis:
@@ -220,6 +245,8 @@ class TestWithoutRedis:
         assert statuses == [200] * (2 * requests_per_minute) + [429], [response.text[:300] for response in responses]
         assert "muitas mensagens" in responses[-1].json()["error"]["message"]
         assert reserves == 2 * requests_per_minute
-        record_figure(f"rate limits without Redis: 2 proxies, requests_per_minute {requests_per_minute}, 1 user: "
-               f"{2 * requests_per_minute} calls in one minute served ({requests_per_minute} per proxy), "
-               f"the next one to proxy a refused 429")
+        record_figure(
+            f"rate limits without Redis: 2 proxies, requests_per_minute {requests_per_minute}, 1 user: "
+            f"{2 * requests_per_minute} calls in one minute served ({requests_per_minute} per proxy), "
+            f"the next one to proxy a refused 429"
+        )

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import asynccontextmanager
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 import psycopg
 import pytest
 
+from solaris_hooks.exceptions import SettingsError
 from solaris_hooks.refill import RefillSettings, current_period, next_refill_at, period_key, refill_due
 from solaris_hooks.settings import settings_from_mapping
-from solaris_hooks.exceptions import SettingsError
 
 
 def connector(url: str):
@@ -46,9 +46,8 @@ class TestPeriods:
     def test_the_period_follows_the_configured_time_zone(self):
         """01:00 UTC on the 1st is still the previous month in São Paulo."""
         settings = RefillSettings(every="month", amount=1, timezone="America/Sao_Paulo")
-        assert current_period(settings, datetime(2026, 12, 1, 1, 0, tzinfo=timezone.utc)) == "2026-11"
-        assert next_refill_at(settings, datetime(2026, 11, 15, tzinfo=timezone.utc)).isoformat() == \
-            "2026-12-01T00:00:00-03:00"
+        assert current_period(settings, datetime(2026, 12, 1, 1, 0, tzinfo=UTC)) == "2026-11"
+        assert next_refill_at(settings, datetime(2026, 11, 15, tzinfo=UTC)).isoformat() == "2026-12-01T00:00:00-03:00"
 
     def test_a_bad_refill_setting_names_its_key(self):
         """refill.every and refill.timezone are validated at start-up."""
@@ -63,7 +62,7 @@ class TestRefill:
         """mode reset_to: credited − debited becomes the amount, whatever was used."""
         seed(own_database, ("ana", 900), ("bia", 0))
         settings = RefillSettings(every="month", mode="reset_to", amount=1000)
-        refilled = asyncio.run(refill_due(connector(own_database), settings, datetime(2026, 12, 2, tzinfo=timezone.utc)))
+        refilled = asyncio.run(refill_due(connector(own_database), settings, datetime(2026, 12, 2, tzinfo=UTC)))
         assert refilled == 2
         after = balances(own_database)
         assert after["ana"] == (1900, 900, "2026-12") and after["bia"] == (1000, 0, "2026-12")
@@ -72,14 +71,14 @@ class TestRefill:
         """mode add: the amount is credited on top."""
         seed(own_database, ("ana", 900))
         settings = RefillSettings(every="day", mode="add", amount=50)
-        asyncio.run(refill_due(connector(own_database), settings, datetime(2026, 12, 2, tzinfo=timezone.utc)))
+        asyncio.run(refill_due(connector(own_database), settings, datetime(2026, 12, 2, tzinfo=UTC)))
         assert balances(own_database)["ana"][0] == 1050
 
     def test_two_workers_refill_each_user_once_per_period(self, own_database):
         """Two replicas refilling at once, twice each: one grant per user for the period."""
         seed(own_database, *((f"u{index}", index) for index in range(300)))
         settings = RefillSettings(every="month", mode="add", amount=10)
-        when = datetime(2026, 12, 2, tzinfo=timezone.utc)
+        when = datetime(2026, 12, 2, tzinfo=UTC)
 
         async def both():
             return await asyncio.gather(*(refill_due(connector(own_database), settings, when) for _ in range(4)))
@@ -88,14 +87,15 @@ class TestRefill:
         assert sum(counts) == 300
         with psycopg.connect(own_database) as connection:
             grants = connection.execute(
-                "SELECT count(*), count(DISTINCT user_id) FROM solaris.ledger WHERE reason = 'refill 2026-12'").fetchone()
+                "SELECT count(*), count(DISTINCT user_id) FROM solaris.ledger WHERE reason = 'refill 2026-12'"
+            ).fetchone()
         assert grants == (300, 300)
         assert {credited for credited, _, _ in balances(own_database).values()} == {1010}
 
     def test_a_user_first_seen_after_a_refill_is_not_refilled_again(self, own_database):
         """New accounts start in the current period: their first grant is the period's allowance."""
         settings = RefillSettings(every="month", mode="add", amount=10)
-        when = datetime(2026, 12, 2, tzinfo=timezone.utc)
+        when = datetime(2026, 12, 2, tzinfo=UTC)
         asyncio.run(refill_due(connector(own_database), settings, when))
         seed(own_database, ("late", 5))
         assert asyncio.run(refill_due(connector(own_database), settings, when)) == 0
@@ -106,8 +106,13 @@ class TestRefill:
         with psycopg.connect(own_database, autocommit=True) as connection:
             connection.execute("SELECT solaris.reserve('ana', 'n1', 850, 1, 1000, 60, 'm', 1, '{0.8,0.95}')")
             connection.execute("SELECT solaris.resolve('n1', 'settle', 850, 'm', NULL, '{0.8,0.95}')")
-            asyncio.run(refill_due(connector(own_database), RefillSettings(every="month", amount=1000),
-                                   datetime(2026, 12, 2, tzinfo=timezone.utc)))
+            asyncio.run(
+                refill_due(
+                    connector(own_database),
+                    RefillSettings(every="month", amount=1000),
+                    datetime(2026, 12, 2, tzinfo=UTC),
+                )
+            )
             connection.execute("SELECT solaris.reserve('ana', 'd1', 850, 1, 1000, 60, 'm', 1, '{0.8,0.95}')")
             connection.execute("SELECT solaris.resolve('d1', 'settle', 850, 'm', NULL, '{0.8,0.95}')")
             alerts = connection.execute(
@@ -120,6 +125,11 @@ class TestRefill:
         seed(own_database, ("off", 100))
         with psycopg.connect(own_database, autocommit=True) as connection:
             connection.execute("UPDATE solaris.accounts SET status = 'disabled' WHERE user_id = 'off'")
-        asyncio.run(refill_due(connector(own_database), RefillSettings(every="day", mode="add", amount=10),
-                               datetime(2026, 12, 2, tzinfo=timezone.utc)))
+        asyncio.run(
+            refill_due(
+                connector(own_database),
+                RefillSettings(every="day", mode="add", amount=10),
+                datetime(2026, 12, 2, tzinfo=UTC),
+            )
+        )
         assert balances(own_database)["off"][0] == 1000

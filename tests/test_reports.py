@@ -15,19 +15,18 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from solaris_hooks.db import ledger
-
 from solaris_hooks.admin import reports
 from solaris_hooks.cli.report import add_report_command
+from solaris_hooks.db import ledger
 from solaris_hooks.exceptions import InvalidInput
 from solaris_hooks.quota.service import QuotaService
-from solaris_hooks.web.api.reports import build_router
 from solaris_hooks.settings import Settings
+from solaris_hooks.web.api.reports import build_router
 
 admin_key = "sk-reports-" + uuid.uuid4().hex
 thresholds = [0.8, 0.95]
 march_range = ("2025-03-01", "2025-03-31")
-march = dict(zip(("from", "to"), march_range))
+march = dict(zip(("from", "to"), march_range, strict=False))
 
 ana, bruno, dora, eva = "ana@example.com", "bruno@example.com", "dora@example.com", "eva@example.com"
 # Dora ends 500 over her allowance, so the reports show a negative balance; doctor flags it,
@@ -41,16 +40,42 @@ def at(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-async def call(connection, user_id: str, model: str, raw_tokens: int, factor: float, cost_usd: float | None,
-               when: str, *, settle: bool = True, default_tokens: int = 10_000) -> None:
+async def call(
+    connection,
+    user_id: str,
+    model: str,
+    raw_tokens: int,
+    factor: float,
+    cost_usd: float | None,
+    when: str,
+    *,
+    settle: bool = True,
+    default_tokens: int = 10_000,
+) -> None:
     """One call reserved and settled (or released) by the real ledger functions, then moved to `when`."""
     call_id = uuid.uuid4().hex
     reservation = await ledger.reserve(
-        connection, user_id=user_id, call_id=call_id, wanted_tokens=100, minimum_tokens=1,
-        default_tokens=default_tokens, ttl_s=60, model=model, factor=factor, thresholds=thresholds)
+        connection,
+        user_id=user_id,
+        call_id=call_id,
+        wanted_tokens=100,
+        minimum_tokens=1,
+        default_tokens=default_tokens,
+        ttl_s=60,
+        model=model,
+        factor=factor,
+        thresholds=thresholds,
+    )
     assert reservation.outcome == "reserved", reservation
-    await ledger.resolve(connection, call_id=call_id, kind="settle" if settle else "release", raw_tokens=raw_tokens,
-                         model=model, cost_usd=cost_usd, thresholds=thresholds)
+    await ledger.resolve(
+        connection,
+        call_id=call_id,
+        kind="settle" if settle else "release",
+        raw_tokens=raw_tokens,
+        model=model,
+        cost_usd=cost_usd,
+        thresholds=thresholds,
+    )
     # The ledger stamps rows with now(); the scenario needs them on chosen days.
     await connection.execute("UPDATE solaris.ledger SET created_at = %s WHERE call_id = %s", (at(when), call_id))
 
@@ -71,15 +96,19 @@ async def write_march(url: str) -> None:
         # An admin refunds Bruno 30 tokens of what he used.
         await connection.execute("SELECT * FROM solaris.adjust(%s, -30, 'debited', 'test', 'refund', '{}')", (bruno,))
         # A bigger allowance for the formula user is not usage: no row, no model.
-        await connection.execute("SELECT * FROM solaris.adjust(%s, 500, 'credited', 'test', 'bonus', '{}')",
-                                 (formula_user,))
-        await connection.execute("UPDATE solaris.ledger SET created_at = %s WHERE kind = 'adjust'",
-                                 (at("2025-03-05T08:00:00"),))
-        await connection.execute("UPDATE solaris.alerts SET created_at = %s WHERE user_id = %s",
-                                 (at("2025-03-31T23:59:59"), dora))
+        await connection.execute(
+            "SELECT * FROM solaris.adjust(%s, 500, 'credited', 'test', 'bonus', '{}')", (formula_user,)
+        )
+        await connection.execute(
+            "UPDATE solaris.ledger SET created_at = %s WHERE kind = 'adjust'", (at("2025-03-05T08:00:00"),)
+        )
+        await connection.execute(
+            "UPDATE solaris.alerts SET created_at = %s WHERE user_id = %s", (at("2025-03-31T23:59:59"), dora)
+        )
         await connection.execute("UPDATE solaris.accounts SET name = %s WHERE user_id = %s", (ana_name, ana))
-        await connection.execute("UPDATE solaris.accounts SET name = '@evil', email = '-x@example.com' "
-                                 "WHERE user_id = %s", (formula_user,))
+        await connection.execute(
+            "UPDATE solaris.accounts SET name = '@evil', email = '-x@example.com' WHERE user_id = %s", (formula_user,)
+        )
         await connection.execute("UPDATE solaris.accounts SET status = 'blocked' WHERE user_id = %s", (eva,))
 
 
@@ -135,15 +164,18 @@ class TestParseRange:
         assert reports.parse_range(None, None, now=self.now) == (self.now - timedelta(days=30), self.now)
         assert reports.parse_range(None, "2025-03-31")[0] == at("2025-03-02T00:00:00")
 
-    @pytest.mark.parametrize(("start", "end", "complaint"), [
-        ("yesterday", None, "`from` is not a date: 'yesterday'"),
-        ("2025-13-01", None, "`from` is not a date"),
-        (None, "2025-03-01T25:00", "`to` is not a date"),
-        ("2025-03-02", "2025-03-01", "`from` (2025-03-02) must be before `to` (2025-03-01)"),
-        ("2025-03-01T10:00", "2025-03-01T10:00", "must be before"),
-        ("2020-01-01", "2025-01-01", "at most 1098 (about 3 years)"),
-        (None, "9999-12-31", "`to` is out of range"),
-    ])
+    @pytest.mark.parametrize(
+        ("start", "end", "complaint"),
+        [
+            ("yesterday", None, "`from` is not a date: 'yesterday'"),
+            ("2025-13-01", None, "`from` is not a date"),
+            (None, "2025-03-01T25:00", "`to` is not a date"),
+            ("2025-03-02", "2025-03-01", "`from` (2025-03-02) must be before `to` (2025-03-01)"),
+            ("2025-03-01T10:00", "2025-03-01T10:00", "must be before"),
+            ("2020-01-01", "2025-01-01", "at most 1098 (about 3 years)"),
+            (None, "9999-12-31", "`to` is out of range"),
+        ],
+    )
     def test_bad_input_is_a_sentence(self, start, end, complaint):
         """Unparseable dates, an empty or reversed range and a range over 3 years each say what is wrong."""
         with pytest.raises(InvalidInput) as raised:
@@ -169,19 +201,45 @@ class TestStats:
         """Models and users are ranked by tokens charged; a refund belongs to no model."""
         stats = stats_of(scenario, *march_range)
         assert [(m.model, m.tokens_charged, m.raw_tokens, m.requests) for m in stats.models] == [
-            ("gpt-4o", 1800, 1800, 3), ("gpt-4o-mini", 791, 1541, 3), (None, -30, 0, 0)]
+            ("gpt-4o", 1800, 1800, 3),
+            ("gpt-4o-mini", 791, 1541, 3),
+            (None, -30, 0, 0),
+        ]
         assert stats.models[0].cost_usd == pytest.approx(0.18)
         assert [(u.user_id, u.tokens_charged, u.requests) for u in stats.top_users] == [
-            (dora, 1500, 1), (ana, 951, 3), (bruno, 70, 1), (formula_user, 40, 1)]
+            (dora, 1500, 1),
+            (ana, 951, 3),
+            (bruno, 70, 1),
+            (formula_user, 40, 1),
+        ]
         assert (stats.top_users[1].name, stats.top_users[1].email) == (ana_name, None)
 
-    @pytest.mark.parametrize(("group_by", "expected"), [
-        ("day", [("2025-03-03", 751, 2, 1), ("2025-03-04", 100, 1, 1), ("2025-03-05", -30, 0, 0),
-                 ("2025-03-10", 200, 1, 1), ("2025-03-20", 40, 1, 1), ("2025-03-31", 1500, 1, 1)]),
-        ("week", [("2025-03-03", 821, 3, 2), ("2025-03-10", 200, 1, 1), ("2025-03-17", 40, 1, 1),
-                  ("2025-03-31", 1500, 1, 1)]),
-        ("month", [("2025-03-01", 2561, 6, 4)]),
-    ])
+    @pytest.mark.parametrize(
+        ("group_by", "expected"),
+        [
+            (
+                "day",
+                [
+                    ("2025-03-03", 751, 2, 1),
+                    ("2025-03-04", 100, 1, 1),
+                    ("2025-03-05", -30, 0, 0),
+                    ("2025-03-10", 200, 1, 1),
+                    ("2025-03-20", 40, 1, 1),
+                    ("2025-03-31", 1500, 1, 1),
+                ],
+            ),
+            (
+                "week",
+                [
+                    ("2025-03-03", 821, 3, 2),
+                    ("2025-03-10", 200, 1, 1),
+                    ("2025-03-17", 40, 1, 1),
+                    ("2025-03-31", 1500, 1, 1),
+                ],
+            ),
+            ("month", [("2025-03-01", 2561, 6, 4)]),
+        ],
+    )
     def test_series_has_one_entry_per_period_with_usage(self, scenario, group_by, expected):
         """UTC days, ISO weeks from Monday, months: tokens charged, requests and active users of each."""
         series = stats_of(scenario, *march_range, group_by).series
@@ -207,10 +265,20 @@ class TestStatsRoute:
         body = response.json()
         assert (body["from"], body["to"], body["group_by"]) == ("2025-03-01T00:00:00Z", "2025-04-01T00:00:00Z", "week")
         assert body["totals"]["tokens_charged"] == 2561
-        assert [period["period_start"] for period in body["series"]] == ["2025-03-03", "2025-03-10", "2025-03-17",
-                                                                         "2025-03-31"]
-        assert body["top_users"][0] == {"user_id": dora, "email": None, "name": None, "tokens_charged": 1500,
-                                        "requests": 1, "cost_usd": 0.15}
+        assert [period["period_start"] for period in body["series"]] == [
+            "2025-03-03",
+            "2025-03-10",
+            "2025-03-17",
+            "2025-03-31",
+        ]
+        assert body["top_users"][0] == {
+            "user_id": dora,
+            "email": None,
+            "name": None,
+            "tokens_charged": 1500,
+            "requests": 1,
+            "cost_usd": 0.15,
+        }
         assert body["models"][0]["model"] == "gpt-4o"
 
     def test_the_default_range_is_the_last_30_days(self, own_database, http):
@@ -234,15 +302,18 @@ class TestStatsRoute:
 
 @pytest.mark.parametrize("path", ["/solaris/stats", "/solaris/reports/usage.csv"])
 class TestBadInput:
-    @pytest.mark.parametrize(("params", "complaint"), [
-        ({"from": "01/03/2025"}, "`from` is not a date"),
-        ({"to": "2025-02-30"}, "`to` is not a date"),
-        ({"from": "2025-03-02", "to": "2025-03-01"}, "must be before `to`"),
-        ({"from": "2020-01-01", "to": "2025-01-01"}, "about 3 years"),
-        ({"group_by": "year"}, "group_by: Input should be 'day', 'week' or 'month'"),
-        ({"to": "9999-12-31"}, "out of range"),
-        ({"from": "2" * 100}, "at most 64 characters"),
-    ])
+    @pytest.mark.parametrize(
+        ("params", "complaint"),
+        [
+            ({"from": "01/03/2025"}, "`from` is not a date"),
+            ({"to": "2025-02-30"}, "`to` is not a date"),
+            ({"from": "2025-03-02", "to": "2025-03-01"}, "must be before `to`"),
+            ({"from": "2020-01-01", "to": "2025-01-01"}, "about 3 years"),
+            ({"group_by": "year"}, "group_by: Input should be 'day', 'week' or 'month'"),
+            ({"to": "9999-12-31"}, "out of range"),
+            ({"from": "2" * 100}, "at most 64 characters"),
+        ],
+    )
     def test_is_a_422_with_a_readable_message(self, own_database, http, path, params, complaint):
         """Every bad date, range or group_by answers 422 and says what is wrong, never 500."""
         response = http.get(path, params=params)
@@ -257,17 +328,25 @@ class TestUsageCsv:
         assert response.status_code == 200
         assert response.headers["content-type"] == "text/csv; charset=utf-8"
         assert response.headers["content-disposition"] == (
-            'attachment; filename="solaris-usage_2025-03-01_2025-03-31_day.csv"')
+            'attachment; filename="solaris-usage_2025-03-01_2025-03-31_day.csv"'
+        )
         rows = csv_rows(response.text)
         assert list(rows[0]) == list(reports.usage_columns)
         assert [(row["period_start"], row["user_id"], row["tokens_charged"], row["requests"]) for row in rows] == [
-            ("2025-03-03", ana, "751", "2"), ("2025-03-04", bruno, "100", "1"), ("2025-03-05", bruno, "-30", "0"),
-            ("2025-03-10", ana, "200", "1"), ("2025-03-20", "'" + formula_user, "40", "1"),
-            ("2025-03-31", dora, "1500", "1")]
+            ("2025-03-03", ana, "751", "2"),
+            ("2025-03-04", bruno, "100", "1"),
+            ("2025-03-05", bruno, "-30", "0"),
+            ("2025-03-10", ana, "200", "1"),
+            ("2025-03-20", "'" + formula_user, "40", "1"),
+            ("2025-03-31", dora, "1500", "1"),
+        ]
         assert rows[0]["cost_usd"] == "0.015"  # 0.010 + 0.005, exact
         dora_row = rows[-1]  # 500 over her allowance: a negative number, not a formula to neutralise
         assert (dora_row["credited_tokens"], dora_row["remaining_tokens"], dora_row["status"]) == (
-            "1000", "-500", "active")
+            "1000",
+            "-500",
+            "active",
+        )
 
     def test_names_with_commas_quotes_and_newlines_round_trip(self, scenario, http):
         """Quoting keeps a name with a comma, a quote and a newline in one cell."""
@@ -283,7 +362,11 @@ class TestUsageCsv:
         """By month, Ana's three calls are one row."""
         rows = csv_rows(http.get("/solaris/reports/usage.csv", params={**march, "group_by": "month"}).text)
         assert [(row["user_id"], row["tokens_charged"], row["raw_tokens"]) for row in rows] == [
-            ("'=1+2", "40", "40"), (ana, "951", "1701"), (bruno, "70", "100"), (dora, "1500", "1500")]
+            ("'=1+2", "40", "40"),
+            (ana, "951", "1701"),
+            (bruno, "70", "100"),
+            (dora, "1500", "1500"),
+        ]
 
     def test_a_capped_report_says_so(self, scenario, http, monkeypatch):
         """Past the row cap the file stops, and both a header and the file name say it was cut."""
@@ -320,8 +403,10 @@ class TestReportCommand:
 
     def test_csv_is_the_same_as_the_download(self, scenario, http, monkeypatch, capsys):
         """--csv prints the rows /solaris/reports/usage.csv serves."""
-        assert self.run(monkeypatch, scenario, "--from", "2025-03-01", "--to", "2025-03-31", "--group-by", "week",
-                        "--csv") == 0
+        assert (
+            self.run(monkeypatch, scenario, "--from", "2025-03-01", "--to", "2025-03-31", "--group-by", "week", "--csv")
+            == 0
+        )
         printed = csv_rows(capsys.readouterr().out)
         served = csv_rows(http.get("/solaris/reports/usage.csv", params={**march, "group_by": "week"}).text)
         assert printed == served and len(printed) == 5

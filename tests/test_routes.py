@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import httpx
 import pytest
-
 from conftest import master_key, proxy_settings
 
 
@@ -46,12 +45,15 @@ class TestUsers:
 
     def test_add_tokens_returns_the_new_balance(self, http, user_id):
         """A credit answers with every balance field, the credit included."""
-        response = http.post(f"/solaris/users/{user_id}/add-tokens", headers=auth,
-                             json={"tokens": 500, "reason": "projeto novo"})
+        response = http.post(
+            f"/solaris/users/{user_id}/add-tokens", headers=auth, json={"tokens": 500, "reason": "projeto novo"}
+        )
         assert response.status_code == 200
         body = response.json()
-        assert {key: body[key] for key in ("user_id", "status", "credited_tokens", "used_tokens", "reserved_tokens",
-                                           "remaining_tokens")} == {
+        assert {
+            key: body[key]
+            for key in ("user_id", "status", "credited_tokens", "used_tokens", "reserved_tokens", "remaining_tokens")
+        } == {
             "user_id": user_id,
             "status": "active",
             "credited_tokens": proxy_settings["default_tokens_per_user"] + 500,
@@ -81,7 +83,10 @@ class TestUsers:
 
     def test_a_body_that_is_not_json_is_a_422(self, http, user_id):
         """Garbage instead of JSON is a client error, never a 500."""
-        response = http.post(f"/solaris/users/{user_id}/add-tokens", headers={**auth, "content-type": "application/json"},
-                             content=b"{not json")
+        response = http.post(
+            f"/solaris/users/{user_id}/add-tokens",
+            headers={**auth, "content-type": "application/json"},
+            content=b"{not json",
+        )
         assert response.status_code == 422
         assert "invalid request" in response.json()["error"]["message"]

@@ -24,7 +24,10 @@ class TestSettings:
         environ = {"DEFAULT_TOKENS_PER_USER": "5000", "CONVERSION_FACTOR": "0.5", "CREDITS_EMAIL": "a@b.c"}
         settings = settings_from_mapping({"default_tokens_per_user": 10, "conversion_factor": 2}, environ)
         assert (settings.default_tokens_per_user, settings.conversion_factor, settings.credits_email) == (
-            5000, 0.5, "a@b.c")
+            5000,
+            0.5,
+            "a@b.c",
+        )
 
     def test_os_environ_references_are_resolved(self):
         """A value `os.environ/NAME` reads NAME, as in LiteLLM's own config."""
@@ -81,8 +84,9 @@ class TestSettings:
 class TestTrustedKeysSetting:
     def test_listed_keys_may_come_from_the_environment(self):
         """trusted_keys entries written os.environ/NAME are read from the environment."""
-        settings = settings_from_mapping({"trusted_keys": ["librechat", "os.environ/LIBRECHAT_KEY"]},
-                                         {"LIBRECHAT_KEY": "sk-secret"})
+        settings = settings_from_mapping(
+            {"trusted_keys": ["librechat", "os.environ/LIBRECHAT_KEY"]}, {"LIBRECHAT_KEY": "sk-secret"}
+        )
         assert settings.trusted_keys == ["librechat", "sk-secret"]
 
     def test_raw_keys_are_masked_when_settings_are_shown(self, tmp_path: Path):

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import pytest
+from conftest import tampered
 from starlette.requests import Request
 from starlette.responses import Response
 
-from conftest import tampered
-from solaris_hooks.web.pages import session as web_session
-from solaris_hooks.mail import links as web_signing
-from solaris_hooks.web.auth import Actor
 from solaris_hooks.exceptions import LinkExpired, LinkInvalid, SettingsError
+from solaris_hooks.mail import links as web_signing
 from solaris_hooks.settings import Settings
+from solaris_hooks.web.auth import Actor
+from solaris_hooks.web.pages import session as web_session
 from solaris_hooks.web.pages.charts import bar_chart, nice_ceiling
 
 environ = {"LITELLM_MASTER_KEY": "sk-master-for-signing"}
-
 
 
 def test_usage_link_round_trips_and_rejects_tampering():
@@ -58,8 +57,17 @@ def test_usage_url_needs_public_url():
 
 
 def request_with(cookie: str) -> Request:
-    return Request({"type": "http", "method": "GET", "path": "/solaris/admin", "query_string": b"", "scheme": "http",
-                    "server": ("127.0.0.1", 4000), "headers": [(b"cookie", f"solaris_admin={cookie}".encode())]})
+    return Request(
+        {
+            "type": "http",
+            "method": "GET",
+            "path": "/solaris/admin",
+            "query_string": b"",
+            "scheme": "http",
+            "server": ("127.0.0.1", 4000),
+            "headers": [(b"cookie", f"solaris_admin={cookie}".encode())],
+        }
+    )
 
 
 def session_cookie(key: str, actor: Actor) -> str:
@@ -89,7 +97,17 @@ def test_a_key_moved_to_viewer_keys_reads_only_from_the_next_request(monkeypatch
 
 
 def test_nice_ceiling_rounds_up_to_1_2_5():
-    assert [nice_ceiling(value) for value in (0, 1, 3, 7, 10, 11, 180, 627, 5001)] == [1, 1, 5, 10, 10, 20, 200, 1000, 10000]
+    assert [nice_ceiling(value) for value in (0, 1, 3, 7, 10, 11, 180, 627, 5001)] == [
+        1,
+        1,
+        5,
+        10,
+        10,
+        20,
+        200,
+        1000,
+        10000,
+    ]
 
 
 def test_bar_chart_scales_bars_to_the_tallest_and_labels_today():

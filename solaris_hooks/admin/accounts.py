@@ -15,9 +15,10 @@ import csv
 import hashlib
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Sequence
+from typing import Literal
 
 import psycopg
 from psycopg import AsyncConnection
@@ -25,13 +26,13 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from solaris_hooks.db import audit
-from solaris_hooks.mail.emails import is_email_address
-from solaris_hooks.exceptions import Conflict, IdentityRefused, InvalidInput, NotFound
-from solaris_hooks.quota.identity import LocalPartCase, identity_length_max, normalise_identity, validate_identity
 from solaris_hooks.db.ledger import decimal_levels
-from solaris_hooks.logs import log_event
-from solaris_hooks.messages import locales
 from solaris_hooks.db.pages import fetch_page
+from solaris_hooks.exceptions import Conflict, IdentityRefused, InvalidInput, NotFound
+from solaris_hooks.logs import log_event
+from solaris_hooks.mail.emails import is_email_address
+from solaris_hooks.messages import locales
+from solaris_hooks.quota.identity import LocalPartCase, identity_length_max, normalise_identity, validate_identity
 
 statuses = ("active", "blocked", "disabled")
 ledger_kinds = ("grant", "credit", "reserve", "settle", "release", "expire", "adjust")
@@ -50,8 +51,10 @@ account_columns = """user_id, email, name, locale, status, credited_tokens, debi
     created_at, updated_at"""
 
 
-user_id_rules = (f"user_id must be 1 to {identity_length_max} characters of plain text, without '{{{{' or control "
-                 "or invisible characters")
+user_id_rules = (
+    f"user_id must be 1 to {identity_length_max} characters of plain text, without '{{{{' or control "
+    "or invisible characters"
+)
 
 
 def check_user_id(user_id: str) -> str:
@@ -96,7 +99,8 @@ async def resolve_user_ids(
              LEFT JOIN solaris.accounts a ON a.user_id = t.exact
              LEFT JOIN solaris.merged_accounts m ON m.from_user_id = t.exact
             ORDER BY t.position""",
-        (exact, canonical))
+        (exact, canonical),
+    )
     resolved = [row[0] for row in await cursor.fetchall()]
     if None in resolved:
         raise InvalidInput(user_id_rules)
@@ -136,8 +140,9 @@ async def get(connection: AsyncConnection, user_id: str) -> dict | None:
 async def require(connection: AsyncConnection, user_id: str) -> dict:
     found = await get(connection, user_id)
     if found is None:
-        raise NotFound(f"no user {user_id!r}: users appear after their first call, a credit or `create`",
-                       "user_not_found")
+        raise NotFound(
+            f"no user {user_id!r}: users appear after their first call, a credit or `create`", "user_not_found"
+        )
     return found
 
 
@@ -161,13 +166,26 @@ async def page(
         pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     params = {"status": status, "pattern": pattern, "limit": limit, "offset": offset}
     direction = "ASC" if order == "asc" else "DESC"
-    return await fetch_page(connection, columns=account_columns, source="solaris.accounts", where=where,
-                            order_by=f"{sort_orders[sort]} {direction}, user_id", params=params)
+    return await fetch_page(
+        connection,
+        columns=account_columns,
+        source="solaris.accounts",
+        where=where,
+        order_by=f"{sort_orders[sort]} {direction}, user_id",
+        params=params,
+    )
 
 
 async def create(
-    connection: AsyncConnection, *, user_id: str, tokens: int, email: str | None, name: str | None,
-    locale: str | None, actor: str, local_part_case: LocalPartCase,
+    connection: AsyncConnection,
+    *,
+    user_id: str,
+    tokens: int,
+    email: str | None,
+    name: str | None,
+    locale: str | None,
+    actor: str,
+    local_part_case: LocalPartCase,
 ) -> dict:
     check_profile(email, locale, name)
     async with connection.transaction():
@@ -205,12 +223,20 @@ async def update(
                 {**values, "user_id": user_id},
             )
         after = await get(connection, user_id)
-        await audit.record(connection, actor=actor, action="user.update", user_id=user_id,
-                           before=before, after=after, details={"changed": sorted(values)})
+        await audit.record(
+            connection,
+            actor=actor,
+            action="user.update",
+            user_id=user_id,
+            before=before,
+            after=after,
+            details={"changed": sorted(values)},
+        )
     if before["status"] != after["status"]:
         # Blocking and unblocking are what an operator looks for later; API and CLI both pass here.
-        log_event("status_changed", user_id=user_id, status_before=before["status"], status=after["status"],
-                  actor=actor)
+        log_event(
+            "status_changed", user_id=user_id, status_before=before["status"], status=after["status"], actor=actor
+        )
     return after
 
 
@@ -225,8 +251,16 @@ class Credit:
 
 
 async def credit(
-    connection: AsyncConnection, *, user_id: str, tokens: int, reason: str, actor: str, default_tokens: int,
-    thresholds: Sequence[float], local_part_case: LocalPartCase, idempotency_key: str | None = None,
+    connection: AsyncConnection,
+    *,
+    user_id: str,
+    tokens: int,
+    reason: str,
+    actor: str,
+    default_tokens: int,
+    thresholds: Sequence[float],
+    local_part_case: LocalPartCase,
+    idempotency_key: str | None = None,
 ) -> Credit:
     """Add tokens (provisioning an unknown user with the default allowance first).
 
@@ -242,14 +276,18 @@ async def credit(
             # A concurrent twin waits here on the key's index entry until this commits.
             cursor = await connection.execute(
                 "INSERT INTO solaris.idempotency_keys (key, request_hash) VALUES (%s, %s) ON CONFLICT DO NOTHING "
-                "RETURNING key", (idempotency_key, fingerprint))
+                "RETURNING key",
+                (idempotency_key, fingerprint),
+            )
             if await cursor.fetchone() is None:
                 cursor = await connection.execute(
-                    "SELECT request_hash, response FROM solaris.idempotency_keys WHERE key = %s", (idempotency_key,))
+                    "SELECT request_hash, response FROM solaris.idempotency_keys WHERE key = %s", (idempotency_key,)
+                )
                 stored_hash, response = await cursor.fetchone()
                 if stored_hash != fingerprint:
-                    raise Conflict("this Idempotency-Key was used for a different request; use a new key",
-                                   "idempotency_key_reused")
+                    raise Conflict(
+                        "this Idempotency-Key was used for a different request; use a new key", "idempotency_key_reused"
+                    )
                 return Credit(response, replayed=True)
         before = await get(connection, user_id)
         await connection.execute(
@@ -257,19 +295,35 @@ async def credit(
             (user_id, tokens, default_tokens, actor, reason, decimal_levels(thresholds)),
         )
         after = await get(connection, user_id)
-        await audit.record(connection, actor=actor, action="credit", user_id=user_id, before=before, after=after,
-                           details={"tokens": tokens, "reason": reason, "idempotency_key": idempotency_key})
+        await audit.record(
+            connection,
+            actor=actor,
+            action="credit",
+            user_id=user_id,
+            before=before,
+            after=after,
+            details={"tokens": tokens, "reason": reason, "idempotency_key": idempotency_key},
+        )
         if idempotency_key is not None:
-            await connection.execute("UPDATE solaris.idempotency_keys SET response = %s WHERE key = %s",
-                                     (Jsonb(after, dumps=audit._dumps), idempotency_key))
+            await connection.execute(
+                "UPDATE solaris.idempotency_keys SET response = %s WHERE key = %s",
+                (Jsonb(after, dumps=audit._dumps), idempotency_key),
+            )
     # After the commit, once per credit (a replay returned above); API and CLI both pass here.
     log_event("credited", user_id=user_id, tokens=tokens, actor=actor, credited_tokens=after["credited_tokens"])
     return Credit(after, replayed=False)
 
 
 async def adjust(
-    connection: AsyncConnection, *, user_id: str, tokens: int, target: str, reason: str, actor: str,
-    thresholds: Sequence[float], local_part_case: LocalPartCase,
+    connection: AsyncConnection,
+    *,
+    user_id: str,
+    tokens: int,
+    target: str,
+    reason: str,
+    actor: str,
+    thresholds: Sequence[float],
+    local_part_case: LocalPartCase,
 ) -> dict:
     if tokens == 0:
         raise InvalidInput("tokens: an adjustment must change something (not 0)")
@@ -279,20 +333,36 @@ async def adjust(
         before = await find(connection, user_id, local_part_case)
         user_id = before["user_id"]
         try:
-            await connection.execute("SELECT 1 FROM solaris.adjust(%s, %s, %s, %s, %s, %s)",
-                                     (user_id, tokens, target, actor, reason, decimal_levels(thresholds)))
+            await connection.execute(
+                "SELECT 1 FROM solaris.adjust(%s, %s, %s, %s, %s, %s)",
+                (user_id, tokens, target, actor, reason, decimal_levels(thresholds)),
+            )
         except psycopg.errors.NumericValueOutOfRange:
-            raise Conflict(f"this adjustment would make the user's {target} tokens negative",
-                           "adjustment_too_large") from None
+            raise Conflict(
+                f"this adjustment would make the user's {target} tokens negative", "adjustment_too_large"
+            ) from None
         after = await get(connection, user_id)
-        await audit.record(connection, actor=actor, action="adjust", user_id=user_id, before=before, after=after,
-                           details={"tokens": tokens, "target": target, "reason": reason})
+        await audit.record(
+            connection,
+            actor=actor,
+            action="adjust",
+            user_id=user_id,
+            before=before,
+            after=after,
+            details={"tokens": tokens, "target": target, "reason": reason},
+        )
     return after
 
 
 async def bulk_credit(
-    connection: AsyncConnection, *, user_ids: Sequence[str] | None, tokens: int, reason: str, actor: str,
-    thresholds: Sequence[float], local_part_case: LocalPartCase,
+    connection: AsyncConnection,
+    *,
+    user_ids: Sequence[str] | None,
+    tokens: int,
+    reason: str,
+    actor: str,
+    thresholds: Sequence[float],
+    local_part_case: LocalPartCase,
 ) -> int:
     """Credit every active user (user_ids None) or exactly the users listed; unknown ids
     refuse the whole request, so a typo never silently skips someone."""
@@ -304,17 +374,28 @@ async def bulk_credit(
         if user_ids is not None:
             user_ids = sorted(set(await resolve_user_ids(connection, user_ids, local_part_case)))
             cursor = await connection.execute(
-                "SELECT array(SELECT unnest(%s::text[]) EXCEPT SELECT user_id FROM solaris.accounts)", (user_ids,))
+                "SELECT array(SELECT unnest(%s::text[]) EXCEPT SELECT user_id FROM solaris.accounts)", (user_ids,)
+            )
             missing = (await cursor.fetchone())[0]
             if missing:
                 shown = ", ".join(repr(user) for user in sorted(missing)[:10])
                 raise NotFound(f"unknown users ({len(missing)}): {shown}; nothing was credited", "user_not_found")
-        cursor = await connection.execute("SELECT solaris.bulk_credit(%s, %s, %s, %s, %s)",
-                                          (user_ids, tokens, actor, reason, decimal_levels(thresholds)))
+        cursor = await connection.execute(
+            "SELECT solaris.bulk_credit(%s, %s, %s, %s, %s)",
+            (user_ids, tokens, actor, reason, decimal_levels(thresholds)),
+        )
         count = (await cursor.fetchone())[0]
-        await audit.record(connection, actor=actor, action="bulk_credit",
-                           details={"tokens": tokens, "reason": reason, "users": count,
-                                    "scope": "listed" if user_ids is not None else "all active"})
+        await audit.record(
+            connection,
+            actor=actor,
+            action="bulk_credit",
+            details={
+                "tokens": tokens,
+                "reason": reason,
+                "users": count,
+                "scope": "listed" if user_ids is not None else "all active",
+            },
+        )
     return count
 
 
@@ -337,20 +418,26 @@ async def import_csv(
     created = updated = 0
     async with connection.transaction():
         resolved = await resolve_user_ids(connection, [row[0] for row in rows], local_part_case)
-        for user_id, (_, email, name, locale, tokens) in zip(resolved, rows):
+        for user_id, (_, email, name, locale, tokens) in zip(resolved, rows, strict=False):
             cursor = await connection.execute(
                 "SELECT user_id FROM solaris.create_account(%s, %s, %s, %s, %s, %s)",
-                (user_id, tokens, email, name, locale, actor))
+                (user_id, tokens, email, name, locale, actor),
+            )
             if await cursor.fetchone() is not None:
                 created += 1
                 continue
             await connection.execute(
                 """UPDATE solaris.accounts SET email = coalesce(%s, email), name = coalesce(%s, name),
                           locale = coalesce(%s, locale), updated_at = now() WHERE user_id = %s""",
-                (email, name, locale, user_id))
+                (email, name, locale, user_id),
+            )
             updated += 1
-        await audit.record(connection, actor=actor, action="import",
-                           details={"created": created, "updated": updated, "rows": len(rows)})
+        await audit.record(
+            connection,
+            actor=actor,
+            action="import",
+            details={"created": created, "updated": updated, "rows": len(rows)},
+        )
     return ImportReport(created, updated)
 
 
@@ -358,8 +445,9 @@ def _import_rows(reader: csv.DictReader, default_tokens: int, local_part_case: L
     """The checked rows of an import, or InvalidInput naming the first bad lines."""
     fields = set(reader.fieldnames or ())
     if "user_id" not in fields:
-        raise InvalidInput("the CSV needs a header row with a user_id column (and optionally email, name, "
-                           "locale, tokens)")
+        raise InvalidInput(
+            "the CSV needs a header row with a user_id column (and optionally email, name, locale, tokens)"
+        )
     unknown = fields - {"user_id", "email", "name", "locale", "tokens"}
     if unknown:
         raise InvalidInput(f"unknown CSV column(s): {', '.join(sorted(unknown))}")
@@ -406,7 +494,12 @@ class Merge:
 
 
 async def merge(
-    connection: AsyncConnection, *, from_user_id: str, into_user_id: str, actor: str, thresholds: Sequence[float],
+    connection: AsyncConnection,
+    *,
+    from_user_id: str,
+    into_user_id: str,
+    actor: str,
+    thresholds: Sequence[float],
     local_part_case: LocalPartCase,
 ) -> Merge:
     """Make one person's two accounts one: FROM's ledger rows, reservations (pending ones
@@ -421,44 +514,70 @@ async def merge(
     async with connection.transaction():
         source, target = await resolve_user_ids(connection, [from_user_id, into_user_id], local_part_case)
         if source == target:
-            raise InvalidInput(f"{from_user_id!r} and {into_user_id!r} are the same account ({source!r}): "
-                               "nothing to merge", "merge_same_account")
+            raise InvalidInput(
+                f"{from_user_id!r} and {into_user_id!r} are the same account ({source!r}): nothing to merge",
+                "merge_same_account",
+            )
         source_before = await require(connection, source)
         target_before = await get(connection, target)
         if target_before is None:
-            raise NotFound(f"no user {target!r} to merge into: create it first (`solaris users create {target} "
-                           "--tokens 0`), or merge after its first call", "user_not_found")
+            raise NotFound(
+                f"no user {target!r} to merge into: create it first (`solaris users create {target} "
+                "--tokens 0`), or merge after its first call",
+                "user_not_found",
+            )
         if reached_by_calls(source, local_part_case):
-            raise Conflict(f"calls for {source!r} are charged to that account: merged away, the next call would "
-                           "create it again with a fresh allowance; block or disable it instead",
-                           "merge_from_reachable")
+            raise Conflict(
+                f"calls for {source!r} are charged to that account: merged away, the next call would "
+                "create it again with a fresh allowance; block or disable it instead",
+                "merge_from_reachable",
+            )
         if not reached_by_calls(target, local_part_case):
-            raise Conflict(f"no call is charged to {target!r} (calls naming it are charged to "
-                           f"{_normal_form(target, local_part_case)}): merge both into that account instead "
-                           "(create it with 0 tokens first if it does not exist)", "merge_into_unreachable")
+            raise Conflict(
+                f"no call is charged to {target!r} (calls naming it are charged to "
+                f"{_normal_form(target, local_part_case)}): merge both into that account instead "
+                "(create it with 0 tokens first if it does not exist)",
+                "merge_into_unreachable",
+            )
         try:
             cursor = await connection.execute(
                 "SELECT * FROM solaris.merge_accounts(%s, %s, %s, %s)",
-                (source, target, actor, decimal_levels(thresholds)))
+                (source, target, actor, decimal_levels(thresholds)),
+            )
         except psycopg.errors.NoDataFound:
-            raise NotFound(f"{source!r} or {target!r} was merged or removed meanwhile; look them up again",
-                           "user_not_found") from None
+            raise NotFound(
+                f"{source!r} or {target!r} was merged or removed meanwhile; look them up again", "user_not_found"
+            ) from None
         except (psycopg.errors.UniqueViolation, psycopg.errors.ForeignKeyViolation):
-            raise Conflict(f"{source!r} has rows that cannot move to {target!r}; nothing was merged",
-                           "merge_conflict") from None
+            raise Conflict(
+                f"{source!r} has rows that cannot move to {target!r}; nothing was merged", "merge_conflict"
+            ) from None
         row = await cursor.fetchone()
-        moved = {column.name: int(value) for column, value in zip(cursor.description, row)}
+        moved = {column.name: int(value) for column, value in zip(cursor.description, row, strict=False)}
         after = await get(connection, target)
-        await audit.record(connection, actor=actor, action="user.merge", user_id=target,
-                           before={"from": source_before, "into": target_before}, after=after,
-                           details={"from": source, "into": target, "moved": moved})
+        await audit.record(
+            connection,
+            actor=actor,
+            action="user.merge",
+            user_id=target,
+            before={"from": source_before, "into": target_before},
+            after=after,
+            details={"from": source, "into": target, "moved": moved},
+        )
     log_event("merged", user_id=target, from_user_id=source, actor=actor, **moved)
     return Merge(after, source, moved)
 
 
 async def ledger_page(
-    connection: AsyncConnection, user_id: str, *, kind: str | None, start: datetime | None, end: datetime | None,
-    limit: int, offset: int, local_part_case: LocalPartCase,
+    connection: AsyncConnection,
+    user_id: str,
+    *,
+    kind: str | None,
+    start: datetime | None,
+    end: datetime | None,
+    limit: int,
+    offset: int,
+    local_part_case: LocalPartCase,
 ) -> tuple[list[dict], int]:
     user_id = (await find(connection, user_id, local_part_case))["user_id"]
     where = """WHERE user_id = %(user)s AND (%(kind)s::text IS NULL OR kind = %(kind)s)
@@ -467,5 +586,6 @@ async def ledger_page(
     params = {"user": user_id, "kind": kind, "start": start, "end": end, "limit": limit, "offset": offset}
     columns = """id, kind, tokens, credited_delta, debited_delta, reserved_delta, raw_tokens, model,
                  cost_usd::float8 AS cost_usd, call_id, actor, reason, created_at"""
-    return await fetch_page(connection, columns=columns, source="solaris.ledger", where=where, order_by="id DESC",
-                            params=params)
+    return await fetch_page(
+        connection, columns=columns, source="solaris.ledger", where=where, order_by="id DESC", params=params
+    )

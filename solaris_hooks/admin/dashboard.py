@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
@@ -42,9 +42,9 @@ class DayUsage:
 
 def chart_range(now: datetime) -> tuple[datetime, datetime, list[date]]:
     """The last chart_days UTC days, today included: (start, end, the days)."""
-    today = now.astimezone(timezone.utc).date()
+    today = now.astimezone(UTC).date()
     days = [today - timedelta(days=offset) for offset in range(chart_days - 1, -1, -1)]
-    start = datetime.combine(days[0], time(0), tzinfo=timezone.utc)
+    start = datetime.combine(days[0], time(0), tzinfo=UTC)
     return start, start + timedelta(days=chart_days), days
 
 
@@ -53,8 +53,9 @@ def fill_days(days: list[date], tokens_by_day: dict[date, int]) -> list[DayUsage
     return [DayUsage(day, int(tokens_by_day.get(day, 0))) for day in days]
 
 
-async def overview(connection: AsyncConnection, now: datetime, today_start: datetime,
-                   month_start: datetime) -> tuple[dict, reports.Stats, list[DayUsage]]:
+async def overview(
+    connection: AsyncConnection, now: datetime, today_start: datetime, month_start: datetime
+) -> tuple[dict, reports.Stats, list[DayUsage]]:
     """The headline counts, the last 30 days' stats (top users, models) and tokens per day."""
     async with connection.cursor(row_factory=dict_row) as cursor:
         await cursor.execute(_overview_query, {"now": now, "today": today_start, "month": month_start})
@@ -72,5 +73,7 @@ async def user_days(connection: AsyncConnection, user_id: str, now: datetime) ->
         """SELECT (created_at AT TIME ZONE 'UTC')::date AS day, sum(debited_delta)::bigint
              FROM solaris.ledger
             WHERE user_id = %s AND kind IN ('settle', 'adjust') AND created_at >= %s AND created_at < %s
-            GROUP BY 1""", (user_id, start, end))
+            GROUP BY 1""",
+        (user_id, start, end),
+    )
     return fill_days(days, dict(await cursor.fetchall()))

@@ -9,9 +9,9 @@ reported with the ledger rows that took the account over; /solaris/health shows 
 from __future__ import annotations
 
 import smtplib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import psycopg
 
@@ -155,8 +155,10 @@ class OverspentAccount:
 
 def overspent_accounts(rows: list[tuple]) -> tuple[int, list[OverspentAccount]]:
     """The rows of `overspend_query` as (accounts over in all, the accounts listed)."""
-    accounts = [OverspentAccount(user_id, int(credited), int(debited), int(calls_over), list(calls))
-                for user_id, credited, debited, _, calls_over, calls in rows]
+    accounts = [
+        OverspentAccount(user_id, int(credited), int(debited), int(calls_over), list(calls))
+        for user_id, credited, debited, _, calls_over, calls in rows
+    ]
     return (int(rows[0][3]) if rows else 0), accounts
 
 
@@ -168,14 +170,17 @@ def describe_overspend(rows: list[tuple]) -> str:
         # No row: the balance was changed behind the ledger's back (the replay check says so too).
         calls = "; ".join(_describe_row(row) for row in account.calls) or "no ledger row"
         more = account.calls_over - len(account.calls)
-        parts.append(f"{account.user_id} used {account.used_tokens} of {account.credited_tokens} credited "
-                     f"({account.over_tokens} over), by {calls}{f'; and {more} more' if more > 0 else ''}")
+        parts.append(
+            f"{account.user_id} used {account.used_tokens} of {account.credited_tokens} credited "
+            f"({account.over_tokens} over), by {calls}{f'; and {more} more' if more > 0 else ''}"
+        )
     shown = f" ({len(accounts)} shown)" if total > len(accounts) else ""
     return f"{total} account(s) over{shown}: " + " | ".join(parts)
 
 
-async def overspend_summary(connection: psycopg.AsyncConnection, accounts_max: int,
-                            calls_max: int) -> tuple[int, list[OverspentAccount]]:
+async def overspend_summary(
+    connection: psycopg.AsyncConnection, accounts_max: int, calls_max: int
+) -> tuple[int, list[OverspentAccount]]:
     """For /solaris/health: how many accounts are over, and the first few of them."""
     cursor = await connection.execute(overspend_query(accounts_max, calls_max))
     return overspent_accounts(await cursor.fetchall())
@@ -188,8 +193,10 @@ def _describe_row(row: dict) -> str:
         what = f"{row['kind']} of used by +{row['charged_tokens']}"
     else:
         raw = row["raw_tokens"] if row["raw_tokens"] is not None else "?"
-        what = (f"call {row['call_id']} ({row['kind']}, {row['model'] or 'no model'}, "
-                f"{raw} raw -> {row['charged_tokens']} charged)")
+        what = (
+            f"call {row['call_id']} ({row['kind']}, {row['model'] or 'no model'}, "
+            f"{raw} raw -> {row['charged_tokens']} charged)"
+        )
     reason = f" [{row['reason']}]" if row["reason"] else ""
     return what + reason
 
@@ -257,8 +264,13 @@ def _database_checks(connection: psycopg.Connection) -> list[CheckResult]:
         return [CheckResult("migrations", False, "the solaris schema does not exist: run `solaris migrate`")]
     applied = {row[0] for row in connection.execute(f"SELECT version FROM {schema}.schema_migrations")}
     missing = [migration.version for migration in available_migrations() if migration.version not in applied]
-    results.append(CheckResult("migrations", not missing,
-                               f"missing {missing}: run `solaris migrate`" if missing else f"{len(applied)} applied"))
+    results.append(
+        CheckResult(
+            "migrations",
+            not missing,
+            f"missing {missing}: run `solaris migrate`" if missing else f"{len(applied)} applied",
+        )
+    )
     for finding in invariant_rows(connection):
         rows = finding.rows
         if finding.invariant == overspend_invariant and rows:
@@ -266,17 +278,27 @@ def _database_checks(connection: psycopg.Connection) -> list[CheckResult]:
         else:
             detail = f"{len(rows)} offending: {rows}" if rows else "holds"
         results.append(CheckResult(finding.invariant, not rows, detail))
-    statuses = dict(connection.execute(
-        """SELECT status, count(*) FROM solaris.alerts
+    statuses = dict(
+        connection.execute(
+            """SELECT status, count(*) FROM solaris.alerts
             WHERE status = 'dead'
                OR (status IN ('pending', 'failed') AND created_at < now() - make_interval(secs => %s))
-            GROUP BY status""", (outbox_backlog_age_max_s,)).fetchall())
+            GROUP BY status""",
+            (outbox_backlog_age_max_s,),
+        ).fetchall()
+    )
     waiting = statuses.get("pending", 0) + statuses.get("failed", 0)
     dead = statuses.get("dead", 0)
-    results.append(CheckResult(
-        "outbox", not waiting and not dead,
-        f"{waiting} alert(s) waiting over {outbox_backlog_age_max_s // 60} min, {dead} dead "
-        "(see GET /solaris/alerts)" if waiting or dead else "no backlog, no dead letters"))
+    results.append(
+        CheckResult(
+            "outbox",
+            not waiting and not dead,
+            f"{waiting} alert(s) waiting over {outbox_backlog_age_max_s // 60} min, {dead} dead "
+            "(see GET /solaris/alerts)"
+            if waiting or dead
+            else "no backlog, no dead letters",
+        )
+    )
     return results
 
 

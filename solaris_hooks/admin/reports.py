@@ -9,10 +9,11 @@ ISO weeks (starting on Monday) or months; a period with no usage has no row.
 from __future__ import annotations
 
 import csv
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import AsyncIterator, Literal, NamedTuple, TextIO
+from typing import Literal, NamedTuple, TextIO
 
 from psycopg import AsyncConnection
 from psycopg.rows import args_row
@@ -43,11 +44,13 @@ def parse_range(from_text: str | None, to_text: str | None, now: datetime | None
     end = _parse_bound("to", to_text, is_end=True) if to_text else (now or datetime.now(UTC))
     start = _parse_bound("from", from_text, is_end=False) if from_text else end - range_default
     if start >= end:
-        raise InvalidInput(f"`from` ({from_text}) must be before `to` ({to_text or 'now'})",
-                           code="invalid_range")
+        raise InvalidInput(f"`from` ({from_text}) must be before `to` ({to_text or 'now'})", code="invalid_range")
     if end - start > range_max:
-        raise InvalidInput(f"the range covers {(end - start).days} days; at most {range_max.days} (about 3 years) "
-                           "can be reported at once", code="invalid_range")
+        raise InvalidInput(
+            f"the range covers {(end - start).days} days; at most {range_max.days} (about 3 years) "
+            "can be reported at once",
+            code="invalid_range",
+        )
     return start, end
 
 
@@ -62,8 +65,11 @@ def _parse_bound(name: str, text: str, is_end: bool) -> datetime:
         return datetime.combine(day + timedelta(days=1) if is_end else day, time(0), tzinfo=UTC)
     except ValueError:
         shown = text if len(text) <= 40 else text[:40] + "…"
-        raise InvalidInput(f"`{name}` is not a date: {shown!r}; write YYYY-MM-DD or an ISO datetime such as "
-                           "2025-01-31T13:45:00Z (in a URL, write a + offset as %2B)", code="invalid_date") from None
+        raise InvalidInput(
+            f"`{name}` is not a date: {shown!r}; write YYYY-MM-DD or an ISO datetime such as "
+            "2025-01-31T13:45:00Z (in a URL, write a + offset as %2B)",
+            code="invalid_date",
+        ) from None
     except OverflowError:
         raise InvalidInput(f"`{name}` is out of range: {text!r}", code="invalid_date") from None
 
@@ -168,10 +174,20 @@ async def stats(connection: AsyncConnection, start: datetime, end: datetime, gro
     async with connection.transaction():
         await connection.execute(_report_session)
         cursor = await connection.execute(
-            _stats_query, {"group_by": group_by, "start": start, "end": end, "top": top_users_count})
+            _stats_query, {"group_by": group_by, "start": start, "end": end, "top": top_users_count}
+        )
         totals, series, top_users, models = await cursor.fetchone()
-    return Stats.model_validate({"from": start, "to": end, "group_by": group_by, "totals": totals,
-                                 "series": series, "top_users": top_users, "models": models})
+    return Stats.model_validate(
+        {
+            "from": start,
+            "to": end,
+            "group_by": group_by,
+            "totals": totals,
+            "series": series,
+            "top_users": top_users,
+            "models": models,
+        }
+    )
 
 
 # -- usage per user and period (the CSV report and `solaris report`) -------------------
@@ -214,8 +230,9 @@ SELECT usage.period_start::date AS period_start, usage.user_id, account.email, a
 """
 
 
-async def usage_batches(connection: AsyncConnection, start: datetime, end: datetime, group_by: GroupBy,
-                        limit: int) -> AsyncIterator[list[UsageRow]]:
+async def usage_batches(
+    connection: AsyncConnection, start: datetime, end: datetime, group_by: GroupBy, limit: int
+) -> AsyncIterator[list[UsageRow]]:
     """Usage per user and period, oldest period first, at most `limit` rows, in batches.
 
     A server-side cursor, so a report of a million rows never sits in memory at once.
@@ -232,7 +249,7 @@ async def usage_batches(connection: AsyncConnection, start: datetime, end: datet
 def csv_cells(row: UsageRow) -> list[str]:
     """A row as CSV cells; text a user chose cannot start a spreadsheet formula."""
     cells = []
-    for name, value in zip(usage_columns, row):
+    for name, value in zip(usage_columns, row, strict=False):
         if value is None:
             cells.append("")
         elif isinstance(value, Decimal):
@@ -244,8 +261,9 @@ def csv_cells(row: UsageRow) -> list[str]:
     return cells
 
 
-async def write_usage_csv(connection: AsyncConnection, out: TextIO, start: datetime, end: datetime,
-                          group_by: GroupBy, rows_max: int) -> tuple[int, bool]:
+async def write_usage_csv(
+    connection: AsyncConnection, out: TextIO, start: datetime, end: datetime, group_by: GroupBy, rows_max: int
+) -> tuple[int, bool]:
     """Write the usage CSV (header first) to `out`; returns the rows written and whether rows_max cut it."""
     writer = csv.writer(out)
     writer.writerow(usage_columns)
@@ -254,7 +272,7 @@ async def write_usage_csv(connection: AsyncConnection, out: TextIO, start: datet
     async with aclosing(usage_batches(connection, start, end, group_by, rows_max + 1)) as batches:
         async for batch in batches:
             fetched += len(batch)
-            kept = batch[:rows_max - written]
+            kept = batch[: rows_max - written]
             writer.writerows(map(csv_cells, kept))
             written += len(kept)
     return written, fetched > rows_max

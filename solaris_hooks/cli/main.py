@@ -21,12 +21,12 @@ import secrets
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
-from solaris_hooks.db.connection import database_url, url_variables
 from solaris_hooks.cli.report import add_report_command
 from solaris_hooks.cli.users import add_user_commands
+from solaris_hooks.db.connection import database_url, url_variables
 from solaris_hooks.exceptions import AdminError, SolarisError
 
 
@@ -99,8 +99,15 @@ def run(args: argparse.Namespace) -> int:
         # A deployment's own key: never copied into its logs.
         print("solaris: master key from LITELLM_MASTER_KEY", flush=True)
     else:
-        print(f"solaris: master key {key}" + ("  (generated, kept in " + str(data_dir / "master_key") + ")"
-                                               if generated else f"  (from {data_dir / 'master_key'})"), flush=True)
+        print(
+            f"solaris: master key {key}"
+            + (
+                "  (generated, kept in " + str(data_dir / "master_key") + ")"
+                if generated
+                else f"  (from {data_dir / 'master_key'})"
+            ),
+            flush=True,
+        )
     child = subprocess.Popen(command, env=environ)
 
     forwarded: list[int] = []
@@ -139,9 +146,9 @@ def mail_flush(args: argparse.Namespace) -> int:
     import asyncio
 
     from solaris_hooks.mail.outbox import Outbox
+    from solaris_hooks.mail.smtp import smtp_settings_from_env
     from solaris_hooks.quota.service import QuotaService
     from solaris_hooks.settings import load_settings
-    from solaris_hooks.mail.smtp import smtp_settings_from_env
 
     smtp_settings = smtp_settings_from_env()
     if smtp_settings is None:
@@ -157,8 +164,10 @@ def mail_flush(args: argparse.Namespace) -> int:
             await service.close()
 
     report = asyncio.run(flush())
-    print(f"solaris mail: {report.sent} sent, {report.failed} failed (will retry), {report.dead} dead, "
-          f"{report.no_address} without address")
+    print(
+        f"solaris mail: {report.sent} sent, {report.failed} failed (will retry), {report.dead} dead, "
+        f"{report.no_address} without address"
+    )
     for error in report.errors:
         print(f"  {error}")
     return 1 if report.failed or report.dead else 0
@@ -173,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--host")
     run_parser.set_defaults(handler=run)
     commands.add_parser("migrate", help="apply schema migrations").set_defaults(handler=migrate_command)
-    doctor_parser = commands.add_parser("doctor", help="check the database, the ledger, the outbox, SMTP and the config")
+    doctor_parser = commands.add_parser(
+        "doctor", help="check the database, the ledger, the outbox, SMTP and the config"
+    )
     doctor_parser.add_argument("--config", default=os.environ.get("SOLARIS_CONFIG"))
     doctor_parser.set_defaults(handler=doctor)
     add_user_commands(commands)

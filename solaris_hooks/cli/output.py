@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import csv
 import sys
-from typing import Iterable, Sequence, TextIO
+from collections.abc import Iterable, Sequence
+from typing import TextIO
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
 
-def print_rows(rows: Iterable[dict], columns: Sequence[str], as_csv: bool = False, out: TextIO | None = None,
-               title: str | None = None) -> None:
+def print_rows(
+    rows: Iterable[dict],
+    columns: Sequence[str],
+    as_csv: bool = False,
+    out: TextIO | None = None,
+    title: str | None = None,
+) -> None:
     out = out or sys.stdout
     if as_csv:
         writer = csv.DictWriter(out, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")

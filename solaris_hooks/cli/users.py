@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import psycopg
 
@@ -19,8 +19,17 @@ from solaris_hooks.admin import accounts
 from solaris_hooks.cli.output import print_rows
 from solaris_hooks.settings import load_settings
 
-account_columns = ("user_id", "email", "name", "status", "credited_tokens", "used_tokens", "reserved_tokens",
-                   "remaining_tokens", "period")
+account_columns = (
+    "user_id",
+    "email",
+    "name",
+    "status",
+    "credited_tokens",
+    "used_tokens",
+    "reserved_tokens",
+    "remaining_tokens",
+    "period",
+)
 ledger_columns = ("created_at", "kind", "tokens", "raw_tokens", "model", "cost_usd", "actor", "reason")
 
 
@@ -44,9 +53,17 @@ def run_with_connection(work: Callable[[psycopg.AsyncConnection], Awaitable[obje
 
 
 def users_list(args: argparse.Namespace) -> int:
-    rows, total = run_with_connection(lambda connection: accounts.page(
-        connection, search=args.search, status=args.status, sort=args.sort, order=args.order,
-        limit=min(args.limit, 10_000), offset=0))
+    rows, total = run_with_connection(
+        lambda connection: accounts.page(
+            connection,
+            search=args.search,
+            status=args.status,
+            sort=args.sort,
+            order=args.order,
+            limit=min(args.limit, 10_000),
+            offset=0,
+        )
+    )
     print_rows(rows, account_columns, as_csv=args.csv)
     if not args.csv:
         print(f"{len(rows)} of {total} user(s)")
@@ -58,8 +75,16 @@ def users_show(args: argparse.Namespace) -> int:
 
     async def work(connection):
         account = await accounts.find(connection, args.user_id, case)
-        rows, total = await accounts.ledger_page(connection, account["user_id"], kind=None, start=None, end=None,
-                                                 limit=args.ledger_rows, offset=0, local_part_case=case)
+        rows, total = await accounts.ledger_page(
+            connection,
+            account["user_id"],
+            kind=None,
+            start=None,
+            end=None,
+            limit=args.ledger_rows,
+            offset=0,
+            local_part_case=case,
+        )
         return account, rows, total
 
     account, rows, total = run_with_connection(work)
@@ -74,27 +99,48 @@ def users_show(args: argparse.Namespace) -> int:
 def users_create(args: argparse.Namespace) -> int:
     settings = load_settings()
     tokens = settings.default_tokens_per_user if args.tokens is None else args.tokens
-    created = run_with_connection(lambda connection: accounts.create(
-        connection, user_id=args.user_id, tokens=tokens, email=args.email, name=args.name, locale=args.locale,
-        actor=actor(), local_part_case=settings.identity_local_part_case))
+    created = run_with_connection(
+        lambda connection: accounts.create(
+            connection,
+            user_id=args.user_id,
+            tokens=tokens,
+            email=args.email,
+            name=args.name,
+            locale=args.locale,
+            actor=actor(),
+            local_part_case=settings.identity_local_part_case,
+        )
+    )
     print(f"created {created['user_id']} with {created['credited_tokens']} tokens")
     return 0
 
 
 def users_set_status(args: argparse.Namespace) -> int:
     case = load_settings().identity_local_part_case
-    updated = run_with_connection(lambda connection: accounts.update(
-        connection, args.user_id, {"status": args.status}, actor(), local_part_case=case))
+    updated = run_with_connection(
+        lambda connection: accounts.update(
+            connection, args.user_id, {"status": args.status}, actor(), local_part_case=case
+        )
+    )
     print(f"{updated['user_id']} is now {updated['status']}")
     return 0
 
 
 def credits_add(args: argparse.Namespace) -> int:
     settings = load_settings()
-    credit = run_with_connection(lambda connection: accounts.credit(
-        connection, user_id=args.user_id, tokens=args.tokens, reason=args.reason, actor=actor(),
-        default_tokens=settings.default_tokens_per_user, thresholds=settings.alert_thresholds,
-        local_part_case=settings.identity_local_part_case, idempotency_key=args.idempotency_key))
+    credit = run_with_connection(
+        lambda connection: accounts.credit(
+            connection,
+            user_id=args.user_id,
+            tokens=args.tokens,
+            reason=args.reason,
+            actor=actor(),
+            default_tokens=settings.default_tokens_per_user,
+            thresholds=settings.alert_thresholds,
+            local_part_case=settings.identity_local_part_case,
+            idempotency_key=args.idempotency_key,
+        )
+    )
     account = credit.account
     note = " (already done with this idempotency key: nothing added)" if credit.replayed else ""
     print(f"{account['user_id']}: {account['credited_tokens']} credited, {account['remaining_tokens']} left{note}")
@@ -103,13 +149,22 @@ def credits_add(args: argparse.Namespace) -> int:
 
 def users_merge(args: argparse.Namespace) -> int:
     settings = load_settings()
-    merged = run_with_connection(lambda connection: accounts.merge(
-        connection, from_user_id=args.from_user_id, into_user_id=args.into_user_id, actor=actor(),
-        thresholds=settings.alert_thresholds, local_part_case=settings.identity_local_part_case))
+    merged = run_with_connection(
+        lambda connection: accounts.merge(
+            connection,
+            from_user_id=args.from_user_id,
+            into_user_id=args.into_user_id,
+            actor=actor(),
+            thresholds=settings.alert_thresholds,
+            local_part_case=settings.identity_local_part_case,
+        )
+    )
     account, moved = merged.account, merged.moved
-    print(f"merged {merged.merged_from} into {account['user_id']}: {moved['ledger_rows']} ledger rows, "
-          f"{moved['reservations']} reservations ({moved['pending_reservations']} pending), {moved['alerts']} alerts "
-          f"moved; {account['credited_tokens']} credited, {account['remaining_tokens']} left")
+    print(
+        f"merged {merged.merged_from} into {account['user_id']}: {moved['ledger_rows']} ledger rows, "
+        f"{moved['reservations']} reservations ({moved['pending_reservations']} pending), {moved['alerts']} alerts "
+        f"moved; {account['credited_tokens']} credited, {account['remaining_tokens']} left"
+    )
     return 0
 
 
@@ -155,10 +210,12 @@ def add_user_commands(commands: argparse._SubParsersAction) -> None:
     status.set_defaults(handler=users_set_status)
 
     merge = user_commands.add_parser(
-        "merge", help="make one person's two accounts one (e.g. Ana@Example.COM into ana@example.com)",
+        "merge",
+        help="make one person's two accounts one (e.g. Ana@Example.COM into ana@example.com)",
         description="Moves FROM's ledger rows, reservations and alerts to INTO, adds its balances to INTO's and "
-                    "deletes FROM, in one audited transaction. FROM must be an account calls no longer reach "
-                    "(made before identities were normalised); INTO, one they reach.")
+        "deletes FROM, in one audited transaction. FROM must be an account calls no longer reach "
+        "(made before identities were normalised); INTO, one they reach.",
+    )
     merge.add_argument("from_user_id", metavar="FROM")
     merge.add_argument("into_user_id", metavar="INTO")
     merge.set_defaults(handler=users_merge)

@@ -46,5 +46,11 @@ async def page(
     """Newest first, with the total that matches."""
     where = "WHERE (%(user)s::text IS NULL OR user_id = %(user)s) AND (%(action)s::text IS NULL OR action = %(action)s)"
     params = {"user": user_id, "action": action, "limit": limit, "offset": offset}
-    return await fetch_page(connection, columns="id, actor, action, user_id, before, after, details, created_at",
-                            source="solaris.audit", where=where, order_by="id DESC", params=params)
+    return await fetch_page(
+        connection,
+        columns="id, actor, action, user_id, before, after, details, created_at",
+        source="solaris.audit",
+        where=where,
+        order_by="id DESC",
+        params=params,
+    )

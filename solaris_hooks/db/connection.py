@@ -8,7 +8,7 @@ only ours. In docker-compose both point at the same server.
 from __future__ import annotations
 
 import os
-from typing import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool

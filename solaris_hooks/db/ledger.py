@@ -6,9 +6,9 @@ expire it. Amounts here are platform tokens (raw tokens × factor, rounded up).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Sequence
 
 from psycopg import AsyncConnection
 from psycopg.rows import class_row, dict_row
@@ -68,8 +68,17 @@ async def reserve(
     async with connection.cursor(row_factory=class_row(Reservation)) as cursor:
         await cursor.execute(
             "SELECT * FROM solaris.reserve(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (user_id, call_id, wanted_tokens, minimum_tokens, default_tokens, ttl_s, model, Decimal(str(factor)),
-             decimal_levels(thresholds)),
+            (
+                user_id,
+                call_id,
+                wanted_tokens,
+                minimum_tokens,
+                default_tokens,
+                ttl_s,
+                model,
+                Decimal(str(factor)),
+                decimal_levels(thresholds),
+            ),
         )
         row = await cursor.fetchone()
     assert row is not None
@@ -100,8 +109,14 @@ async def resolve(
     async with connection.cursor(row_factory=class_row(Resolution)) as cursor:
         await cursor.execute(
             "SELECT * FROM solaris.resolve(%s, %s, %s, %s, %s, %s)",
-            (call_id, kind, raw_tokens, model, None if cost_usd is None else Decimal(str(cost_usd)),
-             decimal_levels(thresholds)),
+            (
+                call_id,
+                kind,
+                raw_tokens,
+                model,
+                None if cost_usd is None else Decimal(str(cost_usd)),
+                decimal_levels(thresholds),
+            ),
         )
         row = await cursor.fetchone()
     assert row is not None
@@ -130,9 +145,17 @@ async def settle_spooled(
     async with connection.cursor(row_factory=class_row(Resolution)) as cursor:
         await cursor.execute(
             "SELECT * FROM solaris.settle_spooled(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (call_id, user_id, raw_tokens, model, None if factor is None else Decimal(str(factor)),
-             None if cost_usd is None else Decimal(str(cost_usd)), default_tokens, spooled_at,
-             decimal_levels(thresholds)),
+            (
+                call_id,
+                user_id,
+                raw_tokens,
+                model,
+                None if factor is None else Decimal(str(factor)),
+                None if cost_usd is None else Decimal(str(cost_usd)),
+                default_tokens,
+                spooled_at,
+                decimal_levels(thresholds),
+            ),
         )
         row = await cursor.fetchone()
     assert row is not None
@@ -208,11 +231,14 @@ async def extend_reservation(connection: AsyncConnection, call_id: str, ttl_s: i
     return bool(row and row[0])
 
 
-async def learn_margin(connection: AsyncConnection, model: str, reported_tokens: int, estimated_tokens: int
-                       ) -> PromptMargin:
+async def learn_margin(
+    connection: AsyncConnection, model: str, reported_tokens: int, estimated_tokens: int
+) -> PromptMargin:
     """Record a provider's prompt count against our estimate; returns the model's margin now."""
-    cursor = await connection.execute("SELECT margin, excess_tokens FROM solaris.learn_margin(%s, %s, %s, %s)",
-                                      (model, reported_tokens, estimated_tokens, ratio_sample_tokens_min))
+    cursor = await connection.execute(
+        "SELECT margin, excess_tokens FROM solaris.learn_margin(%s, %s, %s, %s)",
+        (model, reported_tokens, estimated_tokens, ratio_sample_tokens_min),
+    )
     row = await cursor.fetchone()
     return PromptMargin(float(row[0]), int(row[1])) if row else PromptMargin()
 

@@ -44,29 +44,26 @@ def migrate(url: str, connect_timeout_s: int = 10) -> list[int]:
     except psycopg.OperationalError as error:
         raise MigrationError(f"cannot connect to the database to migrate: {error}") from None
     applied_now = []
-    with connection:
-        with connection.transaction():
-            connection.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_lock_id,))
-            connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-            connection.execute(
-                f"""CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
+    with connection, connection.transaction():
+        connection.execute("SELECT pg_advisory_xact_lock(%s)", (advisory_lock_id,))
+        connection.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        connection.execute(
+            f"""CREATE TABLE IF NOT EXISTS {schema}.schema_migrations (
                         version integer PRIMARY KEY,
                         name text NOT NULL,
                         applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        done = {row[0] for row in connection.execute(f"SELECT version FROM {schema}.schema_migrations")}
+        for migration in available_migrations():
+            if migration.version in done:
+                continue
+            try:
+                connection.execute(migration.sql)
+            except psycopg.Error as error:
+                raise MigrationError(f"migration {migration.version:04d}_{migration.name} failed: {error}") from None
+            connection.execute(
+                f"INSERT INTO {schema}.schema_migrations (version, name) VALUES (%s, %s)",
+                (migration.version, migration.name),
             )
-            done = {row[0] for row in connection.execute(f"SELECT version FROM {schema}.schema_migrations")}
-            for migration in available_migrations():
-                if migration.version in done:
-                    continue
-                try:
-                    connection.execute(migration.sql)
-                except psycopg.Error as error:
-                    raise MigrationError(
-                        f"migration {migration.version:04d}_{migration.name} failed: {error}"
-                    ) from None
-                connection.execute(
-                    f"INSERT INTO {schema}.schema_migrations (version, name) VALUES (%s, %s)",
-                    (migration.version, migration.name),
-                )
-                applied_now.append(migration.version)
+            applied_now.append(migration.version)
     return applied_now

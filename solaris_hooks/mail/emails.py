@@ -17,11 +17,11 @@ from functools import cache
 
 import jinja2
 
+from solaris_hooks.mail.links import usage_url
+from solaris_hooks.mail.smtp import SmtpSettings
 from solaris_hooks.messages import normalise_locale, templates_dir
 from solaris_hooks.refill import next_refill_at
 from solaris_hooks.settings import Settings
-from solaris_hooks.mail.smtp import SmtpSettings
-from solaris_hooks.mail.links import usage_url
 
 
 @dataclass(frozen=True)
@@ -85,7 +85,9 @@ def context(alert: Alert, settings: Settings, renewal_date: str | None = None, u
         "brand_name": settings.brand_name,
         "name": alert.name or alert.user_id,
         "percent": percent,
-        "percent_used": min(100, round(100 * alert.used_tokens / alert.credited_tokens)) if alert.credited_tokens else 100,
+        "percent_used": min(100, round(100 * alert.used_tokens / alert.credited_tokens))
+        if alert.credited_tokens
+        else 100,
         "used_tokens": alert.used_tokens,
         "credited_tokens": alert.credited_tokens,
         "remaining_tokens": max(0, alert.credited_tokens - alert.used_tokens),
@@ -114,9 +116,7 @@ def render(alert: Alert, settings: Settings, **extra: str | None) -> tuple[str, 
     environment = _environment()
     subject = environment.get_template(f"{locale}/{alert.template}.subject.txt").render(values)
     text = environment.get_template(f"{locale}/{alert.template}.txt").render(values)
-    html = environment.get_template(f"{locale}/{alert.template}.html").render(
-        values, subject=subject, html_lang=locale
-    )
+    html = environment.get_template(f"{locale}/{alert.template}.html").render(values, subject=subject, html_lang=locale)
     return " ".join(subject.split()), text.strip() + "\n", html
 
 

@@ -12,14 +12,14 @@ import hashlib
 import hmac
 import os
 import time
-from typing import Mapping
+from collections.abc import Mapping
 from urllib.parse import quote
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from solaris_hooks.web.auth import master_key
 from solaris_hooks.exceptions import LinkExpired, LinkInvalid, SettingsError
 from solaris_hooks.settings import Settings
+from solaris_hooks.web.auth import master_key
 
 _derivation_label = b"solaris-hooks web pages v1"
 
@@ -39,14 +39,14 @@ def _serializer(purpose: str, environ: Mapping[str, str]) -> URLSafeSerializer:
     return URLSafeSerializer(secret_key(environ), salt=f"solaris {purpose}")
 
 
-def sign(purpose: str, payload: dict, ttl_s: float, environ: Mapping[str, str] = os.environ,
-         now_s: float | None = None) -> str:
+def sign(
+    purpose: str, payload: dict, ttl_s: float, environ: Mapping[str, str] = os.environ, now_s: float | None = None
+) -> str:
     expires_at_s = int((now_s if now_s is not None else time.time()) + ttl_s)
     return _serializer(purpose, environ).dumps({**payload, "exp": expires_at_s})
 
 
-def unsign(purpose: str, token: str, environ: Mapping[str, str] = os.environ,
-           now_s: float | None = None) -> dict:
+def unsign(purpose: str, token: str, environ: Mapping[str, str] = os.environ, now_s: float | None = None) -> dict:
     """The payload; LinkInvalid when tampered with or malformed, LinkExpired when too old."""
     try:
         payload = _serializer(purpose, environ).loads(token)

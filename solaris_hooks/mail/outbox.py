@@ -13,28 +13,25 @@ import asyncio
 import logging
 import os
 import random
-import socket
 import smtplib
+import socket
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Callable
 
 from psycopg import AsyncConnection
 from psycopg.rows import class_row, dict_row
 
 from solaris_hooks.db import audit
-
-from solaris_hooks.mail import emails
-
-from solaris_hooks.mail import smtp
-from solaris_hooks.mail.emails import Alert
+from solaris_hooks.db.pages import fetch_page
 from solaris_hooks.exceptions import Conflict, DatabaseUnavailable, NotFound
 from solaris_hooks.logs import log_event
-from solaris_hooks.db.pages import fetch_page
-from solaris_hooks.settings import Settings
+from solaris_hooks.mail import emails, smtp
+from solaris_hooks.mail.emails import Alert
 from solaris_hooks.mail.smtp import SmtpSettings
+from solaris_hooks.settings import Settings
 
 claim_batch_size_max = 50
 # How often a worker retries recording an outcome while the database is down.
@@ -117,8 +114,9 @@ Connect = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
 
 
 class Outbox:
-    def __init__(self, connect: Connect, settings: Settings, smtp_settings: SmtpSettings,
-                 worker_id: str | None = None) -> None:
+    def __init__(
+        self, connect: Connect, settings: Settings, smtp_settings: SmtpSettings, worker_id: str | None = None
+    ) -> None:
         self._connect = connect
         self.settings = settings
         self.smtp = smtp_settings
@@ -126,8 +124,9 @@ class Outbox:
 
     async def claim(self, limit: int = claim_batch_size_max) -> list[Alert]:
         async with self._connect() as connection, connection.cursor(row_factory=class_row(Alert)) as cursor:
-            await cursor.execute(_claim, {"worker": self.worker_id, "lease_s": self.settings.mail_lease_s,
-                                          "limit": limit})
+            await cursor.execute(
+                _claim, {"worker": self.worker_id, "lease_s": self.settings.mail_lease_s, "limit": limit}
+            )
             return await cursor.fetchall()
 
     async def deliver(self, alert: Alert, report: Report, claim_ends_at_s: float | None = None) -> None:
@@ -148,20 +147,38 @@ class Outbox:
         except (OSError, smtplib.SMTPException) as error:
             text = f"{type(error).__name__}: {error}"[:error_length_max]
             delay_s = backoff_s(alert.attempts, self.settings)
-            status = await self._record_until(claim_ends_at_s, _failed, id=alert.id, error=text, delay_s=delay_s,
-                                              attempts_max=self.settings.mail_attempts_max)
+            status = await self._record_until(
+                claim_ends_at_s,
+                _failed,
+                id=alert.id,
+                error=text,
+                delay_s=delay_s,
+                attempts_max=self.settings.mail_attempts_max,
+            )
             if status == "dead":
                 report.dead += 1
             else:
                 report.failed += 1
             report.errors.append(text)
             if status == "dead":
-                log_event("mail_dead", logging.ERROR, **_alert_fields(alert), attempts=alert.attempts,
-                          error=loggable_error(error))
+                log_event(
+                    "mail_dead",
+                    logging.ERROR,
+                    **_alert_fields(alert),
+                    attempts=alert.attempts,
+                    error=loggable_error(error),
+                )
             else:
                 # status None: our lease ran out and another worker owns the row now.
-                log_event("mail_failed", logging.WARNING, **_alert_fields(alert), attempts=alert.attempts,
-                          status=status, retry_in_s=round(delay_s, 1), error=loggable_error(error))
+                log_event(
+                    "mail_failed",
+                    logging.WARNING,
+                    **_alert_fields(alert),
+                    attempts=alert.attempts,
+                    status=status,
+                    retry_in_s=round(delay_s, 1),
+                    error=loggable_error(error),
+                )
             return
         await self._record_until(claim_ends_at_s, _sent, id=alert.id, recipients=recipients)
         report.sent += 1
@@ -226,13 +243,15 @@ _alert_columns = """id, user_id, kind, threshold, status, attempts, last_error, 
                     used_tokens, tokens, created_at, next_attempt_at, sent_at"""
 
 
-async def list_alerts(connection: AsyncConnection, *, status: str | None, user_id: str | None, limit: int,
-                      offset: int) -> tuple[list[dict], int]:
+async def list_alerts(
+    connection: AsyncConnection, *, status: str | None, user_id: str | None, limit: int, offset: int
+) -> tuple[list[dict], int]:
     """A page of alerts, newest first, and how many match in all."""
     where = "WHERE (%(status)s::text IS NULL OR status = %(status)s) AND (%(user)s::text IS NULL OR user_id = %(user)s)"
     params = {"status": status, "user": user_id, "limit": limit, "offset": offset}
-    return await fetch_page(connection, columns=_alert_columns, source="solaris.alerts", where=where,
-                            order_by="id DESC", params=params)
+    return await fetch_page(
+        connection, columns=_alert_columns, source="solaris.alerts", where=where, order_by="id DESC", params=params
+    )
 
 
 async def retry_dead(connection: AsyncConnection, alert_id: int) -> tuple[dict | None, str | None]:
@@ -264,7 +283,8 @@ async def requeue_dead(connection: AsyncConnection, alert_id: int, actor: str) -
             raise NotFound(f"no alert with id {alert_id}", "alert_not_found")
         if previous != "dead":
             raise Conflict(f"only dead alerts can be retried; alert {alert_id} is {previous}", "alert_not_dead")
-        await audit.record(connection, actor=actor, action="alert.retry", user_id=row["user_id"],
-                           details={"alert_id": alert_id})
+        await audit.record(
+            connection, actor=actor, action="alert.retry", user_id=row["user_id"], details={"alert_id": alert_id}
+        )
     log_event("alert_requeued", alert_id=alert_id, user_id=row["user_id"], actor=actor)
     return row

@@ -10,10 +10,11 @@ from __future__ import annotations
 import os
 import smtplib
 import ssl
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from email.message import EmailMessage
 from email.utils import getaddresses
-from typing import Iterator, Literal, Mapping
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
@@ -59,11 +60,14 @@ def smtp_settings_from_env(environ: Mapping[str, str] = os.environ) -> SmtpSetti
     try:
         return SmtpSettings(**values)
     except ValidationError as error:
-        names = {"host": "SMTP_HOST", "port": "SMTP_PORT", "security": "SMTP_SECURITY", "from_address": "SMTP_FROM",
-                 "timeout_s": "SMTP_TIMEOUT_S"}
-        problems = [
-            f"{names.get(str(item['loc'][0]), str(item['loc'][0]))}: {item['msg']}" for item in error.errors()
-        ]
+        names = {
+            "host": "SMTP_HOST",
+            "port": "SMTP_PORT",
+            "security": "SMTP_SECURITY",
+            "from_address": "SMTP_FROM",
+            "timeout_s": "SMTP_TIMEOUT_S",
+        }
+        problems = [f"{names.get(str(item['loc'][0]), str(item['loc'][0]))}: {item['msg']}" for item in error.errors()]
         raise SettingsError("invalid mail settings: " + "; ".join(problems)) from None
 
 
@@ -72,8 +76,9 @@ def session(settings: SmtpSettings) -> Iterator[smtplib.SMTP]:
     """A connected, secured and logged-in SMTP session; raises OSError or smtplib.SMTPException."""
     context = ssl.create_default_context()
     if settings.security == "ssl":
-        client: smtplib.SMTP = smtplib.SMTP_SSL(settings.host, settings.port, timeout=settings.timeout_s,
-                                                context=context)
+        client: smtplib.SMTP = smtplib.SMTP_SSL(
+            settings.host, settings.port, timeout=settings.timeout_s, context=context
+        )
     else:
         client = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout_s)
     with client:

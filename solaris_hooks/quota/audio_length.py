@@ -28,15 +28,15 @@ def wav_seconds(blob: bytes) -> float | None:
         return None
     position, bytes_per_second = 12, 0
     while position + 8 <= min(len(blob), header_bytes_max):
-        chunk_id = blob[position:position + 4]
-        size = int.from_bytes(blob[position + 4:position + 8], "little")
+        chunk_id = blob[position : position + 4]
+        size = int.from_bytes(blob[position + 4 : position + 8], "little")
         body = position + 8
         if chunk_id == b"fmt ":
             if size < 16 or body + 16 > len(blob):
                 return None
-            tag, channels, rate, _, _, bits = struct.unpack("<HHIIHH", blob[body:body + 16])
+            tag, channels, rate, _, _, bits = struct.unpack("<HHIIHH", blob[body : body + 16])
             if tag == _extensible_tag and size >= 26 and body + 26 <= len(blob):
-                tag = int.from_bytes(blob[body + 24:body + 26], "little")
+                tag = int.from_bytes(blob[body + 24 : body + 26], "little")
             if tag not in _pcm_tags or not channels or not rate or not bits:
                 return None
             bytes_per_second = channels * rate * math.ceil(bits / 8)

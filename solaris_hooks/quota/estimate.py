@@ -15,8 +15,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from solaris_hooks.quota import prices
 from solaris_hooks.exceptions import CallUnbounded
+from solaris_hooks.quota import prices
 from solaris_hooks.quota.input_parts import InputCounter, anthropic_tool_prompt_tokens
 from solaris_hooks.quota.route_rules import check_route, route_of_call_type
 
@@ -116,15 +116,18 @@ class Plan:
         """Below this the call cannot even produce one token (or one image), so it is refused."""
         if self.priced:
             return (1 if self.units_field else self.units_max) * self.unit_tokens
-        return platform_tokens(self.prompt_bound_tokens + self.choices * min(1, self.completion_tokens_max),
-                               self.factor)
+        return platform_tokens(
+            self.prompt_bound_tokens + self.choices * min(1, self.completion_tokens_max), self.factor
+        )
 
     def completion_bound(self, reserved_tokens: int) -> int:
         """The per-choice completion limit to send upstream given what was actually reserved."""
         if reserved_tokens >= self.wanted_tokens or self.factor <= 0:
             return self.completion_tokens_max
-        return min(self.completion_tokens_max,
-                   completion_limit(reserved_tokens, self.prompt_bound_tokens, self.factor, self.choices))
+        return min(
+            self.completion_tokens_max,
+            completion_limit(reserved_tokens, self.prompt_bound_tokens, self.factor, self.choices),
+        )
 
     def units_bound(self, reserved_tokens: int) -> int:
         """Priced calls: how many units fit in what was reserved."""
@@ -185,7 +188,9 @@ def _choices(data: dict, name: str) -> int:
     return choices
 
 
-def requested_completion_tokens(data: dict, fields: tuple[str, ...] = ("max_completion_tokens", "max_tokens")) -> int | None:
+def requested_completion_tokens(
+    data: dict, fields: tuple[str, ...] = ("max_completion_tokens", "max_tokens")
+) -> int | None:
     values = [_int_field(data, key, None) for key in fields]
     numbers = [value for value in values if value is not None]
     return min(min(numbers), completion_tokens_cap) if numbers else None
@@ -218,10 +223,14 @@ def _count_input(route: str, data: dict, counter: InputCounter) -> int:
     elif route == "responses":
         instructions = data.get("instructions")
         if instructions is not None:
-            counter.messages(instructions if isinstance(instructions, list) else [{"role": "system",
-                                                                                   "content": instructions}])
-        counter.messages(data.get("input") if isinstance(data.get("input"), list)
-                         else [{"role": "user", "content": data.get("input")}])
+            counter.messages(
+                instructions if isinstance(instructions, list) else [{"role": "system", "content": instructions}]
+            )
+        counter.messages(
+            data.get("input")
+            if isinstance(data.get("input"), list)
+            else [{"role": "user", "content": data.get("input")}]
+        )
         text = data.get("text")
         if isinstance(text, dict) and text.get("format") is not None:
             counter.definitions(text.get("format"), "response_format")
@@ -254,10 +263,20 @@ def _priced_plan(route: str, data: dict, model: str, settings: Settings) -> Plan
     if route in ("images", "image_edits"):
         unit = math.ceil(prices.images_price(data, model, settings.model_prices))
         images = _choices(data, "n")
-        return Plan(0, 0, 1.0, route=route, limit_fields=(), unit_tokens=unit, units_max=images,
-                    units_field="n", charged_by_plan=True)
+        return Plan(
+            0,
+            0,
+            1.0,
+            route=route,
+            limit_fields=(),
+            unit_tokens=unit,
+            units_max=images,
+            units_field="n",
+            charged_by_plan=True,
+        )
     total = (prices.speech_tokens if route == "speech" else prices.transcription_tokens)(
-        data, model, settings.model_prices)
+        data, model, settings.model_prices
+    )
     return Plan(0, 0, 1.0, route=route, limit_fields=(), unit_tokens=total, units_max=1, charged_by_plan=True)
 
 
@@ -276,8 +295,15 @@ def plan_call(data: dict, call_type: str, factor: float, settings: Settings, pro
     counter = InputCounter(model, settings.input_part_bounds)
     prompts = _count_input(route, data, counter)
     if route in ("embeddings", "moderations"):
-        return Plan(counter.tokens, 0, factor, prompt_margin=max(1.0, prompt_margin), route=route,
-                    limit_fields=(), charged_by_plan=route == "moderations")
+        return Plan(
+            counter.tokens,
+            0,
+            factor,
+            prompt_margin=max(1.0, prompt_margin),
+            route=route,
+            limit_fields=(),
+            charged_by_plan=route == "moderations",
+        )
     choices = 1
     if route == "chat":
         choices = _choices(data, "n")
@@ -288,5 +314,12 @@ def plan_call(data: dict, call_type: str, factor: float, settings: Settings, pro
     fields = _limit_fields[route]
     requested = requested_completion_tokens(data, fields)
     completion_max = settings.completion_tokens_default if requested is None or requested <= 0 else requested
-    return Plan(counter.tokens, completion_max, factor, choices=choices, prompt_margin=max(1.0, prompt_margin),
-                route=route, limit_fields=fields)
+    return Plan(
+        counter.tokens,
+        completion_max,
+        factor,
+        choices=choices,
+        prompt_margin=max(1.0, prompt_margin),
+        route=route,
+        limit_fields=fields,
+    )

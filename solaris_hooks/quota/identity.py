@@ -41,7 +41,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import unicodedata
-from typing import Literal, Mapping
+from collections.abc import Mapping
+from typing import Literal
 
 from solaris_hooks.exceptions import IdentityForbidden, IdentityRefused
 from solaris_hooks.logs import log_event
@@ -157,8 +158,15 @@ def named_identity(data: dict, header_name: str, key_user_id: str | None, tracki
         value = header_value(headers, name)
         if value is not None:
             return _text(header_text(value))
-    tracking = (_field(data.get("litellm_metadata"), "user"), _field(data.get("metadata"), "user_id"),
-                data.get("safety_identifier")) if tracking_fields else ()
+    tracking = (
+        (
+            _field(data.get("litellm_metadata"), "user"),
+            _field(data.get("metadata"), "user_id"),
+            data.get("safety_identifier"),
+        )
+        if tracking_fields
+        else ()
+    )
     for value in (_body_user(data, key_user_id), *tracking):
         if value is not None:
             return _text(value)
@@ -188,7 +196,12 @@ def _body_user(data: dict, key_user_id: str | None) -> object:
 
 
 def resolve_identity(
-    data: dict, key: object, *, header_name: str, local_part_case: LocalPartCase, anonymous_calls: AnonymousCalls,
+    data: dict,
+    key: object,
+    *,
+    header_name: str,
+    local_part_case: LocalPartCase,
+    anonymous_calls: AnonymousCalls,
     trusted_keys: list[str] | None,
 ) -> str:
     """The normalised identity a call is charged to; raises IdentityRefused (400) or
@@ -203,8 +216,9 @@ def resolve_identity(
         if trusted or (own is not None and identity == normalise_identity(own, local_part_case)):
             return identity
         # Who tried is worth a warning; whom they named is not logged (it may be anything).
-        log_event("identity_forbidden", logging.WARNING, key_alias=getattr(key, "key_alias", None),
-                  key_user_id=key_user_id)
+        log_event(
+            "identity_forbidden", logging.WARNING, key_alias=getattr(key, "key_alias", None), key_user_id=key_user_id
+        )
         raise IdentityForbidden()
     if trusted and anonymous_calls == "refuse":
         raise IdentityRefused("identity_missing")

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Mapping
+from collections.abc import Mapping
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from solaris_hooks.quota.audio_length import audio_seconds, base64_bytes
 from solaris_hooks.exceptions import CallUnbounded
+from solaris_hooks.quota.audio_length import audio_seconds, base64_bytes
 
 # OpenAI's cookbook: 3 tokens around every chat message (its role is counted as text), 1
 # more for a name, 3 to prime the reply. Exactly, not more: a token too many per message
@@ -38,12 +38,29 @@ anthropic_tool_prompt_tokens = 530
 nesting_depth_max = 32
 
 # Part types whose every string is text the provider reads.
-_text_types = frozenset({
-    "text", "input_text", "output_text", "refusal", "summary_text", "reasoning_text", "thinking",
-    "redacted_thinking", "tool_use", "server_tool_use", "tool_result", "function_call", "function_call_output",
-    "custom_tool_call", "custom_tool_call_output", "reasoning", "message", "web_search_tool_result",
-    "search_result",
-})
+_text_types = frozenset(
+    {
+        "text",
+        "input_text",
+        "output_text",
+        "refusal",
+        "summary_text",
+        "reasoning_text",
+        "thinking",
+        "redacted_thinking",
+        "tool_use",
+        "server_tool_use",
+        "tool_result",
+        "function_call",
+        "function_call_output",
+        "custom_tool_call",
+        "custom_tool_call_output",
+        "reasoning",
+        "message",
+        "web_search_tool_result",
+        "search_result",
+    }
+)
 _image_types = frozenset({"image_url", "input_image", "image"})
 _audio_types = frozenset({"input_audio"})
 _file_types = frozenset({"file", "input_file", "document"})

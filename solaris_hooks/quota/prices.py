@@ -9,12 +9,13 @@ with a message naming the setting.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Mapping
+from collections.abc import Mapping
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from solaris_hooks.quota.audio_length import audio_seconds, upload_bytes
 from solaris_hooks.exceptions import CallUnbounded, RouteClosed
+from solaris_hooks.quota.audio_length import audio_seconds, upload_bytes
 
 PlatformTokens = Annotated[float, Field(ge=0, le=10**9)]
 # "1024x1024", "1024x1024/hd", "auto/high" or "*".
@@ -40,8 +41,9 @@ class ModelPrice(BaseModel):
 
 
 def _closed(model: str, what: str) -> RouteClosed:
-    return RouteClosed("price_missing", model=model or "-", what=what,
-                       setting=f"model_prices: {{{model or '*'}: {{{what}: N}}}}")
+    return RouteClosed(
+        "price_missing", model=model or "-", what=what, setting=f"model_prices: {{{model or '*'}: {{{what}: N}}}}"
+    )
 
 
 def _price(prices: Mapping[str, ModelPrice], model: str) -> ModelPrice | None:
@@ -58,7 +60,8 @@ def image_price(per_image: Mapping[str, float], size: object, quality: object) -
             continue
         key_size, _, key_quality = key.partition("/")
         if (size_known is None or key_size == size_known) and (
-                not key_quality or quality_known is None or key_quality == quality_known):
+            not key_quality or quality_known is None or key_quality == quality_known
+        ):
             applicable.append(price)
     if applicable:
         return max(applicable)
@@ -91,6 +94,9 @@ def transcription_tokens(data: dict, model: str, prices: Mapping[str, ModelPrice
     blob = upload_bytes(data.get("file"))
     seconds = audio_seconds(blob, price.audio_bytes_per_second_min) if blob is not None else None
     if seconds is None:
-        raise CallUnbounded(part="audio file (not WAV)", model=model,
-                            setting=f"model_prices: {{{model or '*'}: {{audio_bytes_per_second_min: N}}}}")
+        raise CallUnbounded(
+            part="audio file (not WAV)",
+            model=model,
+            setting=f"model_prices: {{{model or '*'}: {{audio_bytes_per_second_min: N}}}}",
+        )
     return math.ceil(round(seconds * price.per_audio_second, 9))

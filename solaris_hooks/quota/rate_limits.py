@@ -18,8 +18,8 @@ import threading
 import time
 from collections import OrderedDict
 
-from solaris_hooks.quota.degraded import note_degraded
 from solaris_hooks.exceptions import RateLimited
+from solaris_hooks.quota.degraded import note_degraded
 from solaris_hooks.settings import Settings
 
 window_s = 60
@@ -68,8 +68,14 @@ async def _shared_count(cache: object, key: str, amount: int) -> float | None:
         return None
 
 
-async def enforce(cache: object, user_id: str, tokens: int, settings: Settings, now_s: float | None = None,
-                  local: LocalWindows | None = None) -> None:
+async def enforce(
+    cache: object,
+    user_id: str,
+    tokens: int,
+    settings: Settings,
+    now_s: float | None = None,
+    local: LocalWindows | None = None,
+) -> None:
     """Count this call against the user's window; raise RateLimited when over a limit.
 
     `local` is this process's own counter (tests pass a fresh one)."""

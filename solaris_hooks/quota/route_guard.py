@@ -12,7 +12,7 @@ Mount it once, with `install(app, lambda: service.settings)`, from the routes mo
 from __future__ import annotations
 
 import json
-from typing import Callable
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -54,7 +54,7 @@ def _path(scope: Scope) -> str:
     path = str(scope.get("path") or "/")
     root = str(scope.get("root_path") or "").rstrip("/")
     if root and path.startswith(root + "/"):
-        path = path[len(root):]
+        path = path[len(root) :]
     return path
 
 
@@ -65,8 +65,11 @@ def refusal_body(refusal: RouteClosed, locale: str) -> dict:
 
 async def _refuse(scope: Scope, send: Send, refusal: RouteClosed, settings: object) -> None:
     body = json.dumps(refusal_body(refusal, getattr(settings, "locale", None))).encode("utf-8")
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               (b"x-should-retry", b"false")]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"x-should-retry", b"false"),
+    ]
     if scope["type"] == "http":
         await send({"type": "http.response.start", "status": refusal.status_code, "headers": headers})
         await send({"type": "http.response.body", "body": body})

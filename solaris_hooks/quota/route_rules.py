@@ -16,7 +16,8 @@ batches, assistants, realtime …) are closed too.
 from __future__ import annotations
 
 import re
-from typing import Literal, Mapping
+from collections.abc import Mapping
+from typing import Literal
 
 from solaris_hooks.exceptions import RouteClosed
 
@@ -43,21 +44,32 @@ routes_setting = "routes"
 
 # LiteLLM call types (as the pre-call hook receives them) of the bounded routes.
 _bounded_call_types: dict[str, str] = {
-    "acompletion": "chat", "completion": "chat",
-    "atext_completion": "completions", "text_completion": "completions",
-    "aresponses": "responses", "responses": "responses",
-    "anthropic_messages": "messages", "aanthropic_messages": "messages",
-    "aembedding": "embeddings", "embedding": "embeddings",
-    "amoderation": "moderations", "moderation": "moderations",
-    "aimage_generation": "images", "image_generation": "images",
-    "aimage_edit": "image_edits", "image_edit": "image_edits",
-    "aspeech": "speech", "speech": "speech",
-    "atranscription": "transcriptions", "transcription": "transcriptions",
+    "acompletion": "chat",
+    "completion": "chat",
+    "atext_completion": "completions",
+    "text_completion": "completions",
+    "aresponses": "responses",
+    "responses": "responses",
+    "anthropic_messages": "messages",
+    "aanthropic_messages": "messages",
+    "aembedding": "embeddings",
+    "embedding": "embeddings",
+    "amoderation": "moderations",
+    "moderation": "moderations",
+    "aimage_generation": "images",
+    "image_generation": "images",
+    "aimage_edit": "image_edits",
+    "image_edit": "image_edits",
+    "aspeech": "speech",
+    "speech": "speech",
+    "atranscription": "transcriptions",
+    "transcription": "transcriptions",
 }
 # Other call types, by family: (pattern over the call type, route name). Anything not
 # matched is its own route, named by its call type.
 _call_type_families: tuple[tuple[re.Pattern[str], str], ...] = tuple(
-    (re.compile(pattern), name) for pattern, name in (
+    (re.compile(pattern), name)
+    for pattern, name in (
         (r"^a?rerank$", "rerank"),
         (r"^(pass_through_endpoint|allm_passthrough_route)$", "passthrough"),
         (r"realtime", "realtime"),
@@ -90,7 +102,8 @@ _call_type_families: tuple[tuple[re.Pattern[str], str], ...] = tuple(
 # UI, health, /solaris) are not LLM routes and pass.
 _deployment = r"(/openai/deployments/[^/]+|/engines/[^/]+)?"
 _path_rules: tuple[tuple[str | None, re.Pattern[str], str], ...] = tuple(
-    (method, re.compile(pattern), name) for method, pattern, name in (
+    (method, re.compile(pattern), name)
+    for method, pattern, name in (
         ("POST", rf"{_deployment}(/v1)?/chat/completions", "chat"),
         ("POST", rf"{_deployment}(/v1)?/completions", "completions"),
         ("POST", rf"{_deployment}(/v1)?/embeddings", "embeddings"),
@@ -127,10 +140,14 @@ _path_rules: tuple[tuple[str | None, re.Pattern[str], str], ...] = tuple(
         (None, r"/queue/chat/completions|/cursor/.*|/claude_code_gateway(/.*)?", "passthrough"),
         # LiteLLM's provider pass-through routes (its lazy "llm_passthrough" feature, plus
         # langfuse and the Anthropic-native ones): the provider's own API, unbounded.
-        (None, r"/(anthropic|assemblyai|azure|azure_ai|azure_speech|bedrock|cohere|comprehendmedical|deepgram"
-               r"|eu\.assemblyai|fal_ai|gemini|gigachat|milvus|mistral|nvidia_nim|openai|openai_passthrough"
-               r"|tinyfish|transcribe|typesafe|laya|bespoke|openrouter|vertex-ai|vertex_ai|vllm|watsonx"
-               r"|langfuse|api/event_logging)(/.*)?", "passthrough"),
+        (
+            None,
+            r"/(anthropic|assemblyai|azure|azure_ai|azure_speech|bedrock|cohere|comprehendmedical|deepgram"
+            r"|eu\.assemblyai|fal_ai|gemini|gigachat|milvus|mistral|nvidia_nim|openai|openai_passthrough"
+            r"|tinyfish|transcribe|typesafe|laya|bespoke|openrouter|vertex-ai|vertex_ai|vllm|watsonx"
+            r"|langfuse|api/event_logging)(/.*)?",
+            "passthrough",
+        ),
     )
 )
 
@@ -171,6 +188,8 @@ def validate_routes(routes: Mapping[str, Rule]) -> Mapping[str, Rule]:
     """`charge` only for routes we can bound: any other route would be served on hope."""
     for route, rule in routes.items():
         if rule == "charge" and route not in bounded_routes:
-            raise ValueError(f"{route!r} cannot be charged (its calls cannot be bounded); "
-                             f"use free or refuse. Routes that can be charged: {', '.join(bounded_routes)}")
+            raise ValueError(
+                f"{route!r} cannot be charged (its calls cannot be bounded); "
+                f"use free or refuse. Routes that can be charged: {', '.join(bounded_routes)}"
+            )
     return routes

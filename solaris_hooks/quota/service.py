@@ -10,35 +10,42 @@ with one `database_recovered` log line, once it is back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import math
 import time
 import uuid
 from collections import OrderedDict
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Callable, Coroutine
 
 import psycopg
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from solaris_hooks.db import ledger
-
-from solaris_hooks.quota import rate_limits
 from solaris_hooks.db.connection import connection_pool
-from solaris_hooks.quota.estimate import Plan, plan_call
-from solaris_hooks.exceptions import (AccountInactive, CallConflict, DatabaseUnavailable, IdentityRefused,
-                                      QuotaExhausted, RateLimited, Refusal)
-from solaris_hooks.quota.identity import resolve_identity
-from solaris_hooks.logs import log_event
 from solaris_hooks.db.margins import PromptMargin
+from solaris_hooks.exceptions import (
+    AccountInactive,
+    CallConflict,
+    DatabaseUnavailable,
+    IdentityRefused,
+    QuotaExhausted,
+    RateLimited,
+    Refusal,
+)
+from solaris_hooks.logs import log_event
+from solaris_hooks.quota import rate_limits
+from solaris_hooks.quota.estimate import Plan, plan_call
+from solaris_hooks.quota.identity import resolve_identity
 from solaris_hooks.quota.metrics import Metrics
-from solaris_hooks.settings import Settings
 from solaris_hooks.quota.spool import Spool, SpoolEntry
 from solaris_hooks.quota.title_calls import cap_title_completion, is_title_call
 from solaris_hooks.quota.usage import Usage, chunk_text, count_text_tokens, delivered_text, reported_usage
+from solaris_hooks.settings import Settings
 
 # Bounds on background work, so a backlog is worked off in slices, never in one huge
 # transaction.
@@ -53,8 +60,19 @@ calls_in_flight_max = 10_000
 
 # Call types whose usage counts prompt tokens the way our estimate does: a provider reporting
 # more than we estimated for them teaches the model's prompt margin.
-_margin_call_types = frozenset({"acompletion", "completion", "atext_completion", "text_completion", "aresponses",
-                                "responses", "anthropic_messages", "aembedding", "embedding"})
+_margin_call_types = frozenset(
+    {
+        "acompletion",
+        "completion",
+        "atext_completion",
+        "text_completion",
+        "aresponses",
+        "responses",
+        "anthropic_messages",
+        "aembedding",
+        "embedding",
+    }
+)
 
 
 def new_call_id() -> str:
@@ -163,16 +181,17 @@ class QuotaService:
             # wait=False: a proxy must come up even while Postgres is still starting.
             await self._pool.open(wait=False)
             loop = asyncio.get_running_loop()
-            self._tasks = [loop.create_task(task(), name=f"solaris-{getattr(task, '__name__', 'task')}")
-                           for task in self._background]
+            self._tasks = [
+                loop.create_task(task(), name=f"solaris-{getattr(task, '__name__', 'task')}")
+                for task in self._background
+            ]
             self._opened = True
             self._in_background(self._load_margins_quietly())
 
     async def _load_margins_quietly(self) -> None:
-        try:
+        # The sweeper loads them once the database answers.
+        with contextlib.suppress(DatabaseUnavailable):
             await self.load_margins()
-        except DatabaseUnavailable:
-            pass  # the sweeper loads them once the database answers
 
     async def close(self) -> None:
         # Charges of abandoned streams and reservation extensions finish first.
@@ -237,8 +256,13 @@ class QuotaService:
             self.metrics.refusals.labels(reason=refusal.reason).inc()
             if isinstance(refusal, IdentityRefused):
                 # No user to name: the identity itself may be what was wrong (never logged).
-                log_event("refused", user_id=None, call_id=str(data.get("litellm_call_id") or ""),
-                          reason=refusal.reason, code=refusal.message_key)
+                log_event(
+                    "refused",
+                    user_id=None,
+                    call_id=str(data.get("litellm_call_id") or ""),
+                    reason=refusal.reason,
+                    code=refusal.message_key,
+                )
             raise
         except DatabaseUnavailable:
             self.metrics.refusals.labels(reason="database_unavailable").inc()
@@ -250,13 +274,19 @@ class QuotaService:
         """`key` is LiteLLM's UserAPIKeyAuth: its user_id, token (key hash) and key_alias."""
         settings = self.settings
         # Normalised, named only by a key allowed to (else a 403), never a shared default account.
-        user_id = resolve_identity(data, key, header_name=settings.identity_header,
-                                   local_part_case=settings.identity_local_part_case,
-                                   anonymous_calls=settings.anonymous_calls, trusted_keys=settings.trusted_keys)
+        user_id = resolve_identity(
+            data,
+            key,
+            header_name=settings.identity_header,
+            local_part_case=settings.identity_local_part_case,
+            anonymous_calls=settings.anonymous_calls,
+            trusted_keys=settings.trusted_keys,
+        )
         call_id = str(data["litellm_call_id"])
         model = str(data.get("model") or "") or None
         margin = self._margins.get(model or "", PromptMargin()).widened(
-            PromptMargin(ratio=settings.prompt_margin_for(model)))
+            PromptMargin(ratio=settings.prompt_margin_for(model))
+        )
         # A free title call is still reserved and settled, at factor 0: the ledger shows its raw
         # tokens. Only LibreChat's whole title request shape counts, its answer is capped, and a
         # long prompt makes it an ordinary call.
@@ -276,8 +306,14 @@ class QuotaService:
         try:
             await rate_limits.enforce(cache, user_id, plan.wanted_tokens, settings)
         except RateLimited as refusal:
-            log_event("refused", user_id=user_id, call_id=call_id, reason=refusal.reason,
-                      code=refusal.message_key, retry_after_s=refusal.params["retry_after_s"])
+            log_event(
+                "refused",
+                user_id=user_id,
+                call_id=call_id,
+                reason=refusal.reason,
+                code=refusal.message_key,
+                retry_after_s=refusal.params["retry_after_s"],
+            )
             raise
         try:
             async with self.connection() as connection:
@@ -298,19 +334,35 @@ class QuotaService:
                 log_event("fail_open", logging.WARNING, user_id=user_id, call_id=call_id, error=str(error))
                 # Charged when it succeeds: directly if the database is back by then, else
                 # through the spool.
-                self._remember(call_id, CallInFlight(user_id, plan.factor, metered=False, model=model,
-                                                     prompt_tokens=plan.prompt_tokens,
-                                                     charge_raw_tokens=plan.settle_raw_tokens(plan.wanted_tokens)))
+                self._remember(
+                    call_id,
+                    CallInFlight(
+                        user_id,
+                        plan.factor,
+                        metered=False,
+                        model=model,
+                        prompt_tokens=plan.prompt_tokens,
+                        charge_raw_tokens=plan.settle_raw_tokens(plan.wanted_tokens),
+                    ),
+                )
                 return None
             log_event("database_unavailable", logging.ERROR, user_id=user_id, call_id=call_id, error=str(error))
             raise
         self._apply(reservation, plan, data, user_id, call_id)
-        self._remember(call_id, CallInFlight(user_id, plan.factor, metered=True, model=model,
-                                             prompt_tokens=plan.prompt_tokens,
-                                             prompt_bound_tokens=plan.prompt_bound_tokens,
-                                             reserved_tokens=reservation.reserved,
-                                             learns_margin=call_type in _margin_call_types and not free,
-                                             charge_raw_tokens=plan.settle_raw_tokens(reservation.reserved)))
+        self._remember(
+            call_id,
+            CallInFlight(
+                user_id,
+                plan.factor,
+                metered=True,
+                model=model,
+                prompt_tokens=plan.prompt_tokens,
+                prompt_bound_tokens=plan.prompt_bound_tokens,
+                reserved_tokens=reservation.reserved,
+                learns_margin=call_type in _margin_call_types and not free,
+                charge_raw_tokens=plan.settle_raw_tokens(reservation.reserved),
+            ),
+        )
         return user_id
 
     def _plan(self, data: dict, call_type: str, factor: float, margin: PromptMargin) -> Plan:
@@ -327,8 +379,13 @@ class QuotaService:
         if len(self._calls) > calls_in_flight_max:
             forgotten_id, forgotten = self._calls.popitem(last=False)
             if not forgotten.metered:
-                log_event("unmetered_call_forgotten", logging.WARNING, call_id=forgotten_id,
-                          user_id=forgotten.user_id, calls_in_flight_max=calls_in_flight_max)
+                log_event(
+                    "unmetered_call_forgotten",
+                    logging.WARNING,
+                    call_id=forgotten_id,
+                    user_id=forgotten.user_id,
+                    calls_in_flight_max=calls_in_flight_max,
+                )
 
     def _apply(self, reservation: ledger.Reservation, plan: Plan, data: dict, user_id: str, call_id: str) -> None:
         if reservation.outcome == "reserved":
@@ -346,8 +403,12 @@ class QuotaService:
             "credits_email": self.settings.credits_email,
         }
         log_event(
-            "refused", user_id=user_id, call_id=call_id, reason=reservation.outcome,
-            wanted_tokens=plan.wanted_tokens, remaining_tokens=reservation.remaining_tokens,
+            "refused",
+            user_id=user_id,
+            call_id=call_id,
+            reason=reservation.outcome,
+            wanted_tokens=plan.wanted_tokens,
+            remaining_tokens=reservation.remaining_tokens,
         )
         if reservation.outcome == "exhausted":
             # Past the last warning it is "used up" (and the block e-mail goes out, see
@@ -355,12 +416,17 @@ class QuotaService:
             last_warning = max(self.settings.alert_thresholds, default=1.0)
             if reservation.debited_tokens >= reservation.credited_tokens * last_warning:
                 raise QuotaExhausted(**fields)
-            raise QuotaExhausted("quota_insufficient", needed_tokens=plan.minimum_tokens,
-                                 remaining_tokens=max(0, reservation.remaining_tokens), **fields)
+            raise QuotaExhausted(
+                "quota_insufficient",
+                needed_tokens=plan.minimum_tokens,
+                remaining_tokens=max(0, reservation.remaining_tokens),
+                **fields,
+            )
         raise AccountInactive(f"account_{reservation.outcome}", **fields)
 
-    async def settle_response(self, call_id: str, response_obj: object, model: str | None,
-                              cost_usd: float | None) -> ledger.Resolution | None:
+    async def settle_response(
+        self, call_id: str, response_obj: object, model: str | None, cost_usd: float | None
+    ) -> ledger.Resolution | None:
         """Charge a call that succeeded, by the provider's usage or, when it reports none, by our
         own count of the prompt and of what was delivered (never zero: invariant 8)."""
         call = self._calls.get(call_id)
@@ -372,39 +438,66 @@ class QuotaService:
                 log_event("settle_skipped", logging.WARNING, call_id=call_id, reason="no usage and no call in flight")
                 return None
             usage = Usage(raw_tokens=call.counted_raw_tokens(delivered_text(response_obj)), prompt_tokens=None)
-            log_event("usage_counted", logging.WARNING, user_id=call.user_id, call_id=call_id,
-                      raw_tokens=usage.raw_tokens, reason="the provider reported no usage")
+            log_event(
+                "usage_counted",
+                logging.WARNING,
+                user_id=call.user_id,
+                call_id=call_id,
+                raw_tokens=usage.raw_tokens,
+                reason="the provider reported no usage",
+            )
         return await self.settle_call(call_id, usage.raw_tokens, model, cost_usd, usage.prompt_tokens)
 
     async def settle_call(
-        self, call_id: str, raw_tokens: int, model: str | None, cost_usd: float | None,
+        self,
+        call_id: str,
+        raw_tokens: int,
+        model: str | None,
+        cost_usd: float | None,
         reported_prompt_tokens: int | None = None,
     ) -> ledger.Resolution | None:
         """Charge a call that succeeded. None: the database is unreachable and the usage
         went to the spool, to be charged by the replay (never lost, never charged twice)."""
         call = self._calls.pop(call_id, None)
-        entry = SpoolEntry(call_id=call_id, raw_tokens=raw_tokens, model=model, cost_usd=cost_usd,
-                           user_id=call.user_id if call else None, factor=call.factor if call else None)
+        entry = SpoolEntry(
+            call_id=call_id,
+            raw_tokens=raw_tokens,
+            model=model,
+            cost_usd=cost_usd,
+            user_id=call.user_id if call else None,
+            factor=call.factor if call else None,
+        )
         try:
             if call is not None and not call.metered:
                 return await self.charge_spooled(entry)
             async with self.connection() as connection:
                 resolution = await ledger.resolve(
-                    connection, call_id=call_id, kind="settle", raw_tokens=raw_tokens, model=model,
-                    cost_usd=cost_usd, thresholds=self.settings.alert_thresholds,
+                    connection,
+                    call_id=call_id,
+                    kind="settle",
+                    raw_tokens=raw_tokens,
+                    model=model,
+                    cost_usd=cost_usd,
+                    thresholds=self.settings.alert_thresholds,
                 )
                 if call is not None and reported_prompt_tokens is not None:
                     await self._learn_margin(connection, call, reported_prompt_tokens)
         except DatabaseUnavailable as error:
             if self.spool.append(entry):
-                log_event("usage_spooled", logging.WARNING, user_id=entry.user_id, call_id=call_id,
-                          raw_tokens=raw_tokens, metered=call.metered if call else None, error=str(error))
+                log_event(
+                    "usage_spooled",
+                    logging.WARNING,
+                    user_id=entry.user_id,
+                    call_id=call_id,
+                    raw_tokens=raw_tokens,
+                    metered=call.metered if call else None,
+                    error=str(error),
+                )
             return None
         if resolution.charged_tokens:
             self.metrics.charged_tokens.labels(model=model or "unknown").inc(resolution.charged_tokens)
         if resolution.state != "settled" or (call is None and not resolution.charged_tokens):
-            log_event("settle_ignored", logging.WARNING, call_id=call_id, state=resolution.state,
-                      raw_tokens=raw_tokens)
+            log_event("settle_ignored", logging.WARNING, call_id=call_id, state=resolution.state, raw_tokens=raw_tokens)
         return resolution
 
     async def _learn_margin(self, connection: AsyncConnection, call: CallInFlight, reported_tokens: int) -> None:
@@ -417,9 +510,15 @@ class QuotaService:
             return
         margin = await ledger.learn_margin(connection, call.model, reported_tokens, call.prompt_tokens)
         self._margins[call.model] = learned.widened(margin)
-        log_event("margin_learned", logging.WARNING, model=call.model, ratio=self._margins[call.model].ratio,
-                  excess_tokens=self._margins[call.model].excess_tokens, reported_prompt_tokens=reported_tokens,
-                  estimated_prompt_tokens=call.prompt_tokens)
+        log_event(
+            "margin_learned",
+            logging.WARNING,
+            model=call.model,
+            ratio=self._margins[call.model].ratio,
+            excess_tokens=self._margins[call.model].excess_tokens,
+            reported_prompt_tokens=reported_tokens,
+            estimated_prompt_tokens=call.prompt_tokens,
+        )
 
     async def settle_delivered(self, call_id: str) -> ledger.Resolution | None:
         """A call that ended without a result after delivering content (a stream that broke or
@@ -428,18 +527,30 @@ class QuotaService:
         if call is None:
             return None
         raw_tokens = call.counted_raw_tokens()
-        log_event("usage_counted", logging.WARNING, user_id=call.user_id, call_id=call_id, raw_tokens=raw_tokens,
-                  reason="the stream ended without usage after delivering content")
+        log_event(
+            "usage_counted",
+            logging.WARNING,
+            user_id=call.user_id,
+            call_id=call_id,
+            raw_tokens=raw_tokens,
+            reason="the stream ended without usage after delivering content",
+        )
         return await self.settle_call(call_id, raw_tokens, call.model, None)
 
     async def charge_spooled(self, entry: SpoolEntry) -> ledger.Resolution:
         """Charge usage that was not charged when it happened; idempotent per call id."""
         async with self.connection() as connection:
             resolution = await ledger.settle_spooled(
-                connection, call_id=entry.call_id, raw_tokens=entry.raw_tokens, model=entry.model,
-                cost_usd=entry.cost_usd, user_id=entry.user_id, factor=entry.factor,
+                connection,
+                call_id=entry.call_id,
+                raw_tokens=entry.raw_tokens,
+                model=entry.model,
+                cost_usd=entry.cost_usd,
+                user_id=entry.user_id,
+                factor=entry.factor,
                 spooled_at=entry.spooled_at or None,
-                default_tokens=self.settings.default_tokens_per_user, thresholds=self.settings.alert_thresholds,
+                default_tokens=self.settings.default_tokens_per_user,
+                thresholds=self.settings.alert_thresholds,
             )
         if resolution.charged_tokens:
             self.metrics.charged_tokens.labels(model=entry.model or "unknown").inc(resolution.charged_tokens)
@@ -543,10 +654,8 @@ class QuotaService:
 
     async def replay_forever(self) -> None:
         while True:
-            try:
+            with suppress(TimeoutError):
                 await asyncio.wait_for(self._recovered.wait(), self.settings.replay_interval_s)
-            except asyncio.TimeoutError:
-                pass
             self._recovered.clear()
             try:
                 await self.replay_once()
@@ -568,8 +677,9 @@ class QuotaService:
                     break
             pruned_total = 0
             while True:
-                pruned = await ledger.prune_resolved(connection, self.settings.reservation_retention_s,
-                                                     prune_batch_size_max)
+                pruned = await ledger.prune_resolved(
+                    connection, self.settings.reservation_retention_s, prune_batch_size_max
+                )
                 pruned_total += pruned
                 if pruned < prune_batch_size_max:
                     break

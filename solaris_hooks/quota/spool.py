@@ -24,10 +24,10 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Awaitable, Callable, Iterator
 
 from solaris_hooks.exceptions import DatabaseUnavailable
 from solaris_hooks.logs import log_event
@@ -56,7 +56,7 @@ class SpoolEntry:
 
     def to_line(self) -> bytes:
         fields = asdict(self)
-        fields["spooled_at"] = self.spooled_at or datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+        fields["spooled_at"] = self.spooled_at or datetime.now(UTC).isoformat(timespec="milliseconds")
         return (json.dumps(fields, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
 
     @classmethod
@@ -77,8 +77,14 @@ def read_entries(path: Path) -> Iterator[SpoolEntry]:
                 if not entry.call_id or not isinstance(entry.raw_tokens, int):
                     raise ValueError("call_id and raw_tokens are required")
             except (ValueError, TypeError, AttributeError) as error:
-                log_event("spool_line_unreadable", logging.WARNING, segment=path.name, line=number,
-                          complete=line.endswith("\n"), error=str(error))
+                log_event(
+                    "spool_line_unreadable",
+                    logging.WARNING,
+                    segment=path.name,
+                    line=number,
+                    complete=line.endswith("\n"),
+                    error=str(error),
+                )
                 continue
             yield entry
 
@@ -100,15 +106,26 @@ class Spool:
             try:
                 segment = self._open_segment()
                 if os.fstat(segment).st_size + len(line) > segment_size_max_bytes:
-                    log_event("usage_lost", logging.ERROR, call_id=entry.call_id, user_id=entry.user_id,
-                              raw_tokens=entry.raw_tokens,
-                              reason=f"spool segment full ({segment_size_max_bytes} bytes)")
+                    log_event(
+                        "usage_lost",
+                        logging.ERROR,
+                        call_id=entry.call_id,
+                        user_id=entry.user_id,
+                        raw_tokens=entry.raw_tokens,
+                        reason=f"spool segment full ({segment_size_max_bytes} bytes)",
+                    )
                     return False
                 os.write(segment, line)
                 os.fsync(segment)
             except OSError as error:
-                log_event("usage_lost", logging.ERROR, call_id=entry.call_id, user_id=entry.user_id,
-                          raw_tokens=entry.raw_tokens, reason=f"cannot write the spool: {error}")
+                log_event(
+                    "usage_lost",
+                    logging.ERROR,
+                    call_id=entry.call_id,
+                    user_id=entry.user_id,
+                    raw_tokens=entry.raw_tokens,
+                    reason=f"cannot write the spool: {error}",
+                )
                 return False
         return True
 
@@ -179,15 +196,22 @@ class Spool:
                     replayed += 1
             # Everything charged: only now may the segment go. A crash before this line
             # replays it again, which charges nothing twice.
-            path.unlink()
+            path.unlink()  # noqa: ASYNC240 - a local unlink, on purpose inside the replay lock
             _fsync_directory(self.directory)
         finally:
             os.close(segment)
         return replayed
 
     def _reject(self, entry: SpoolEntry, error: Exception) -> None:
-        log_event("spool_entry_rejected", logging.ERROR, call_id=entry.call_id, user_id=entry.user_id,
-                  raw_tokens=entry.raw_tokens, error=repr(error), kept_in=rejected_name)
+        log_event(
+            "spool_entry_rejected",
+            logging.ERROR,
+            call_id=entry.call_id,
+            user_id=entry.user_id,
+            raw_tokens=entry.raw_tokens,
+            error=repr(error),
+            kept_in=rejected_name,
+        )
         with (self.directory / rejected_name).open("ab") as rejected:
             rejected.write(entry.to_line())
             rejected.flush()

@@ -22,19 +22,40 @@ _title_schema_properties = frozenset({"title", "language"})
 # Request fields a title request may carry besides its message: sampling, and what the proxy
 # itself adds (`secret_fields`, `metadata`, `litellm_*`, `proxy_server_request`). Anything else
 # (audio, prompts, extra inputs) makes it an ordinary, charged call.
-_allowed_fields = frozenset({
-    "model", "messages", "user", "stream", "stream_options", "temperature", "top_p", "max_tokens",
-    "max_completion_tokens", "n", "presence_penalty", "frequency_penalty", "tools", "tool_choice",
-    "parallel_tool_calls", "response_format", "metadata", "secret_fields",
-})
+_allowed_fields = frozenset(
+    {
+        "model",
+        "messages",
+        "user",
+        "stream",
+        "stream_options",
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "max_completion_tokens",
+        "n",
+        "presence_penalty",
+        "frequency_penalty",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "response_format",
+        "metadata",
+        "secret_fields",
+    }
+)
 
 
 def _title_schema(schema: object) -> bool:
     if not isinstance(schema, dict):
         return False
     properties = schema.get("properties")
-    return isinstance(properties, dict) and bool(properties) and set(properties) <= _title_schema_properties and all(
-        isinstance(value, dict) and value.get("type") == "string" for value in properties.values())
+    return (
+        isinstance(properties, dict)
+        and bool(properties)
+        and set(properties) <= _title_schema_properties
+        and all(isinstance(value, dict) and value.get("type") == "string" for value in properties.values())
+    )
 
 
 def _only_the_title_schema(data: dict) -> bool:

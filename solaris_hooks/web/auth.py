@@ -12,8 +12,9 @@ import hashlib
 import hmac
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal, Mapping
+from typing import Literal
 
 Role = Literal["admin", "viewer"]
 read_methods = frozenset({"GET", "HEAD", "OPTIONS"})

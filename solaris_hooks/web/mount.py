@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 from solaris_hooks.quota import route_guard
-
-from solaris_hooks.web.api import admin as routes_admin
-
-from solaris_hooks.web.api import alerts as routes_alerts
-
-from solaris_hooks.web.api import reports as routes_reports
-
-from solaris_hooks.web.api import users as routes_users
-
-from solaris_hooks.web.pages import admin as web_admin
-
-from solaris_hooks.web.pages import me as web_me
-from solaris_hooks.web.api.base import prefix
 from solaris_hooks.quota.service import QuotaService
+from solaris_hooks.web.api import admin as routes_admin
+from solaris_hooks.web.api import alerts as routes_alerts
+from solaris_hooks.web.api import reports as routes_reports
+from solaris_hooks.web.api import users as routes_users
+from solaris_hooks.web.api.base import prefix
+from solaris_hooks.web.pages import admin as web_admin
+from solaris_hooks.web.pages import me as web_me
 
 
 def mount_routes(service: QuotaService) -> None:

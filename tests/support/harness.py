@@ -11,12 +11,13 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from pathlib import Path
-from typing import Callable, Collection, Iterator, TypeVar
+from typing import TypeVar
 
 import httpx
 
@@ -114,8 +115,17 @@ class ProxyProcess:
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
-        command = [sys.executable, "-m", "solaris_hooks.cli.main", "run", "--config", str(config), "--port", str(self.port)]
-        self._log = open(log_path, "ab")
+        command = [
+            sys.executable,
+            "-m",
+            "solaris_hooks.cli.main",
+            "run",
+            "--config",
+            str(config),
+            "--port",
+            str(self.port),
+        ]
+        self._log = open(log_path, "ab")  # noqa: SIM115 - open while the process runs; closed by stop()
         # A None value removes the variable from the child's environment.
         child_env = {name: value for name, value in {**os.environ, **env}.items() if value is not None}
         self.process = subprocess.Popen(command, env=child_env, stdout=self._log, stderr=subprocess.STDOUT)
@@ -123,7 +133,9 @@ class ProxyProcess:
     def wait_ready(self, timeout_s: float = 120) -> ProxyProcess:
         def ready() -> bool:
             if self.process.poll() is not None:
-                raise RuntimeError(f"proxy exited with {self.process.returncode}; see {self.log_path}:\n{self.log()[-3000:]}")
+                raise RuntimeError(
+                    f"proxy exited with {self.process.returncode}; see {self.log_path}:\n{self.log()[-3000:]}"
+                )
             try:
                 return httpx.get(f"{self.base_url}/health/liveliness", timeout=2).status_code == 200
             except httpx.HTTPError:
@@ -182,8 +194,11 @@ class MailCatcher:
         return [message for message in self.received if address in message["X-Envelope-To"].split(", ")]
 
     def wait_for(self, address: str, count: int, timeout_s: float = 15) -> list[EmailMessage]:
-        return wait_for(lambda: len(self.to(address)) >= count and self.to(address), timeout_s,
-                        what=f"{count} message(s) to {address}")
+        return wait_for(
+            lambda: len(self.to(address)) >= count and self.to(address),
+            timeout_s,
+            what=f"{count} message(s) to {address}",
+        )
 
 
 def text_part(message: EmailMessage) -> str:

@@ -9,17 +9,16 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from solaris_hooks.db import audit
-
-from solaris_hooks.quota import metrics
-from solaris_hooks.web.api.base import authorize, line_pattern, new_router
-from solaris_hooks.web.auth import Actor
 from solaris_hooks.admin.doctor import overspend_summary
+from solaris_hooks.db import audit
 from solaris_hooks.exceptions import DatabaseUnavailable, InvalidInput, SettingsError
-from solaris_hooks.quota.identity import identity_length_max
 from solaris_hooks.logs import log_event
+from solaris_hooks.quota import metrics
+from solaris_hooks.quota.identity import identity_length_max
 from solaris_hooks.quota.service import QuotaService
 from solaris_hooks.settings import describe_settings, load_settings
+from solaris_hooks.web.api.base import authorize, line_pattern, new_router
+from solaris_hooks.web.auth import Actor
 
 page_size_max = 500
 
@@ -94,27 +93,46 @@ def build_router(service: QuotaService) -> APIRouter:
     router = new_router()
 
     # A 503 here is the health answer itself (status "degraded"), not an error.
-    @router.get("/health", response_model=HealthOut, response_model_exclude_unset=True,
-                summary="Is the ledger database reachable? Has any account used more than it was credited?",
-                responses={503: {"model": HealthOut, "description": "The ledger database is unreachable"}})
+    @router.get(
+        "/health",
+        response_model=HealthOut,
+        response_model_exclude_unset=True,
+        summary="Is the ledger database reachable? Has any account used more than it was credited?",
+        responses={503: {"model": HealthOut, "description": "The ledger database is unreachable"}},
+    )
     async def health() -> HealthOut | JSONResponse:
         try:
             async with service.connection() as connection:
                 await connection.execute("SELECT 1")
-                accounts, examples = await overspend_summary(connection, health_overspend_examples_max,
-                                                             health_overspend_calls_max)
+                accounts, examples = await overspend_summary(
+                    connection, health_overspend_examples_max, health_overspend_calls_max
+                )
         except DatabaseUnavailable:
             return JSONResponse({"status": "degraded", "database": "unreachable"}, status_code=503)
         if not accounts:
             return HealthOut(status="ok", database="ok")
-        overspend = OverspendOut(accounts=accounts, examples=[OverspentAccountOut(
-            user_id=example.user_id, credited_tokens=example.credited_tokens, used_tokens=example.used_tokens,
-            over_tokens=example.over_tokens, calls_over=example.calls_over,
-            calls=[OverspentCallOut.model_validate(call) for call in example.calls]) for example in examples])
+        overspend = OverspendOut(
+            accounts=accounts,
+            examples=[
+                OverspentAccountOut(
+                    user_id=example.user_id,
+                    credited_tokens=example.credited_tokens,
+                    used_tokens=example.used_tokens,
+                    over_tokens=example.over_tokens,
+                    calls_over=example.calls_over,
+                    calls=[OverspentCallOut.model_validate(call) for call in example.calls],
+                )
+                for example in examples
+            ],
+        )
         return HealthOut(status="ok", database="ok", overspend=overspend)
 
-    @router.get("/metrics", summary="Prometheus metrics", response_class=Response,
-                responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
+    @router.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+    )
     async def prometheus_metrics() -> Response:
         async with service.connection() as connection:
             body = await service.metrics.render(connection)
@@ -145,8 +163,9 @@ def build_router(service: QuotaService) -> APIRouter:
         before = service.settings.model_dump(mode="json")
         service.reload(new)
         async with service.connection() as connection:
-            await audit.record(connection, actor=actor.name, action="settings.reload",
-                               before=before, after=new.model_dump(mode="json"))
+            await audit.record(
+                connection, actor=actor.name, action="settings.reload", before=before, after=new.model_dump(mode="json")
+            )
         log_event("settings_reloaded", actor=actor.name)
         return SettingsOut(settings=describe_settings())
 

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BaseModel, Field
 
 from solaris_hooks.mail import outbox
-from solaris_hooks.web.api.base import authorize, errors, line_pattern, new_router
-from solaris_hooks.web.auth import Actor
 from solaris_hooks.quota.identity import identity_length_max
 from solaris_hooks.quota.service import QuotaService
+from solaris_hooks.web.api.base import authorize, errors, line_pattern, new_router
+from solaris_hooks.web.auth import Actor
 
 page_size_max = 500
 
@@ -53,12 +53,14 @@ def build_router(service: QuotaService) -> APIRouter:
     ) -> AlertPage:
         limit = min(limit, page_size_max)
         async with service.connection() as connection:
-            rows, total = await outbox.list_alerts(connection, status=status, user_id=user_id, limit=limit,
-                                                   offset=offset)
+            rows, total = await outbox.list_alerts(
+                connection, status=status, user_id=user_id, limit=limit, offset=offset
+            )
         return AlertPage(alerts=[AlertOut(**row) for row in rows], total=total, limit=limit, offset=offset)
 
-    @router.post("/alerts/{alert_id}/retry", response_model=AlertOut, summary="Re-queue a dead alert",
-                 responses=errors(404, 409))
+    @router.post(
+        "/alerts/{alert_id}/retry", response_model=AlertOut, summary="Re-queue a dead alert", responses=errors(404, 409)
+    )
     async def retry_alert(alert_id: int = Path(ge=1, le=2**63 - 1), actor: Actor = Depends(authorize)) -> AlertOut:
         async with service.connection() as connection:
             return AlertOut(**await outbox.requeue_dead(connection, alert_id, actor.name))

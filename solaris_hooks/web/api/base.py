@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import psycopg
 from fastapi import APIRouter, Depends, Request
@@ -21,9 +22,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from solaris_hooks.web.auth import Actor, identify, read_methods
 from solaris_hooks.exceptions import AdminError, DatabaseUnavailable
 from solaris_hooks.logs import log_event
+from solaris_hooks.web.auth import Actor, identify, read_methods
 
 prefix = "/solaris"
 
@@ -38,8 +39,10 @@ text_pattern = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 line_pattern = r"^[^\x00-\x1f\x7f]*$"
 
 
-pattern_rules = {text_pattern: "must not contain NUL or control characters (tabs and new lines are fine)",
-                 line_pattern: "must not contain NUL, new lines or other control characters"}
+pattern_rules = {
+    text_pattern: "must not contain NUL or control characters (tabs and new lines are fine)",
+    line_pattern: "must not contain NUL, new lines or other control characters",
+}
 
 
 def body_limit(bytes_max: int) -> dict[str, Any]:
@@ -111,8 +114,12 @@ class ApiRoute(APIRoute):
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.methods and scope["method"] not in self.methods:
             allowed = ", ".join(sorted(allowed_methods.get(self.path, self.methods)))
-            response = error_response(405, "method_not_allowed",
-                                      f"{scope['method']} is not allowed here; use {allowed}", headers={"Allow": allowed})
+            response = error_response(
+                405,
+                "method_not_allowed",
+                f"{scope['method']} is not allowed here; use {allowed}",
+                headers={"Allow": allowed},
+            )
             await response(scope, receive, send)
             return
         await super().handle(scope, receive, send)
@@ -132,8 +139,9 @@ class ApiRoute(APIRoute):
             except AdminError as error:
                 return error_response(error.status_code, error.code, error.message)
             except DatabaseUnavailable:
-                return error_response(503, "database_unavailable",
-                                      "the ledger database is unreachable; try again shortly")
+                return error_response(
+                    503, "database_unavailable", "the ledger database is unreachable; try again shortly"
+                )
             except StarletteHTTPException as error:
                 # FastAPI's own: a JSON body too deep or with a number too long to parse (400).
                 detail = error.detail if isinstance(error.detail, str) else "the request could not be read"
@@ -141,13 +149,27 @@ class ApiRoute(APIRoute):
                 return error_response(error.status_code, code, detail, headers=error.headers)
             except psycopg.DataError as error:
                 # A value that got past validation but that Postgres cannot take, such as a NUL.
-                log_event("api_refused_data", logging.WARNING, method=request.method, route=self.path,
-                          error=type(error).__name__)
-                return error_response(422, "invalid_request",
-                                      "the request holds a value the database cannot store (such as a NUL character)")
+                log_event(
+                    "api_refused_data",
+                    logging.WARNING,
+                    method=request.method,
+                    route=self.path,
+                    error=type(error).__name__,
+                )
+                return error_response(
+                    422,
+                    "invalid_request",
+                    "the request holds a value the database cannot store (such as a NUL character)",
+                )
             except Exception as error:  # a bug: logged with where it happened, answered without a traceback
-                log_event("api_error", logging.ERROR, method=request.method, route=self.path,
-                          error=type(error).__name__, where=_where(error))
+                log_event(
+                    "api_error",
+                    logging.ERROR,
+                    method=request.method,
+                    route=self.path,
+                    error=type(error).__name__,
+                    where=_where(error),
+                )
                 return error_response(500, "internal_error", "something went wrong on our side; it was logged")
 
         return handle
@@ -202,5 +224,10 @@ body_errors = errors(400, 413)
 
 def new_router() -> APIRouter:
     """A router under /solaris whose every route is authorized and answers errors readably."""
-    return APIRouter(prefix=prefix, tags=["solaris"], route_class=ApiRoute, dependencies=[Depends(authorize)],
-                     responses=error_responses)
+    return APIRouter(
+        prefix=prefix,
+        tags=["solaris"],
+        route_class=ApiRoute,
+        dependencies=[Depends(authorize)],
+        responses=error_responses,
+    )

@@ -6,7 +6,7 @@ finds `ana@example.com`.
 
 from __future__ import annotations
 
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Depends, Header, Query, Response
@@ -14,12 +14,20 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 from starlette.convertors import Convertor, register_url_convertor
 
 from solaris_hooks.admin import accounts
-from solaris_hooks.web.api.base import authorize, body_errors, body_limit, errors, line_pattern, new_router, text_pattern
-from solaris_hooks.web.auth import Actor
 from solaris_hooks.exceptions import InvalidInput
-from solaris_hooks.quota.identity import identity_length_max
 from solaris_hooks.logs import log_event
+from solaris_hooks.quota.identity import identity_length_max
 from solaris_hooks.quota.service import QuotaService
+from solaris_hooks.web.api.base import (
+    authorize,
+    body_errors,
+    body_limit,
+    errors,
+    line_pattern,
+    new_router,
+    text_pattern,
+)
+from solaris_hooks.web.auth import Actor
 
 tokens_max = 10**12
 page_size_max = 500
@@ -75,7 +83,8 @@ class CreateUserIn(Strict):
     name: Text | None = None
     locale: Literal["pt-BR", "en"] | None = None
     initial_tokens: Annotated[int, Field(strict=True, ge=0, le=tokens_max)] | None = Field(
-        None, description="First grant; the default allowance when left out.")
+        None, description="First grant; the default allowance when left out."
+    )
 
 
 class UpdateUserIn(Strict):
@@ -95,7 +104,8 @@ class AdjustIn(Strict):
     tokens: SignedTokens = Field(description="Signed: positive adds, negative removes.")
     reason: Reason
     target: Literal["credited", "debited"] = Field(
-        "credited", description="credited changes the allowance; debited corrects what was used.")
+        "credited", description="credited changes the allowance; debited corrects what was used."
+    )
 
 
 class BulkGrantIn(Strict):
@@ -181,9 +191,9 @@ register_url_convertor("solaris_user", UserPathConvertor())
 def as_bound(value: datetime | date | None, end: bool = False) -> datetime | None:
     """A date means the whole day: as `from`, its start; as `to`, the start of the next day."""
     if value is None or isinstance(value, datetime):
-        return value if value is None or value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value is None or value.tzinfo else value.replace(tzinfo=UTC)
     day = value + timedelta(days=1) if end else value
-    return datetime.combine(day, time(0), tzinfo=timezone.utc)
+    return datetime.combine(day, time(0), tzinfo=UTC)
 
 
 def build_router(service: QuotaService) -> APIRouter:
@@ -193,8 +203,9 @@ def build_router(service: QuotaService) -> APIRouter:
 
     @router.get("/users", response_model=AccountPage, summary="List and search users")
     async def list_users(
-        search: str | None = Query(None, max_length=320, pattern=line_pattern,
-                                   description="Part of the id, e-mail or name."),
+        search: str | None = Query(
+            None, max_length=320, pattern=line_pattern, description="Part of the id, e-mail or name."
+        ),
         status: Literal["active", "blocked", "disabled"] | None = None,
         sort: Literal[tuple(accounts.sort_orders)] = "created",  # type: ignore[valid-type]
         order: Literal["asc", "desc"] = "desc",
@@ -203,93 +214,162 @@ def build_router(service: QuotaService) -> APIRouter:
     ) -> AccountPage:
         limit = min(limit, page_size_max)
         async with service.connection() as connection:
-            rows, total = await accounts.page(connection, search=search, status=status, sort=sort, order=order,
-                                              limit=limit, offset=offset)
+            rows, total = await accounts.page(
+                connection, search=search, status=status, sort=sort, order=order, limit=limit, offset=offset
+            )
         return AccountPage(users=rows, total=total, limit=limit, offset=offset)
 
-    @router.post("/users", response_model=AccountOut, status_code=201, summary="Create a user",
-                 responses={**body_errors, **errors(409)})
+    @router.post(
+        "/users",
+        response_model=AccountOut,
+        status_code=201,
+        summary="Create a user",
+        responses={**body_errors, **errors(409)},
+    )
     async def create_user(body: CreateUserIn, actor: Actor = Depends(authorize)) -> dict:
         tokens = settings().default_tokens_per_user if body.initial_tokens is None else body.initial_tokens
         async with service.connection() as connection:
-            return await accounts.create(connection, user_id=body.user_id, tokens=tokens, email=body.email,
-                                         name=body.name, locale=body.locale, actor=actor.name,
-                                         local_part_case=case())
+            return await accounts.create(
+                connection,
+                user_id=body.user_id,
+                tokens=tokens,
+                email=body.email,
+                name=body.name,
+                locale=body.locale,
+                actor=actor.name,
+                local_part_case=case(),
+            )
 
-    @router.post("/users/bulk-grant", response_model=BulkGrantOut, summary="Credit every active user, or a list",
-                 responses={**body_errors, **errors(404)})
+    @router.post(
+        "/users/bulk-grant",
+        response_model=BulkGrantOut,
+        summary="Credit every active user, or a list",
+        responses={**body_errors, **errors(404)},
+    )
     async def bulk_grant(body: BulkGrantIn, actor: Actor = Depends(authorize)) -> BulkGrantOut:
         async with service.connection() as connection:
-            count = await accounts.bulk_credit(connection, user_ids=body.user_ids, tokens=body.tokens,
-                                               reason=body.reason, actor=actor.name,
-                                               thresholds=settings().alert_thresholds, local_part_case=case())
+            count = await accounts.bulk_credit(
+                connection,
+                user_ids=body.user_ids,
+                tokens=body.tokens,
+                reason=body.reason,
+                actor=actor.name,
+                thresholds=settings().alert_thresholds,
+                local_part_case=case(),
+            )
         log_event("bulk_credited", users=count, tokens=body.tokens, actor=actor.name)
         return BulkGrantOut(credited_users=count)
 
-    @router.post("/users/import", response_model=ImportOut, summary="Create or update users from CSV",
-                 responses=body_errors,
-                 openapi_extra={"requestBody": {"required": True,
-                                                "content": {"text/csv": {"schema": {"type": "string"}}}},
-                                **body_limit(import_body_bytes_max)})
-    async def import_users(body: bytes = Body(..., media_type="text/csv"),
-                           actor: Actor = Depends(authorize)) -> ImportOut:
+    @router.post(
+        "/users/import",
+        response_model=ImportOut,
+        summary="Create or update users from CSV",
+        responses=body_errors,
+        openapi_extra={
+            "requestBody": {"required": True, "content": {"text/csv": {"schema": {"type": "string"}}}},
+            **body_limit(import_body_bytes_max),
+        },
+    )
+    async def import_users(
+        body: bytes = Body(..., media_type="text/csv"), actor: Actor = Depends(authorize)
+    ) -> ImportOut:
         try:
             text = body.decode("utf-8-sig")
         except UnicodeDecodeError:
             raise InvalidInput("the CSV must be UTF-8 text") from None
         async with service.connection() as connection:
-            report = await accounts.import_csv(connection, text, actor=actor.name,
-                                               default_tokens=settings().default_tokens_per_user,
-                                               local_part_case=case())
+            report = await accounts.import_csv(
+                connection,
+                text,
+                actor=actor.name,
+                default_tokens=settings().default_tokens_per_user,
+                local_part_case=case(),
+            )
         return ImportOut(created=report.created, updated=report.updated)
 
-    @router.post("/users/{user_id:solaris_user_part}/add-tokens", response_model=AccountOut,
-                 summary="Add tokens (idempotent)",
-                 responses={**body_errors, **errors(409)})
+    @router.post(
+        "/users/{user_id:solaris_user_part}/add-tokens",
+        response_model=AccountOut,
+        summary="Add tokens (idempotent)",
+        responses={**body_errors, **errors(409)},
+    )
     async def add_tokens(
         user_id: UserId,
         body: AddTokensIn,
         response: Response,
         actor: Actor = Depends(authorize),
-        idempotency_key: str | None = Header(None, alias="Idempotency-Key", min_length=1, max_length=255,
-                                             description="Retries with the same key credit once."),
+        idempotency_key: str | None = Header(
+            None,
+            alias="Idempotency-Key",
+            min_length=1,
+            max_length=255,
+            description="Retries with the same key credit once.",
+        ),
     ) -> dict:
         async with service.connection() as connection:
             credit = await accounts.credit(
-                connection, user_id=user_id, tokens=body.tokens, reason=body.reason, actor=actor.name,
-                default_tokens=settings().default_tokens_per_user, thresholds=settings().alert_thresholds,
-                local_part_case=case(), idempotency_key=idempotency_key,
+                connection,
+                user_id=user_id,
+                tokens=body.tokens,
+                reason=body.reason,
+                actor=actor.name,
+                default_tokens=settings().default_tokens_per_user,
+                thresholds=settings().alert_thresholds,
+                local_part_case=case(),
+                idempotency_key=idempotency_key,
             )
         if credit.replayed:
             response.headers["Idempotent-Replayed"] = "true"
         return credit.account
 
-    @router.post("/users/{user_id:solaris_user_part}/adjust", response_model=AccountOut,
-                 summary="Correct a balance, with a reason",
-                 responses={**body_errors, **errors(404, 409)})
+    @router.post(
+        "/users/{user_id:solaris_user_part}/adjust",
+        response_model=AccountOut,
+        summary="Correct a balance, with a reason",
+        responses={**body_errors, **errors(404, 409)},
+    )
     async def adjust(user_id: UserId, body: AdjustIn, actor: Actor = Depends(authorize)) -> dict:
         async with service.connection() as connection:
-            adjusted = await accounts.adjust(connection, user_id=user_id, tokens=body.tokens,
-                                             target=body.target, reason=body.reason, actor=actor.name,
-                                             thresholds=settings().alert_thresholds, local_part_case=case())
+            adjusted = await accounts.adjust(
+                connection,
+                user_id=user_id,
+                tokens=body.tokens,
+                target=body.target,
+                reason=body.reason,
+                actor=actor.name,
+                thresholds=settings().alert_thresholds,
+                local_part_case=case(),
+            )
         log_event("adjusted", user_id=adjusted["user_id"], tokens=body.tokens, target=body.target, actor=actor.name)
         return adjusted
 
-    @router.post("/users/{user_id:solaris_user_part}/merge", response_model=MergeOut,
-                 summary="Merge this account into another one of the same person",
-                 description="FROM (this account) must be one calls no longer reach, such as one made before "
-                             "identities were normalised; INTO, one they reach. Ledger rows, reservations and "
-                             "alerts move to INTO, balances are added, FROM is deleted; one transaction, audited.",
-                 responses={**body_errors, **errors(404, 409)})
+    @router.post(
+        "/users/{user_id:solaris_user_part}/merge",
+        response_model=MergeOut,
+        summary="Merge this account into another one of the same person",
+        description="FROM (this account) must be one calls no longer reach, such as one made before "
+        "identities were normalised; INTO, one they reach. Ledger rows, reservations and "
+        "alerts move to INTO, balances are added, FROM is deleted; one transaction, audited.",
+        responses={**body_errors, **errors(404, 409)},
+    )
     async def merge(user_id: UserId, body: MergeIn, actor: Actor = Depends(authorize)) -> MergeOut:
         async with service.connection() as connection:
-            merged = await accounts.merge(connection, from_user_id=user_id, into_user_id=body.into, actor=actor.name,
-                                          thresholds=settings().alert_thresholds, local_part_case=case())
+            merged = await accounts.merge(
+                connection,
+                from_user_id=user_id,
+                into_user_id=body.into,
+                actor=actor.name,
+                thresholds=settings().alert_thresholds,
+                local_part_case=case(),
+            )
         return MergeOut(account=merged.account, merged_from=merged.merged_from, moved=merged.moved)
 
-    @router.get("/users/{user_id:solaris_user_part}/ledger", response_model=LedgerPage,
-                summary="One user's ledger, newest first",
-                responses=errors(404))
+    @router.get(
+        "/users/{user_id:solaris_user_part}/ledger",
+        response_model=LedgerPage,
+        summary="One user's ledger, newest first",
+        responses=errors(404),
+    )
     async def user_ledger(
         user_id: UserId,
         kind: Literal[accounts.ledger_kinds] | None = None,  # type: ignore[valid-type]
@@ -303,21 +383,35 @@ def build_router(service: QuotaService) -> APIRouter:
             raise InvalidInput("`from` must be before `to`")
         limit = min(limit, page_size_max)
         async with service.connection() as connection:
-            rows, total = await accounts.ledger_page(connection, user_id, kind=kind, start=start_at, end=end_at,
-                                                     limit=limit, offset=offset, local_part_case=case())
+            rows, total = await accounts.ledger_page(
+                connection,
+                user_id,
+                kind=kind,
+                start=start_at,
+                end=end_at,
+                limit=limit,
+                offset=offset,
+                local_part_case=case(),
+            )
         return LedgerPage(rows=rows, total=total, limit=limit, offset=offset)
 
     # Ids with '/' reach every route: `:solaris_user_part` below a user, `:solaris_user` for the user itself.
-    @router.get("/users/{user_id:solaris_user}", response_model=AccountOut,
-                summary="One user's balance and profile",
-                responses=errors(404))
+    @router.get(
+        "/users/{user_id:solaris_user}",
+        response_model=AccountOut,
+        summary="One user's balance and profile",
+        responses=errors(404),
+    )
     async def get_user(user_id: UserId) -> dict:
         async with service.connection() as connection:
             return await accounts.find(connection, user_id, case())
 
-    @router.patch("/users/{user_id:solaris_user}", response_model=AccountOut,
-                  summary="Change e-mail, name, locale or status",
-                  responses={**body_errors, **errors(404)})
+    @router.patch(
+        "/users/{user_id:solaris_user}",
+        response_model=AccountOut,
+        summary="Change e-mail, name, locale or status",
+        responses={**body_errors, **errors(404)},
+    )
     async def update_user(user_id: UserId, body: UpdateUserIn, actor: Actor = Depends(authorize)) -> dict:
         changes = body.model_dump(exclude_unset=True)
         async with service.connection() as connection:

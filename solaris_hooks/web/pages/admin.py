@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from datetime import date, datetime, time, timedelta, timezone
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from datetime import UTC, date, datetime, time, timedelta
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
@@ -21,25 +21,19 @@ from fastapi.routing import APIRoute
 from starlette.datastructures import FormData, UploadFile
 from starlette.responses import RedirectResponse, Response
 
-from solaris_hooks.admin import accounts
-
+from solaris_hooks.admin import accounts, dashboard
 from solaris_hooks.db import audit
-
-from solaris_hooks.admin import dashboard
-
-from solaris_hooks.mail import outbox
-
-from solaris_hooks.web.pages import session as web_session
-
-from solaris_hooks.mail import links as web_signing
-from solaris_hooks.web.api.base import ApiError, read_body
-from solaris_hooks.web.auth import identify
 from solaris_hooks.exceptions import AdminError, Conflict, DatabaseUnavailable, InvalidInput, NotFound, SettingsError
 from solaris_hooks.logs import log_event
+from solaris_hooks.mail import links as web_signing
+from solaris_hooks.mail import outbox
 from solaris_hooks.messages import normalise_locale
 from solaris_hooks.quota.service import QuotaService
 from solaris_hooks.refill import next_refill_at
 from solaris_hooks.settings import describe_settings
+from solaris_hooks.web.api.base import ApiError, read_body
+from solaris_hooks.web.auth import identify
+from solaris_hooks.web.pages import session as web_session
 from solaris_hooks.web.pages.charts import tokens_per_day_chart
 from solaris_hooks.web.pages.render import format_number, render_page, translate
 
@@ -102,8 +96,9 @@ class PageRoute(APIRoute):
 
 
 def error_page(status_code: int, message_key: str, locale: str | None, session=None) -> Response:
-    return render_page("error.html", locale, status_code, session=session, flash=None, active=None,
-                       message_key=message_key)
+    return render_page(
+        "error.html", locale, status_code, session=session, flash=None, active=None, message_key=message_key
+    )
 
 
 def safe_next(value: object, fallback: str = home) -> str:
@@ -149,21 +144,42 @@ def parse_day(value: object) -> date | None:
 def page_links(request: Request, total: int, page: int, size: int) -> dict:
     """Previous/next links that keep every other query parameter."""
     pages = max(1, -(-total // size))
+
     def link(number: int) -> str:
         params = {**request.query_params, "page": str(number)}
         return f"{request.url.path}?{urlencode(params)}"
-    return {"page": page, "pages": pages, "total": total,
-            "previous": link(page - 1) if page > 1 else None, "next": link(page + 1) if page < pages else None}
+
+    return {
+        "page": page,
+        "pages": pages,
+        "total": total,
+        "previous": link(page - 1) if page > 1 else None,
+        "next": link(page + 1) if page < pages else None,
+    }
 
 
 def build_router(service: QuotaService) -> APIRouter:
     router = APIRouter(prefix=home, include_in_schema=False, route_class=PageRoute)
 
-    def show(request: Request, session: web_session.AdminSession, template: str, active: str,
-             status_code: int = 200, **values: object) -> Response:
+    def show(
+        request: Request,
+        session: web_session.AdminSession,
+        template: str,
+        active: str,
+        status_code: int = 200,
+        **values: object,
+    ) -> Response:
         flash = web_session.read_flash(request)
-        response = render_page(template, session.locale, status_code, session=session, flash=flash, active=active,
-                               settings=service.settings, **values)
+        response = render_page(
+            template,
+            session.locale,
+            status_code,
+            session=session,
+            flash=flash,
+            active=active,
+            settings=service.settings,
+            **values,
+        )
         if flash is not None:
             web_session.clear_flash(response)
         return response
@@ -180,8 +196,12 @@ def build_router(service: QuotaService) -> APIRouter:
             raise PageError(403, "error.read_only")
         return session, form
 
-    async def act(request: Request, target: str, session: web_session.AdminSession,
-                  action: Callable[[], Awaitable[tuple[str, dict]]]) -> RedirectResponse:
+    async def act(
+        request: Request,
+        target: str,
+        session: web_session.AdminSession,
+        action: Callable[[], Awaitable[tuple[str, dict]]],
+    ) -> RedirectResponse:
         """Run a form's action and go back to `target` with a notice of what it did; an
         AdminError becomes an error notice there."""
         try:
@@ -198,8 +218,16 @@ def build_router(service: QuotaService) -> APIRouter:
     @router.get("/login")
     async def login_form(request: Request, next: str = home, lang: str | None = None) -> Response:
         locale = normalise_locale(lang or service.settings.locale)
-        return render_page("login.html", locale, session=None, flash=None, active=None, failed=False,
-                           form_token=web_session.login_form_token(), next=safe_next(next))
+        return render_page(
+            "login.html",
+            locale,
+            session=None,
+            flash=None,
+            active=None,
+            failed=False,
+            form_token=web_session.login_form_token(),
+            next=safe_next(next),
+        )
 
     @router.post("/login")
     async def login(request: Request) -> Response:
@@ -214,8 +242,17 @@ def build_router(service: QuotaService) -> APIRouter:
             await asyncio.sleep(login_failure_delay_s)
             log_event("admin_login_failed", logging.WARNING, client=request.client.host if request.client else None)
             # 200, as most login forms answer: the form again, with the message.
-            return render_page("login.html", locale, 200, session=None, flash=None, active=None, failed=True,
-                               form_token=web_session.login_form_token(), next=target)
+            return render_page(
+                "login.html",
+                locale,
+                200,
+                session=None,
+                flash=None,
+                active=None,
+                failed=True,
+                form_token=web_session.login_form_token(),
+                next=target,
+            )
         response = RedirectResponse(target, status_code=303)
         web_session.start(response, request, actor, key, locale, service.settings.admin_session_ttl_s)
         log_event("admin_login", actor=actor.name, role=actor.role)
@@ -238,21 +275,23 @@ def build_router(service: QuotaService) -> APIRouter:
         session = signed_in(request)
         settings = service.settings
         zone = ZoneInfo(settings.refill.timezone if settings.refill else "UTC")
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         local_today = now.astimezone(zone).date()
         today_start = datetime.combine(local_today, time(0), tzinfo=zone)
         month_start = datetime.combine(local_today.replace(day=1), time(0), tzinfo=zone)
         async with service.connection() as connection:
             counts, stats, per_day = await dashboard.overview(connection, now, today_start, month_start)
         chart = tokens_per_day_chart(per_day, session.locale)
-        return show(request, session, "overview.html", "overview", counts=counts, stats=stats, chart=chart,
-                    zone=str(zone))
+        return show(
+            request, session, "overview.html", "overview", counts=counts, stats=stats, chart=chart, zone=str(zone)
+        )
 
     # -- users -----------------------------------------------------------------------
 
     @router.get("/users")
-    async def users(request: Request, q: str = "", status: str = "", sort: str = "created", order: str = "desc",
-                    page: str = "1") -> Response:
+    async def users(
+        request: Request, q: str = "", status: str = "", sort: str = "created", order: str = "desc", page: str = "1"
+    ) -> Response:
         session = signed_in(request)
         q = q.strip()[:320]
         status = status if status in accounts.statuses else ""
@@ -260,16 +299,36 @@ def build_router(service: QuotaService) -> APIRouter:
         order = "asc" if order == "asc" else "desc"
         number = parse_int(page, 1, low=1)
         async with service.connection() as connection:
-            rows, total = await accounts.page(connection, search=q or None, status=status or None, sort=sort,
-                                              order=order, limit=users_page_size,
-                                              offset=(number - 1) * users_page_size)
+            rows, total = await accounts.page(
+                connection,
+                search=q or None,
+                status=status or None,
+                sort=sort,
+                order=order,
+                limit=users_page_size,
+                offset=(number - 1) * users_page_size,
+            )
+
         def sort_link(column: str) -> str:
             flipped = "asc" if sort == column and order == "desc" else "desc"
             return f"{home}/users?{urlencode({'q': q, 'status': status, 'sort': column, 'order': flipped})}"
-        return show(request, session, "users.html", "users", rows=rows, q=q, status=status, sort=sort, order=order,
-                    sort_link=sort_link, pages=page_links(request, total, number, users_page_size),
-                    here=this_page(request),
-                    new_idempotency_key=lambda: secrets.token_urlsafe(16), import_rows_max=accounts.import_rows_max)
+
+        return show(
+            request,
+            session,
+            "users.html",
+            "users",
+            rows=rows,
+            q=q,
+            status=status,
+            sort=sort,
+            order=order,
+            sort_link=sort_link,
+            pages=page_links(request, total, number, users_page_size),
+            here=this_page(request),
+            new_idempotency_key=lambda: secrets.token_urlsafe(16),
+            import_rows_max=accounts.import_rows_max,
+        )
 
     @router.post("/users")
     async def create_user(request: Request) -> Response:
@@ -278,17 +337,24 @@ def build_router(service: QuotaService) -> APIRouter:
 
         async def create() -> tuple[str, dict]:
             tokens_text = str(form.get("tokens") or "").strip()
-            tokens = service.settings.default_tokens_per_user if not tokens_text else parse_int(tokens_text, -1, -1,
-                                                                                               tokens_max)
+            tokens = (
+                service.settings.default_tokens_per_user
+                if not tokens_text
+                else parse_int(tokens_text, -1, -1, tokens_max)
+            )
             if tokens < 0:
                 raise AdminError(translate(session.locale, "notice.bad_tokens"), "invalid_request")
             async with service.connection() as connection:
-                await accounts.create(connection, user_id=user_id, tokens=tokens,
-                                      email=str(form.get("email") or "").strip() or None,
-                                      name=str(form.get("name") or "").strip() or None,
-                                      locale=normalise_locale(str(form.get("locale"))) if form.get("locale") else None,
-                                      actor=session.actor.name,
-                                      local_part_case=service.settings.identity_local_part_case)
+                await accounts.create(
+                    connection,
+                    user_id=user_id,
+                    tokens=tokens,
+                    email=str(form.get("email") or "").strip() or None,
+                    name=str(form.get("name") or "").strip() or None,
+                    locale=normalise_locale(str(form.get("locale"))) if form.get("locale") else None,
+                    actor=session.actor.name,
+                    local_part_case=service.settings.identity_local_part_case,
+                )
             return "notice.created", {"user": user_id}
 
         return await act(request, f"{home}/users", session, create)
@@ -314,16 +380,24 @@ def build_router(service: QuotaService) -> APIRouter:
                     cursor = await connection.execute(
                         "INSERT INTO solaris.idempotency_keys (key, request_hash) VALUES (%s, %s) "
                         "ON CONFLICT DO NOTHING RETURNING key",
-                        ("page bulk-grant " + nonce, accounts.request_hash("bulk", tokens, reason, scope, *listed)))
+                        ("page bulk-grant " + nonce, accounts.request_hash("bulk", tokens, reason, scope, *listed)),
+                    )
                     if await cursor.fetchone() is None:
                         return "notice.bulk_repeated", {}
-                count = await accounts.bulk_credit(connection, user_ids=listed if scope == "listed" else None,
-                                                   tokens=tokens, reason=reason, actor=session.actor.name,
-                                                   thresholds=service.settings.alert_thresholds,
-                                                   local_part_case=service.settings.identity_local_part_case)
+                count = await accounts.bulk_credit(
+                    connection,
+                    user_ids=listed if scope == "listed" else None,
+                    tokens=tokens,
+                    reason=reason,
+                    actor=session.actor.name,
+                    thresholds=service.settings.alert_thresholds,
+                    local_part_case=service.settings.identity_local_part_case,
+                )
             log_event("bulk_credited", users=count, tokens=tokens, actor=session.actor.name)
-            return "notice.bulk_granted", {"tokens": format_number(tokens, session.locale),
-                                           "users": format_number(count, session.locale)}
+            return "notice.bulk_granted", {
+                "tokens": format_number(tokens, session.locale),
+                "users": format_number(count, session.locale),
+            }
 
         return await act(request, f"{home}/users", session, grant)
 
@@ -343,9 +417,13 @@ def build_router(service: QuotaService) -> APIRouter:
             except UnicodeDecodeError:
                 raise AdminError(translate(session.locale, "notice.import_not_utf8"), "invalid_request") from None
             async with service.connection() as connection:
-                report = await accounts.import_csv(connection, text, actor=session.actor.name,
-                                                   default_tokens=service.settings.default_tokens_per_user,
-                                                   local_part_case=service.settings.identity_local_part_case)
+                report = await accounts.import_csv(
+                    connection,
+                    text,
+                    actor=session.actor.name,
+                    default_tokens=service.settings.default_tokens_per_user,
+                    local_part_case=service.settings.identity_local_part_case,
+                )
             return "notice.imported", {"created": report.created, "updated": report.updated}
 
         return await act(request, f"{home}/users", session, load)
@@ -364,13 +442,22 @@ def build_router(service: QuotaService) -> APIRouter:
             settings = service.settings
             async with service.connection() as connection:
                 result = await accounts.credit(
-                    connection, user_id=user_id, tokens=tokens, reason=reason, actor=session.actor.name,
-                    default_tokens=settings.default_tokens_per_user, thresholds=settings.alert_thresholds,
+                    connection,
+                    user_id=user_id,
+                    tokens=tokens,
+                    reason=reason,
+                    actor=session.actor.name,
+                    default_tokens=settings.default_tokens_per_user,
+                    thresholds=settings.alert_thresholds,
                     local_part_case=settings.identity_local_part_case,
                     # The form's own key: a double click or a resubmitted page credits once.
-                    idempotency_key=str(form.get("idempotency_key") or "")[:255] or None)
-            return "notice.credited", {"tokens": format_number(tokens, session.locale), "user": user_id,
-                                       "remaining": format_number(result.account["remaining_tokens"], session.locale)}
+                    idempotency_key=str(form.get("idempotency_key") or "")[:255] or None,
+                )
+            return "notice.credited", {
+                "tokens": format_number(tokens, session.locale),
+                "user": user_id,
+                "remaining": format_number(result.account["remaining_tokens"], session.locale),
+            }
 
         return await act(request, target, session, credit)
 
@@ -383,8 +470,13 @@ def build_router(service: QuotaService) -> APIRouter:
 
         async def change() -> tuple[str, dict]:
             async with service.connection() as connection:
-                await accounts.update(connection, user_id, {"status": status}, session.actor.name,
-                                      local_part_case=service.settings.identity_local_part_case)
+                await accounts.update(
+                    connection,
+                    user_id,
+                    {"status": status},
+                    session.actor.name,
+                    local_part_case=service.settings.identity_local_part_case,
+                )
             return "notice.status", {"user": user_id, "status": translate(session.locale, f"status.{status}")}
 
         return await act(request, target, session, change)
@@ -392,8 +484,9 @@ def build_router(service: QuotaService) -> APIRouter:
     # -- one user --------------------------------------------------------------------
 
     @router.get("/user")
-    async def user_detail(request: Request, id: str = "", kind: str = "", start: str = "", end: str = "",
-                          page: str = "1") -> Response:
+    async def user_detail(
+        request: Request, id: str = "", kind: str = "", start: str = "", end: str = "", page: str = "1"
+    ) -> Response:
         session = signed_in(request)
         kind = kind if kind in accounts.ledger_kinds else ""
         start_day, end_day = parse_day(start), parse_day(end)
@@ -409,24 +502,45 @@ def build_router(service: QuotaService) -> APIRouter:
                 raise PageError(404, "error.no_user")
             id = account["user_id"]
             rows, total = await accounts.ledger_page(
-                connection, id, kind=kind or None, local_part_case=service.settings.identity_local_part_case,
-                start=datetime.combine(start_day, time(0), tzinfo=timezone.utc) if start_day else None,
-                end=datetime.combine(end_day + timedelta(days=1), time(0), tzinfo=timezone.utc) if end_day else None,
-                limit=ledger_page_size, offset=(number - 1) * ledger_page_size)
-            alerts, alerts_total = await outbox.list_alerts(connection, status=None, user_id=id,
-                                                            limit=detail_list_size, offset=0)
-            actions, actions_total = await audit.page(connection, user_id=id, action=None, limit=detail_list_size,
-                                                      offset=0)
+                connection,
+                id,
+                kind=kind or None,
+                local_part_case=service.settings.identity_local_part_case,
+                start=datetime.combine(start_day, time(0), tzinfo=UTC) if start_day else None,
+                end=datetime.combine(end_day + timedelta(days=1), time(0), tzinfo=UTC) if end_day else None,
+                limit=ledger_page_size,
+                offset=(number - 1) * ledger_page_size,
+            )
+            alerts, alerts_total = await outbox.list_alerts(
+                connection, status=None, user_id=id, limit=detail_list_size, offset=0
+            )
+            actions, actions_total = await audit.page(
+                connection, user_id=id, action=None, limit=detail_list_size, offset=0
+            )
         settings = service.settings
         base = (settings.public_url or str(request.base_url)).rstrip("/")
-        return show(request, session, "user.html", "users", account=account, rows=rows, kind=kind,
-                    start=start_day.isoformat() if start_day else "", end=end_day.isoformat() if end_day else "",
-                    pages=page_links(request, total, number, ledger_page_size), alerts=alerts,
-                    alerts_total=alerts_total, actions=actions, actions_total=actions_total,
-                    next_refill=next_refill_at(settings.refill) if settings.refill else None,
-                    usage_link=base + web_signing.usage_path(id, settings),
-                    here=this_page(request), kinds=accounts.ledger_kinds,
-                    statuses=accounts.statuses, idempotency_key=secrets.token_urlsafe(16))
+        return show(
+            request,
+            session,
+            "user.html",
+            "users",
+            account=account,
+            rows=rows,
+            kind=kind,
+            start=start_day.isoformat() if start_day else "",
+            end=end_day.isoformat() if end_day else "",
+            pages=page_links(request, total, number, ledger_page_size),
+            alerts=alerts,
+            alerts_total=alerts_total,
+            actions=actions,
+            actions_total=actions_total,
+            next_refill=next_refill_at(settings.refill) if settings.refill else None,
+            usage_link=base + web_signing.usage_path(id, settings),
+            here=this_page(request),
+            kinds=accounts.ledger_kinds,
+            statuses=accounts.statuses,
+            idempotency_key=secrets.token_urlsafe(16),
+        )
 
     # -- alerts ----------------------------------------------------------------------
 
@@ -436,13 +550,27 @@ def build_router(service: QuotaService) -> APIRouter:
         status = status if status in outbox.statuses else ""
         number = parse_int(page, 1, low=1)
         async with service.connection() as connection:
-            rows, total = await outbox.list_alerts(connection, status=status or None, user_id=None,
-                                                   limit=alerts_page_size, offset=(number - 1) * alerts_page_size)
+            rows, total = await outbox.list_alerts(
+                connection,
+                status=status or None,
+                user_id=None,
+                limit=alerts_page_size,
+                offset=(number - 1) * alerts_page_size,
+            )
             cursor = await connection.execute("SELECT status, count(*) FROM solaris.alerts GROUP BY status")
             counts = dict(await cursor.fetchall())
-        return show(request, session, "alerts.html", "alerts", rows=rows, status=status, counts=counts,
-                    statuses=outbox.statuses, pages=page_links(request, total, number, alerts_page_size),
-                    here=this_page(request))
+        return show(
+            request,
+            session,
+            "alerts.html",
+            "alerts",
+            rows=rows,
+            status=status,
+            counts=counts,
+            statuses=outbox.statuses,
+            pages=page_links(request, total, number, alerts_page_size),
+            here=this_page(request),
+        )
 
     @router.post("/alerts/retry")
     async def retry_alert(request: Request) -> Response:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 from solaris_hooks.admin.dashboard import DayUsage
 from solaris_hooks.web.pages.render import format_moment, format_number
@@ -44,8 +44,9 @@ def nice_ceiling(value: int) -> int:
     return 10 * magnitude
 
 
-def bar_chart(points: Sequence[tuple[str, str, int]], format_value: Callable[[int], str],
-              width: int = 720, height: int = 220) -> BarChart:
+def bar_chart(
+    points: Sequence[tuple[str, str, int]], format_value: Callable[[int], str], width: int = 720, height: int = 220
+) -> BarChart:
     """points: (short axis label, full label, value), oldest first."""
     plot_left, plot_right, plot_top, plot_bottom = 56, width - 8, 10, height - 26
     plot_width, plot_height = plot_right - plot_left, plot_bottom - plot_top
@@ -56,20 +57,40 @@ def bar_chart(points: Sequence[tuple[str, str, int]], format_value: Callable[[in
     for index, (short, full, value) in enumerate(points):
         bar_height = plot_height * value / top
         x = plot_left + index * slot
-        bars.append(Bar(x=round(x + slot * 0.15, 1), y=round(plot_bottom - bar_height, 1),
-                        width=round(slot * 0.7, 1), height=round(bar_height, 1),
-                        label=f"{full}: {format_value(value)}", value=value))
+        bars.append(
+            Bar(
+                x=round(x + slot * 0.15, 1),
+                y=round(plot_bottom - bar_height, 1),
+                width=round(slot * 0.7, 1),
+                height=round(bar_height, 1),
+                label=f"{full}: {format_value(value)}",
+                value=value,
+            )
+        )
         if (len(points) - 1 - index) % label_every == 0:  # counted from today, which is always labelled
             axis_labels.append((round(x + slot / 2, 1), short))
-    ticks = [(round(plot_bottom - plot_height * fraction, 1), format_value(round(top * fraction)))
-             for fraction in (0, 0.25, 0.5, 0.75, 1)]
-    return BarChart(width=width, height=height, bars=bars, ticks=ticks, axis_labels=axis_labels,
-                    plot_left=plot_left, plot_bottom=plot_bottom,
-                    empty=not any(value for _, _, value in points))
+    ticks = [
+        (round(plot_bottom - plot_height * fraction, 1), format_value(round(top * fraction)))
+        for fraction in (0, 0.25, 0.5, 0.75, 1)
+    ]
+    return BarChart(
+        width=width,
+        height=height,
+        bars=bars,
+        ticks=ticks,
+        axis_labels=axis_labels,
+        plot_left=plot_left,
+        plot_bottom=plot_bottom,
+        empty=not any(value for _, _, value in points),
+    )
 
 
 def tokens_per_day_chart(days: Sequence[DayUsage], locale: str, width: int = 720, height: int = 220) -> BarChart:
     """Tokens charged per day, labelled the way the reader writes dates and numbers."""
     short_format = "%d/%m" if locale == "pt-BR" else "%m-%d"
-    return bar_chart([(usage.day.strftime(short_format), format_moment(usage.day, locale), usage.tokens)
-                      for usage in days], lambda value: format_number(value, locale), width, height)
+    return bar_chart(
+        [(usage.day.strftime(short_format), format_moment(usage.day, locale), usage.tokens) for usage in days],
+        lambda value: format_number(value, locale),
+        width,
+        height,
+    )

@@ -9,18 +9,15 @@ expired link gets a friendly page saying what to do.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from solaris_hooks.admin import accounts
-
-from solaris_hooks.admin import dashboard
-
-from solaris_hooks.mail import links as web_signing
+from solaris_hooks.admin import accounts, dashboard
 from solaris_hooks.exceptions import DatabaseUnavailable, LinkExpired, LinkInvalid, SettingsError
 from solaris_hooks.logs import log_event
+from solaris_hooks.mail import links as web_signing
 from solaris_hooks.messages import normalise_locale
 from solaris_hooks.quota.service import QuotaService
 from solaris_hooks.refill import next_refill_at
@@ -48,12 +45,11 @@ def build_router(service: QuotaService) -> APIRouter:
         except LinkExpired:
             return problem(410, "expired", locale)
         except LinkInvalid:
-            log_event("usage_link_invalid", logging.WARNING,
-                      client=request.client.host if request.client else None)
+            log_event("usage_link_invalid", logging.WARNING, client=request.client.host if request.client else None)
             return problem(404, "invalid", locale)
         except SettingsError:
             return problem(503, "unavailable", locale)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         try:
             async with service.connection() as connection:
                 account = await accounts.get(connection, user_id)
@@ -64,10 +60,17 @@ def build_router(service: QuotaService) -> APIRouter:
             return problem(404, "invalid", locale)
         locale = chosen or normalise_locale(account.get("locale") or settings.locale)
         chart = tokens_per_day_chart(days, locale, width=440, height=200)
-        return render_page("me.html", locale, account=account, chart=chart, settings=settings,
-                           renewal=next_refill_at(settings.refill) if settings.refill else None,
-                           used_share=min(1.0, account["used_tokens"] / account["credited_tokens"])
-                           if account["credited_tokens"] else 1.0,
-                           path=request.url.path)
+        return render_page(
+            "me.html",
+            locale,
+            account=account,
+            chart=chart,
+            settings=settings,
+            renewal=next_refill_at(settings.refill) if settings.refill else None,
+            used_share=min(1.0, account["used_tokens"] / account["credited_tokens"])
+            if account["credited_tokens"]
+            else 1.0,
+            path=request.url.path,
+        )
 
     return router

@@ -6,9 +6,9 @@ Autoescaped everywhere, so a user's name or id shows as text and never as markup
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from collections.abc import Mapping
+from datetime import UTC, date, datetime
 from functools import cache
-from typing import Mapping
 
 import jinja2
 import yaml
@@ -32,10 +32,7 @@ def format_number(value: object, locale: str) -> str:
     """1.234.567 in pt-BR, 1,234,567 in English; a decimal keeps two places."""
     if value is None:
         return "—"
-    if isinstance(value, float) and not value.is_integer():
-        text = f"{value:,.2f}"
-    else:
-        text = f"{int(value):,}"
+    text = f"{value:,.2f}" if isinstance(value, float) and not value.is_integer() else f"{int(value):,}"
     return text.translate(str.maketrans(",.", ".,")) if locale == "pt-BR" else text
 
 
@@ -49,34 +46,42 @@ def format_moment(value: datetime | date | None, locale: str) -> str:
     if value is None:
         return "—"
     if isinstance(value, datetime):
-        value = value.astimezone(timezone.utc)
+        value = value.astimezone(UTC)
         return value.strftime("%d/%m/%Y %H:%M UTC" if locale == "pt-BR" else "%Y-%m-%d %H:%M UTC")
     return value.strftime("%d/%m/%Y" if locale == "pt-BR" else "%Y-%m-%d")
 
 
 @cache
 def _environment() -> jinja2.Environment:
-    environment = jinja2.Environment(
+    return jinja2.Environment(
         loader=jinja2.FileSystemLoader(templates_dir() / "pages"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    return environment
 
 
-def render_page(template: str, locale: str | None, status_code: int = 200,
-                headers: Mapping[str, str] | None = None, **values: object) -> HTMLResponse:
+def render_page(
+    template: str,
+    locale: str | None,
+    status_code: int = 200,
+    headers: Mapping[str, str] | None = None,
+    **values: object,
+) -> HTMLResponse:
     locale = normalise_locale(locale)
     values = {"session": None, "flash": None, "active": None, **values}
-    html = _environment().get_template(template).render(
-        locale=locale,
-        t=lambda key, **params: translate(locale, key, **params),
-        num=lambda value: format_number(value, locale),
-        usd=lambda value: format_usd(value, locale),
-        when=lambda value: format_moment(value, locale),
-        **values,
+    html = (
+        _environment()
+        .get_template(template)
+        .render(
+            locale=locale,
+            t=lambda key, **params: translate(locale, key, **params),
+            num=lambda value: format_number(value, locale),
+            usd=lambda value: format_usd(value, locale),
+            when=lambda value: format_moment(value, locale),
+            **values,
+        )
     )
     response = HTMLResponse(html, status_code=status_code, headers=dict(headers or {}))
     # Pages show balances and keys' actors: never cached, never framed, no outside requests.
@@ -85,5 +90,6 @@ def render_page(template: str, locale: str | None, status_code: int = 200,
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["Content-Security-Policy"] = (
         "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; script-src 'unsafe-inline'; "
-        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
     return response

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from solaris_hooks.mail import links as web_signing
-from solaris_hooks.web.auth import Actor, known_keys
 from solaris_hooks.exceptions import LinkInvalid, SettingsError
+from solaris_hooks.mail import links as web_signing
 from solaris_hooks.messages import normalise_locale
+from solaris_hooks.web.auth import Actor, known_keys
 
 cookie_name = "solaris_admin"
 flash_cookie_name = "solaris_flash"
@@ -49,13 +49,19 @@ def _is_https(request: Request) -> bool:
 
 
 def _set_cookie(response: Response, request: Request, name: str, value: str, max_age_s: int) -> None:
-    response.set_cookie(name, value, max_age=max_age_s, path=cookie_path, httponly=True, samesite="strict",
-                        secure=_is_https(request))
+    response.set_cookie(
+        name, value, max_age=max_age_s, path=cookie_path, httponly=True, samesite="strict", secure=_is_https(request)
+    )
 
 
 def start(response: Response, request: Request, actor: Actor, key: str, locale: str, ttl_s: int) -> None:
-    payload = {"actor": actor.name, "role": actor.role, "key": key_fingerprint(key),
-               "csrf": secrets.token_urlsafe(24), "locale": normalise_locale(locale)}
+    payload = {
+        "actor": actor.name,
+        "role": actor.role,
+        "key": key_fingerprint(key),
+        "csrf": secrets.token_urlsafe(24),
+        "locale": normalise_locale(locale),
+    }
     _set_cookie(response, request, cookie_name, web_signing.sign("admin session", payload, ttl_s), ttl_s)
 
 
@@ -74,9 +80,12 @@ def current(request: Request) -> AdminSession | None:
         return None
     for key, actor in known_keys():
         # The key's role today wins over the one at login: a demoted key reads only.
-        if hmac.compare_digest(key_fingerprint(key), str(payload.get("key", ""))) and actor.name == payload.get("actor"):
-            return AdminSession(actor=actor, csrf_token=str(payload["csrf"]),
-                                locale=normalise_locale(str(payload.get("locale") or "")))
+        if hmac.compare_digest(key_fingerprint(key), str(payload.get("key", ""))) and actor.name == payload.get(
+            "actor"
+        ):
+            return AdminSession(
+                actor=actor, csrf_token=str(payload["csrf"]), locale=normalise_locale(str(payload.get("locale") or ""))
+            )
     return None
 
 
@@ -86,6 +95,7 @@ def csrf_valid(session: AdminSession, presented: object) -> bool:
 
 # The login form cannot use a session's token yet: it carries a signed one of its own, so
 # another site cannot log a browser in under the attacker's key.
+
 
 def login_form_token() -> str:
     return web_signing.sign("login form", {"nonce": secrets.token_urlsafe(8)}, login_form_ttl_s)
@@ -103,9 +113,15 @@ def login_form_token_valid(presented: object) -> bool:
 
 # A notice shown once on the page a form redirects to (post/redirect/get).
 
+
 def flash(response: Response, request: Request, kind: str, text: str) -> None:
-    _set_cookie(response, request, flash_cookie_name,
-                web_signing.sign("flash", {"kind": kind, "text": text[:500]}, flash_ttl_s), flash_ttl_s)
+    _set_cookie(
+        response,
+        request,
+        flash_cookie_name,
+        web_signing.sign("flash", {"kind": kind, "text": text[:500]}, flash_ttl_s),
+        flash_ttl_s,
+    )
 
 
 def read_flash(request: Request) -> dict | None:
@@ -117,8 +133,10 @@ def read_flash(request: Request) -> dict | None:
         payload = web_signing.unsign("flash", token)
     except (LinkInvalid, SettingsError):
         return None
-    return {"kind": payload.get("kind") if payload.get("kind") in ("ok", "error") else "error",
-            "text": str(payload.get("text", ""))}
+    return {
+        "kind": payload.get("kind") if payload.get("kind") in ("ok", "error") else "error",
+        "text": str(payload.get("text", "")),
+    }
 
 
 def clear_flash(response: Response) -> None:

@@ -77,12 +77,23 @@ async def messages(request: Request) -> Response:
     message_id, text = f"msg_{uuid.uuid4().hex[:24]}", words(output_count)
 
     def usage(output: int) -> dict:
-        return {"input_tokens": input_count, "output_tokens": output,
-                "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+        return {
+            "input_tokens": input_count,
+            "output_tokens": output,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 0,
+        }
 
     def message(content: list[dict], reason: str | None, output: int) -> dict:
-        body = {"id": message_id, "type": "message", "role": "assistant", "model": call.model, "content": content,
-                "stop_reason": reason, "stop_sequence": None}
+        body = {
+            "id": message_id,
+            "type": "message",
+            "role": "assistant",
+            "model": call.model,
+            "content": content,
+            "stop_reason": reason,
+            "stop_sequence": None,
+        }
         if not call.no_usage:
             body["usage"] = usage(output)
         return body
@@ -98,8 +109,14 @@ async def messages(request: Request) -> Response:
         yield event("content_block_start", index=0, content_block={"type": "text", "text": ""}), False
         yield event("ping"), False
         for position in range(output_count):
-            yield event("content_block_delta", index=0,
-                        delta={"type": "text_delta", "text": "ok" if position == 0 else " ok"}), True
+            yield (
+                event(
+                    "content_block_delta",
+                    index=0,
+                    delta={"type": "text_delta", "text": "ok" if position == 0 else " ok"},
+                ),
+                True,
+            )
         yield event("content_block_stop", index=0), False
         delta: dict = {"delta": {"stop_reason": stop_reason, "stop_sequence": None}}
         if not call.no_usage:

@@ -15,8 +15,14 @@ speech_characters_max = 4096  # OpenAI refuses longer input
 # Speech lasts about as long as it takes to read the text: some 15 characters a second.
 speech_characters_per_s = 15
 speech_duration_max_s = 30  # keeps answers small
-_speech_media_types = {"mp3": "audio/mpeg", "opus": "audio/ogg", "aac": "audio/aac", "flac": "audio/flac",
-                       "wav": "audio/wav", "pcm": "audio/pcm"}
+_speech_media_types = {
+    "mp3": "audio/mpeg",
+    "opus": "audio/ogg",
+    "aac": "audio/aac",
+    "flac": "audio/flac",
+    "wav": "audio/wav",
+    "pcm": "audio/pcm",
+}
 
 
 async def speech(request: Request) -> Response:
@@ -62,9 +68,13 @@ async def transcriptions(request: Request) -> Response:
         audio_tokens = math.ceil(duration_s * audio_tokens_per_s)
         text_tokens = count_text(str(call.body.get("prompt") or ""), call.fast)
         input_tokens = scaled(audio_tokens + text_tokens, call.prompt_scale)
-        usage = {"type": "tokens", "input_tokens": input_tokens,
-                 "input_token_details": {"text_tokens": input_tokens - audio_tokens, "audio_tokens": audio_tokens},
-                 "output_tokens": output_tokens, "total_tokens": input_tokens + output_tokens}
+        usage = {
+            "type": "tokens",
+            "input_tokens": input_tokens,
+            "input_token_details": {"text_tokens": input_tokens - audio_tokens, "audio_tokens": audio_tokens},
+            "output_tokens": output_tokens,
+            "total_tokens": input_tokens + output_tokens,
+        }
     else:
         usage = {"type": "duration", "seconds": math.ceil(duration_s)}
     response_format = str(call.body.get("response_format") or "json")
@@ -77,10 +87,25 @@ async def transcriptions(request: Request) -> Response:
         return PlainTextResponse(f"{header}{stamp}\n{text}\n")
     answer: dict = {"text": text}
     if response_format == "verbose_json":
-        answer.update(task="transcribe", language=str(call.body.get("language") or "english"), duration=duration_s,
-                      segments=[{"id": 0, "seek": 0, "start": 0.0, "end": duration_s, "text": text, "tokens": [],
-                                 "temperature": 0.0, "avg_logprob": -0.1, "compression_ratio": 1.0,
-                                 "no_speech_prob": 0.0}])
+        answer.update(
+            task="transcribe",
+            language=str(call.body.get("language") or "english"),
+            duration=duration_s,
+            segments=[
+                {
+                    "id": 0,
+                    "seek": 0,
+                    "start": 0.0,
+                    "end": duration_s,
+                    "text": text,
+                    "tokens": [],
+                    "temperature": 0.0,
+                    "avg_logprob": -0.1,
+                    "compression_ratio": 1.0,
+                    "no_speech_prob": 0.0,
+                }
+            ],
+        )
     if not call.no_usage:
         answer["usage"] = usage
     return JSONResponse(answer)

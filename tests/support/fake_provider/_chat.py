@@ -53,8 +53,9 @@ def count_prompt_tokens(messages: list[dict], fast: bool = False) -> int:
             elif key == "content" and isinstance(value, list):
                 tokens += sum(count_content_part(part) for part in value)
             elif key == "tool_calls" and isinstance(value, list):
-                tokens += sum(count_text(json.dumps(call.get("function") or call)) for call in value
-                              if isinstance(call, dict))
+                tokens += sum(
+                    count_text(json.dumps(call.get("function") or call)) for call in value if isinstance(call, dict)
+                )
             elif key == "function_call" and isinstance(value, dict):
                 tokens += count_text(json.dumps(value))
     return tokens
@@ -105,8 +106,12 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> dict:
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
         "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
-                                      "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": 0,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
     }
 
 
@@ -148,8 +153,12 @@ async def chat_completions(request: Request) -> Response:
             "model": call.model,
             "system_fingerprint": "fp_fake",
             "choices": [
-                {"index": index, "message": {"role": "assistant", "content": words(per_choice), "refusal": None},
-                 "logprobs": None, "finish_reason": finish}
+                {
+                    "index": index,
+                    "message": {"role": "assistant", "content": words(per_choice), "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": finish,
+                }
                 for index in range(choices)
             ],
         }
@@ -166,8 +175,9 @@ async def chat_completions(request: Request) -> Response:
             "created": created,
             "model": call.model,
             "system_fingerprint": "fp_fake",
-            "choices": [] if index is None else [
-                {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
+            "choices": []
+            if index is None
+            else [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}],
         }
         if include_usage:
             payload["usage"] = final_usage  # null on every chunk but the last, as OpenAI sends it
@@ -233,12 +243,22 @@ async def completions(request: Request) -> Response:
     total_choices = choices * len(prompts)
 
     def payload(choice_list: list[dict]) -> dict:
-        return {"id": call_id, "object": "text_completion", "created": created, "model": call.model,
-                "system_fingerprint": "fp_fake", "choices": choice_list}
+        return {
+            "id": call_id,
+            "object": "text_completion",
+            "created": created,
+            "model": call.model,
+            "system_fingerprint": "fp_fake",
+            "choices": choice_list,
+        }
 
     if not stream:
-        answer = payload([{"text": words(per_choice), "index": index, "logprobs": None, "finish_reason": finish}
-                          for index in range(total_choices)])
+        answer = payload(
+            [
+                {"text": words(per_choice), "index": index, "logprobs": None, "finish_reason": finish}
+                for index in range(total_choices)
+            ]
+        )
         if not call.no_usage:
             answer["usage"] = usage
         return JSONResponse(answer)

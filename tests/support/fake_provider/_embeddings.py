@@ -48,8 +48,10 @@ async def embeddings(request: Request) -> Response:
     prompt_tokens = scaled(prompt_tokens, call.prompt_scale)
     answer: dict = {
         "object": "list",
-        "data": [{"object": "embedding", "index": index, "embedding": packed if as_base64 else vector}
-                 for index in range(len(inputs))],
+        "data": [
+            {"object": "embedding", "index": index, "embedding": packed if as_base64 else vector}
+            for index in range(len(inputs))
+        ],
         "model": call.model,
     }
     if not call.no_usage:
@@ -57,9 +59,21 @@ async def embeddings(request: Request) -> Response:
     return JSONResponse(answer)
 
 
-_categories = ("harassment", "harassment/threatening", "hate", "hate/threatening", "illicit", "illicit/violent",
-               "self-harm", "self-harm/instructions", "self-harm/intent", "sexual", "sexual/minors", "violence",
-               "violence/graphic")
+_categories = (
+    "harassment",
+    "harassment/threatening",
+    "hate",
+    "hate/threatening",
+    "illicit",
+    "illicit/violent",
+    "self-harm",
+    "self-harm/instructions",
+    "self-harm/intent",
+    "sexual",
+    "sexual/minors",
+    "violence",
+    "violence/graphic",
+)
 
 
 async def moderations(request: Request) -> Response:
@@ -80,9 +94,8 @@ async def moderations(request: Request) -> Response:
         return failure(400, "input must be a string, a list of strings, or a list of parts")
     result = {
         "flagged": False,
-        "categories": {name: False for name in _categories},
-        "category_scores": {name: 0.0001 for name in _categories},
+        "categories": dict.fromkeys(_categories, False),
+        "category_scores": dict.fromkeys(_categories, 0.0001),
         "category_applied_input_types": {name: ["text"] for name in _categories},
     }
-    return JSONResponse({"id": f"modr-{uuid.uuid4().hex}", "model": call.model,
-                         "results": [result for _ in inputs]})
+    return JSONResponse({"id": f"modr-{uuid.uuid4().hex}", "model": call.model, "results": [result for _ in inputs]})

@@ -8,8 +8,8 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
-from typing import AsyncIterator, Iterable
 
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -84,7 +84,9 @@ class Call:
 
     def completion_tokens(self, limit: object) -> int:
         """Per choice: `[[tokens=N]]`, else the limit the request sets, else 20; never above the limit."""
-        limit_tokens = int(limit) if isinstance(limit, (int, float)) and not isinstance(limit, bool) and limit > 0 else None
+        limit_tokens = (
+            int(limit) if isinstance(limit, (int, float)) and not isinstance(limit, bool) and limit > 0 else None
+        )
         wanted = int(self.directives.get("tokens", limit_tokens or default_completion_tokens))
         return min(wanted, limit_tokens) if limit_tokens else wanted
 
@@ -96,15 +98,16 @@ async def receive(request: Request) -> Call:
         "method": request.method,
         "path": request.url.path,
         "query": dict(request.query_params),
-        "headers": {name: ("<redacted>" if name in _secret_headers else value)
-                    for name, value in request.headers.items()},
+        "headers": {
+            name: ("<redacted>" if name in _secret_headers else value) for name, value in request.headers.items()
+        },
     }
     body: dict = {}
     files: dict[str, list[tuple[str, bytes]]] = {}
     content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data") or content_type.startswith("application/x-www-form-urlencoded"):
+    if content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         form = await request.form(max_part_size=upload_bytes_max)
-        for name in form.keys():
+        for name in form:
             for value in form.getlist(name):
                 if isinstance(value, UploadFile):
                     data = await value.read(upload_bytes_max + 1)
@@ -112,8 +115,11 @@ async def receive(request: Request) -> Call:
                 else:
                     body[name] = value if name not in body else [*_as_list(body[name]), value]
         entry["form"] = body
-        entry["files"] = [{"field": name, "filename": filename, "size_bytes": len(data)}
-                          for name, uploads in files.items() for filename, data in uploads]
+        entry["files"] = [
+            {"field": name, "filename": filename, "size_bytes": len(data)}
+            for name, uploads in files.items()
+            for filename, data in uploads
+        ]
     elif request.method in ("POST", "PUT", "PATCH"):
         raw = await request.body()
         try:
@@ -136,8 +142,9 @@ def failure(status: int, message: str = "fake provider failure", anthropic: bool
         kind = "invalid_request_error" if 400 <= status < 500 else "api_error"
         return JSONResponse({"type": "error", "error": {"type": kind, "message": message}}, status_code=status)
     kind = "invalid_request_error" if 400 <= status < 500 else "server_error"
-    return JSONResponse({"error": {"message": message, "type": kind, "param": None, "code": status}},
-                        status_code=status)
+    return JSONResponse(
+        {"error": {"message": message, "type": kind, "param": None, "code": status}}, status_code=status
+    )
 
 
 async def preamble(call: Call, anthropic: bool = False) -> Response | None:

@@ -72,14 +72,18 @@ async def _answer(request: Request, call: Call, input_image_tokens: int) -> Resp
     answer: dict = {
         "created": int(time.time()),
         "data": [{"b64_json": image} for _ in range(count)],
-        "background": "opaque", "output_format": "png",
-        "quality": call.body.get("quality") or "auto", "size": call.body.get("size") or "auto",
+        "background": "opaque",
+        "output_format": "png",
+        "quality": call.body.get("quality") or "auto",
+        "size": call.body.get("size") or "auto",
     }
     if not call.no_usage:
         answer["usage"] = {
             "input_tokens": input_tokens,
-            "input_tokens_details": {"text_tokens": input_tokens - input_image_tokens,
-                                     "image_tokens": input_image_tokens},
+            "input_tokens_details": {
+                "text_tokens": input_tokens - input_image_tokens,
+                "image_tokens": input_image_tokens,
+            },
             "output_tokens": per_image * count,
             "total_tokens": input_tokens + per_image * count,
         }

@@ -76,9 +76,9 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
         if marker == 0xFF:
             index += 1
             continue
-        length = struct.unpack(">H", data[index + 2:index + 4])[0]
+        length = struct.unpack(">H", data[index + 2 : index + 4])[0]
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            height, width = struct.unpack(">HH", data[index + 5:index + 9])
+            height, width = struct.unpack(">HH", data[index + 5 : index + 9])
             return width, height
         index += 2 + length
     return None
@@ -140,9 +140,9 @@ def wav_duration_s(data: bytes) -> float | None:
         return None
     index, byte_rate = 12, None
     while index + 8 <= len(data):
-        chunk, size = data[index:index + 4], struct.unpack("<I", data[index + 4:index + 8])[0]
+        chunk, size = data[index : index + 4], struct.unpack("<I", data[index + 4 : index + 8])[0]
         if chunk == b"fmt " and size >= 12:
-            byte_rate = struct.unpack("<I", data[index + 16:index + 20])[0]
+            byte_rate = struct.unpack("<I", data[index + 16 : index + 20])[0]
         elif chunk == b"data" and byte_rate:
             # A streamed WAV may say 0xFFFFFFFF: take what is actually there.
             return min(size, len(data) - index - 8) / byte_rate

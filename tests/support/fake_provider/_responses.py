@@ -42,15 +42,21 @@ def _count_item(item: object, fast: bool) -> int:
     if kind == "message":
         content = item.get("content")
         parts = [{"type": "input_text", "text": content}] if isinstance(content, str) else content or []
-        return (tokens_per_message + count_text(str(item.get("role") or ""), fast)
-                + sum(_count_part(part, fast) for part in parts if isinstance(parts, list)))
+        return (
+            tokens_per_message
+            + count_text(str(item.get("role") or ""), fast)
+            + sum(_count_part(part, fast) for part in parts if isinstance(parts, list))
+        )
     if kind == "function_call_output":
         output = item.get("output")
         text = output if isinstance(output, str) else json.dumps(output)
         return tokens_per_message + count_text(text, fast)
     if kind == "function_call":
-        return tokens_per_message + count_text(str(item.get("name") or ""), fast) + count_text(
-            str(item.get("arguments") or ""), fast)
+        return (
+            tokens_per_message
+            + count_text(str(item.get("name") or ""), fast)
+            + count_text(str(item.get("arguments") or ""), fast)
+        )
     return tokens_per_message + count_text(json.dumps(item), fast)
 
 
@@ -90,7 +96,9 @@ async def responses(request: Request) -> Response:
         return dropped(request)
     limit = call.body.get("max_output_tokens")
     output_count = call.completion_tokens(limit)
-    usage = None if call.no_usage else _usage(scaled(input_tokens(call.body, call.fast), call.prompt_scale), output_count)
+    usage = (
+        None if call.no_usage else _usage(scaled(input_tokens(call.body, call.fast), call.prompt_scale), output_count)
+    )
     # OpenAI stops at max_output_tokens with status "incomplete" and says why.
     capped = isinstance(limit, int) and output_count >= limit
     response_id, message_id, created = f"resp_{uuid.uuid4().hex}", f"msg_{uuid.uuid4().hex}", int(time.time())
@@ -104,18 +112,30 @@ async def responses(request: Request) -> Response:
 
     def envelope(status: str, output: list[dict], final_usage: dict | None) -> dict:
         return {
-            "id": response_id, "object": "response", "created_at": created, "status": status,
+            "id": response_id,
+            "object": "response",
+            "created_at": created,
+            "status": status,
             "completed_at": int(time.time()) if status != "in_progress" else None,
             "error": None,
             "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
-            "instructions": call.body.get("instructions"), "max_output_tokens": limit,
-            "model": call.model, "output": output, "parallel_tool_calls": True,
+            "instructions": call.body.get("instructions"),
+            "max_output_tokens": limit,
+            "model": call.model,
+            "output": output,
+            "parallel_tool_calls": True,
             "previous_response_id": call.body.get("previous_response_id"),
-            "reasoning": {"effort": None, "summary": None}, "store": bool(call.body.get("store", True)),
-            "temperature": call.body.get("temperature", 1.0), "text": {"format": {"type": "text"}},
-            "tool_choice": call.body.get("tool_choice", "auto"), "tools": call.body.get("tools") or [],
-            "top_p": call.body.get("top_p", 1.0), "truncation": "disabled", "usage": final_usage,
-            "user": call.body.get("user"), "metadata": call.body.get("metadata") or {},
+            "reasoning": {"effort": None, "summary": None},
+            "store": bool(call.body.get("store", True)),
+            "temperature": call.body.get("temperature", 1.0),
+            "text": {"format": {"type": "text"}},
+            "tool_choice": call.body.get("tool_choice", "auto"),
+            "tools": call.body.get("tools") or [],
+            "top_p": call.body.get("top_p", 1.0),
+            "truncation": "disabled",
+            "usage": final_usage,
+            "user": call.body.get("user"),
+            "metadata": call.body.get("metadata") or {},
         }
 
     final_status = "incomplete" if capped else "completed"
@@ -131,15 +151,40 @@ async def responses(request: Request) -> Response:
         yield event("response.created", response=envelope("in_progress", [], None)), False
         yield event("response.in_progress", response=envelope("in_progress", [], None)), False
         yield event("response.output_item.added", output_index=0, item=message("in_progress", [])), False
-        yield event("response.content_part.added", item_id=message_id, output_index=0, content_index=0,
-                    part=output_text("")), False
+        yield (
+            event(
+                "response.content_part.added", item_id=message_id, output_index=0, content_index=0, part=output_text("")
+            ),
+            False,
+        )
         for position in range(output_count):
-            yield event("response.output_text.delta", item_id=message_id, output_index=0, content_index=0,
-                        delta="ok" if position == 0 else " ok", logprobs=[]), True
-        yield event("response.output_text.done", item_id=message_id, output_index=0, content_index=0,
-                    text=text, logprobs=[]), False
-        yield event("response.content_part.done", item_id=message_id, output_index=0, content_index=0,
-                    part=output_text(text)), False
+            yield (
+                event(
+                    "response.output_text.delta",
+                    item_id=message_id,
+                    output_index=0,
+                    content_index=0,
+                    delta="ok" if position == 0 else " ok",
+                    logprobs=[],
+                ),
+                True,
+            )
+        yield (
+            event(
+                "response.output_text.done", item_id=message_id, output_index=0, content_index=0, text=text, logprobs=[]
+            ),
+            False,
+        )
+        yield (
+            event(
+                "response.content_part.done",
+                item_id=message_id,
+                output_index=0,
+                content_index=0,
+                part=output_text(text),
+            ),
+            False,
+        )
         done = message(final_status, [output_text(text)])
         yield event("response.output_item.done", output_index=0, item=done), False
         yield event(f"response.{final_status}", response=envelope(final_status, [done], usage)), False

@@ -12,8 +12,8 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 # OpenAI's cookbook ("How to count tokens with tiktoken"): every chat message costs 3 tokens
 # around its fields, a `name` one more, and every reply is primed with 3.
