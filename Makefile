@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test bench soak lock clean
+.PHONY: install run lint check test bench soak lock clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "solaris-hooks needs Python 3.11 or newer")'
@@ -23,7 +23,18 @@ install: $(STAMP)
 run: install
 	$(BIN)/solaris run
 
-test: install
+# ruff (lint and format), the layer contracts (import-linter) and mypy: zero findings.
+lint: install
+	$(BIN)/ruff check solaris_hooks tests bench
+	$(BIN)/ruff format --check solaris_hooks tests bench
+	$(BIN)/lint-imports
+	$(BIN)/mypy
+
+# The fast loop: lint and the unit tests (no processes, no database).
+check: lint
+	$(BIN)/python -m pytest -q tests/unit
+
+test: lint
 	$(BIN)/python -m pytest
 
 # Several minutes: proxy overhead, ledger and reports figures; rewrites docs/benchmarks.md.

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
@@ -20,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from solaris_hooks.exceptions import SettingsError
+from solaris_hooks.litellm_proxy import config_file_path
 from solaris_hooks.quota.input_parts import InputPartBounds
 from solaris_hooks.quota.prices import ModelPrice
 from solaris_hooks.quota.route_rules import Rule, validate_routes
@@ -274,8 +274,7 @@ def describe_settings(environ: Mapping[str, str] = os.environ) -> dict[str, dict
 def find_config_path(environ: Mapping[str, str] = os.environ) -> Path | None:
     """The YAML the proxy was started with, or None when none can be found."""
     candidates: list[str | None] = [environ.get("SOLARIS_CONFIG")]
-    proxy_server = sys.modules.get("litellm.proxy.proxy_server")
-    candidates.append(getattr(proxy_server, "user_config_file_path", None))
+    candidates.append(config_file_path())
     candidates += [environ.get("CONFIG_FILE_PATH"), "litellm-config.yaml"]
     for candidate in candidates:
         if candidate and Path(candidate).is_file():

@@ -18,8 +18,8 @@ from urllib.parse import quote
 from itsdangerous import BadSignature, URLSafeSerializer
 
 from solaris_hooks.exceptions import LinkExpired, LinkInvalid, SettingsError
+from solaris_hooks.litellm_proxy import master_key
 from solaris_hooks.settings import Settings
-from solaris_hooks.web.auth import master_key
 
 _derivation_label = b"solaris-hooks web pages v1"
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
+
+from solaris_hooks.litellm_proxy import master_key
 
 Role = Literal["admin", "viewer"]
 read_methods = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -46,11 +47,6 @@ def _entries(value: str, role: Role) -> list[tuple[str, Actor]]:
         key = key.strip()
         entries.append((key, Actor(alias.strip() or key_fingerprint(key), role)))
     return entries
-
-
-def master_key(environ: Mapping[str, str]) -> str | None:
-    proxy_server = sys.modules.get("litellm.proxy.proxy_server")
-    return getattr(proxy_server, "master_key", None) or environ.get("LITELLM_MASTER_KEY") or None
 
 
 def known_keys(environ: Mapping[str, str] = os.environ) -> list[tuple[str, Actor]]:

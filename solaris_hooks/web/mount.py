@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from solaris_hooks.litellm_proxy import proxy_app
 from solaris_hooks.quota import route_guard
 from solaris_hooks.quota.service import QuotaService
 from solaris_hooks.web.api import admin as routes_admin
@@ -14,8 +15,7 @@ from solaris_hooks.web.pages import me as web_me
 
 
 def mount_routes(service: QuotaService) -> None:
-    from litellm.proxy.proxy_server import app
-
+    app = proxy_app()
     # The callback module may be loaded twice (LiteLLM imports it from a file path when
     # the config sits next to it); mounting twice would duplicate every route.
     if any(getattr(route, "path", None) == f"{prefix}/health" for route in app.routes):
