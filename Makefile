@@ -7,48 +7,58 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+# Two installs: what `make run` needs (the package and its embedded Postgres), and what
+# the checks need on top (linters, test tools). Each is redone when the dependencies change.
+RUN_STAMP := $(VENV)/.installed-run-stamp
+DEV_STAMP := $(VENV)/.installed-dev-stamp
 
 .PHONY: install run lint check test bench soak lock clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "solaris-hooks needs Python 3.11 or newer")'
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -c constraints.txt pip setuptools wheel
+
+$(RUN_STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[embedded]'
+	touch $(RUN_STAMP)
+
+$(DEV_STAMP): pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[embedded,lint,test]'
-	touch $(STAMP)
+	touch $(DEV_STAMP)
 
-install: $(STAMP)
+install: $(DEV_STAMP)
 
-run: install
+run: $(RUN_STAMP)
 	$(BIN)/solaris run
 
 # ruff (lint and format), the layer contracts (import-linter) and mypy: zero findings.
-lint: install
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check solaris_hooks tests bench
 	$(BIN)/ruff format --check solaris_hooks tests bench
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
-# The fast loop: lint and the unit tests (no processes, no database).
+# The fast loop: lint and the unit tests (no processes, no database). The fuzzing plugins
+# only the e2e tests need stay off: they take longer to load than the unit tests run.
 check: lint
-	$(BIN)/python -m pytest -q tests/unit
+	$(BIN)/python -m pytest -q -p no:schemathesis -p no:hypothesispytest -p no:anyio tests/unit
 
 test: lint
 	$(BIN)/python -m pytest
 
 # Several minutes: proxy overhead, ledger and reports figures; rewrites docs/benchmarks.md.
-bench: install
+bench: $(DEV_STAMP)
 	$(BIN)/python -m bench.run
 
 # Five minutes of load on two proxies while Postgres stops every minute and one proxy is
 # killed; checks the ledger, mail and logs after. Not in `make test`: too long.
 # SOAK_ARGS=--quick: one minute; SOAK_ARGS="--minutes 30": longer.
-soak: install
+soak: $(DEV_STAMP)
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 # Refresh the pinned versions after changing dependency ranges in pyproject.toml.
-lock: install
+lock: $(DEV_STAMP)
 	$(BIN)/python -m pip freeze --all --exclude-editable | grep -v '^-e' > constraints.txt
 
 clean:

@@ -95,7 +95,7 @@ def charged(raw_tokens: int, factor: float) -> int:
 
 
 def record(text: str) -> None:
-    """tests/conftest.py's record_figure, which bench/ cannot import."""
+    """What tests/support/suite.py's record_figure appends, without printing it."""
     artifacts_dir.mkdir(exist_ok=True)
     with (artifacts_dir / "reliability.txt").open("a", encoding="utf-8") as figures:
         figures.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {text}\n")
@@ -121,7 +121,8 @@ class Call:
 
 @contextmanager
 def postgres():
-    """(url, pgserver or None): ours is stopped and started as tests/test_outage.py does; a given one never."""
+    """(url, pgserver or None): ours is stopped and started as StoppablePostgres
+    (tests/support/harness.py) does; a given one never."""
     given = os.environ.get("SOLARIS_DATABASE_URL") or os.environ.get("DATABASE_URL")  # as bench/run.py
     if given:
         yield given, None

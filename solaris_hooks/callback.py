@@ -11,18 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 from functools import partial
 
 from solaris_hooks.db.connection import database_url
 from solaris_hooks.db.migrations import migrate
+from solaris_hooks.db.refill import refill_forever
 from solaris_hooks.hooks import SolarisCallback
 from solaris_hooks.logs import log_event, logger
 from solaris_hooks.mail.outbox import Outbox
 from solaris_hooks.mail.smtp import smtp_settings_from_env
 from solaris_hooks.quota.service import QuotaService
-from solaris_hooks.refill import refill_forever
-from solaris_hooks.settings import load_settings
+from solaris_hooks.settings import Environment, load_settings
 from solaris_hooks.web.mount import mount_routes
 
 
@@ -31,7 +30,7 @@ def _configure_logging() -> None:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
-        logger.setLevel(os.environ.get("SOLARIS_LOG_LEVEL", "INFO").upper())
+        logger.setLevel(Environment.read().solaris_log_level.upper())
         logger.propagate = False
 
 
@@ -45,9 +44,9 @@ def build_callback() -> SolarisCallback:
     service = QuotaService(settings, url)
     service.run_in_background(service.sweep_forever)
     service.run_in_background(service.replay_forever)
-    service.run_in_background(partial(refill_forever, service.connection, lambda: service.settings.refill))
+    service.run_in_background(partial(refill_forever, service.database.connection, lambda: service.settings.refill))
     if smtp_settings is not None:
-        outbox = Outbox(service.connection, settings, smtp_settings)
+        outbox = Outbox(service.database.connection, settings, smtp_settings)
         service.on_reload(partial(setattr, outbox, "settings"))
         service.run_in_background(outbox.run_forever)
     mount_routes(service)

@@ -4,6 +4,7 @@
     ├── SettingsError          a bad `solaris_settings` value; stops the proxy at start-up
     ├── DatabaseUnavailable    Postgres cannot be reached (fail_mode decides what callers see)
     ├── MigrationError         the `solaris` schema could not be brought up to date
+    │   └── MigrationChanged   … because a migration applied already was edited since
     ├── LinkInvalid            a signed link or cookie was tampered with or is malformed
     │   └── LinkExpired        … or was genuine but is past its expiry
     ├── AdminError             an admin request (API or CLI) that cannot be done as asked
@@ -41,6 +42,10 @@ class DatabaseUnavailable(SolarisError):
 
 class MigrationError(SolarisError):
     """A schema migration failed."""
+
+
+class MigrationChanged(MigrationError):
+    """A migration file differs from the one applied to this database; the message names it."""
 
 
 class LinkInvalid(SolarisError):
@@ -98,7 +103,7 @@ class Refusal(SolarisError):
 
 class IdentityRefused(Refusal):
     status_code = 400
-    reason = "identity"  # type: ignore[assignment]
+    reason = "identity"
 
 
 class IdentityForbidden(IdentityRefused):
@@ -118,7 +123,7 @@ class QuotaExhausted(Refusal):
 class RateLimited(Refusal):
     status_code = 429
     error_type = "rate_limit_error"
-    reason = "rate_limited"  # type: ignore[assignment]
+    reason = "rate_limited"
 
 
 class AccountInactive(Refusal):
@@ -130,7 +135,7 @@ class CallConflict(Refusal):
     status_code = 409
     message_key = "call_conflict"
     error_type = "conflict"
-    reason = "call_conflict"  # type: ignore[assignment]
+    reason = "call_conflict"
 
 
 class RouteClosed(Refusal):
@@ -139,7 +144,7 @@ class RouteClosed(Refusal):
     status_code = 403
     message_key = "route_closed"
     error_type = "permission_denied"
-    reason = "route_closed"  # type: ignore[assignment]
+    reason = "route_closed"
 
 
 class CallUnbounded(Refusal):
@@ -147,4 +152,4 @@ class CallUnbounded(Refusal):
 
     status_code = 400
     message_key = "part_unbounded"
-    reason = "unbounded"  # type: ignore[assignment]
+    reason = "unbounded"

@@ -1,9 +1,10 @@
 """`solaris doctor`: is this deployment healthy? One line per check, non-zero exit on a problem.
 
-The ledger invariants (docs/design.md) are each one query returning the rows that break them,
-so a report names the users and calls to look at; the tests run the same queries after
-every test. Overspend (an account that used more than it was credited) is one of them,
-reported with the ledger rows that took the account over; /solaris/health shows it too.
+The ledger invariants (docs/architecture.md) are each one query returning the rows that break them
+(db/queries/admin/invariant_*.sql), so a report names the users and calls to look at; the
+tests run the same queries after every test. Overspend (an account that used more than it
+was credited, admin/overspent_accounts.sql) is one of them, reported with the ledger rows
+that took the account over; /solaris/health shows it too.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+
+from solaris_hooks.db import migrations
+from solaris_hooks.db.queries import sql
 
 # Accounts a report names, and calls it names for each: enough to start looking, bounded
 # however many accounts are over.
@@ -26,110 +30,36 @@ overspend_calls_max = 5
 overspend_walk_rows_max = 10_000
 
 
-def overspend_query(accounts_max: int, calls_max: int) -> str:
-    """Accounts that used (debited) more than they were credited, most over first, each with
-    the total count of such accounts and the ledger rows of its current overspend.
-
-    Those rows start at the one that took the account over. The query walks the user's
-    ledger back from its newest row, one (user_id, id) index probe per row: the balance
-    before a row is the one after it minus the row's deltas, and the walk stops at the
-    first row whose balance before it was within the allowance (that row took it over). A
-    user's rows are written under the account's row lock, so ids follow the balance. Cost:
-    one scan of the accounts, then only the current overspend of at most `accounts_max`
-    accounts (bounded by overspend_walk_rows_max), whatever the size of the ledger. The
-    bounds are ints from our code, never input."""
-    accounts_max, calls_max = int(accounts_max), int(calls_max)
-    return f"""
-SELECT over.user_id, over.credited_tokens, over.debited_tokens, over.accounts_over, found.calls_over, found.calls
-  FROM (SELECT user_id, credited_tokens, debited_tokens, count(*) OVER () AS accounts_over
-          FROM solaris.accounts
-         WHERE debited_tokens > credited_tokens
-         ORDER BY debited_tokens - credited_tokens DESC, user_id
-         LIMIT {accounts_max}) over
- CROSS JOIN LATERAL (
-       WITH RECURSIVE walk AS (
-           SELECT newest.*, over.debited_tokens - over.credited_tokens
-                            - (newest.debited_delta - newest.credited_delta) AS over_before, 1 AS walked
-             FROM (SELECT l.id, l.kind, l.call_id, l.model, l.raw_tokens, l.debited_delta, l.credited_delta,
-                          l.reason, l.created_at
-                     FROM solaris.ledger l
-                    WHERE l.user_id = over.user_id
-                    ORDER BY l.id DESC
-                    LIMIT 1) newest
-         UNION ALL
-           SELECT previous.*, walk.over_before - (previous.debited_delta - previous.credited_delta),
-                  walk.walked + 1
-             FROM walk
-            CROSS JOIN LATERAL (
-                  SELECT l.id, l.kind, l.call_id, l.model, l.raw_tokens, l.debited_delta, l.credited_delta,
-                         l.reason, l.created_at
-                    FROM solaris.ledger l
-                   WHERE l.user_id = over.user_id AND l.id < walk.id
-                   ORDER BY l.id DESC
-                   LIMIT 1) previous
-            WHERE walk.over_before > 0 AND walk.walked < {overspend_walk_rows_max})
-       -- Debits (and credit reductions) only: reserve and release rows move no used tokens.
-       SELECT count(*) AS calls_over,
-              coalesce(jsonb_agg(jsonb_build_object(
-                  'ledger_id', first.id, 'kind', first.kind, 'call_id', first.call_id, 'model', first.model,
-                  'raw_tokens', first.raw_tokens, 'charged_tokens', first.debited_delta,
-                  'credited_delta', first.credited_delta, 'reason', first.reason, 'at', first.created_at)
-                  ORDER BY first.id) FILTER (WHERE first.position <= {calls_max}), '[]') AS calls
-         FROM (SELECT walk.*, row_number() OVER (ORDER BY walk.id) AS position
-                 FROM walk
-                WHERE walk.debited_delta > 0 OR walk.credited_delta < 0) first) found
- ORDER BY over.debited_tokens - over.credited_tokens DESC, over.user_id"""
+def overspend_bounds(accounts_max: int, calls_max: int) -> dict[str, int]:
+    """The parameters of admin/overspent_accounts.sql: accounts that used (debited) more than
+    they were credited, most over first, each with the count of such accounts in all and the
+    ledger rows of its current overspend (at most `calls_max` of them listed)."""
+    return {
+        "accounts_max": accounts_max,
+        "calls_max": calls_max,
+        "walk_rows_max": overspend_walk_rows_max,
+        "rows_max": accounts_max,
+    }
 
 
 overspend_invariant = "no account has used more than it was credited"
 
-# Each: (what must hold, query listing what breaks it).
+# Each: (what must hold, the query in db/queries listing up to rows_max rows that break it).
 checks: tuple[tuple[str, str], ...] = (
+    ("replaying the ledger gives every account's balances", "admin/invariant_ledger_replay"),
+    ("an account's reserved tokens are the sum of its pending reservations", "admin/invariant_reserved_tokens"),
     (
-        "replaying the ledger gives every account's balances",
-        """SELECT a.user_id, a.credited_tokens, a.debited_tokens, a.reserved_tokens,
-                  coalesce(l.credited, 0), coalesce(l.debited, 0), coalesce(l.reserved, 0)
-             FROM solaris.accounts a
-             LEFT JOIN (SELECT user_id, sum(credited_delta) AS credited, sum(debited_delta) AS debited,
-                               sum(reserved_delta) AS reserved
-                          FROM solaris.ledger GROUP BY user_id) l USING (user_id)
-            WHERE a.credited_tokens <> coalesce(l.credited, 0)
-               OR a.debited_tokens <> coalesce(l.debited, 0)
-               OR a.reserved_tokens <> coalesce(l.reserved, 0)""",
-    ),
-    (
-        "an account's reserved tokens are the sum of its pending reservations",
-        """SELECT a.user_id, a.reserved_tokens, coalesce(r.pending, 0)
-             FROM solaris.accounts a
-             LEFT JOIN (SELECT user_id, sum(tokens) AS pending FROM solaris.reservations
-                         WHERE state = 'pending' GROUP BY user_id) r USING (user_id)
-            WHERE a.reserved_tokens <> coalesce(r.pending, 0)""",
-    ),
-    (
-        # An expired or released reservation may also carry one 'settle' row: a late result
-        # (a call that outlived its reservation, a retried attempt, usage spooled during an
-        # outage; solaris.settle_late). It is a charge of its own, not a second resolution.
         "every reservation has one reserve row, and one resolution row once resolved",
-        """SELECT r.call_id, r.state, count(*) FILTER (WHERE l.kind = 'reserve') AS reserves,
-                  count(*) FILTER (WHERE l.kind IN ('settle', 'release', 'expire')) AS resolutions
-             FROM solaris.reservations r
-             LEFT JOIN solaris.ledger l ON l.call_id = r.call_id
-            GROUP BY r.call_id, r.state
-           HAVING count(*) FILTER (WHERE l.kind = 'reserve') <> 1
-               OR count(*) FILTER (WHERE l.kind IN ('release', 'expire')
-                                      OR (l.kind = 'settle' AND r.state NOT IN ('expired', 'released')))
-                  <> CASE WHEN r.state = 'pending' THEN 0 ELSE 1 END""",
+        "admin/invariant_reservation_rows",
     ),
-    (
-        "no reservation stays pending long past its expiry (the sweeper runs)",
-        """SELECT call_id, user_id, expires_at FROM solaris.reservations
-            WHERE state = 'pending' AND expires_at < now() - interval '10 minutes'""",
-    ),
-    # docs/design.md invariant 6. Charges that were never reserved (fail_mode: open, late
+    ("no reservation stays pending long past its expiry (the sweeper runs)", "admin/invariant_no_stale_pending"),
+    # docs/architecture.md invariant 6. Charges that were never reserved (fail_mode: open, late
     # settles, see 0005_spool.sql) can take an account here by design: still a finding,
     # with each row's reason saying how it happened, for the operator to settle.
-    (overspend_invariant, overspend_query(overspend_accounts_max, overspend_calls_max)),
+    (overspend_invariant, "admin/overspent_accounts"),
 )
+# Rows a finding lists: enough to start looking.
+finding_rows_max = 20
 
 
 @dataclass(frozen=True)
@@ -154,7 +84,7 @@ class OverspentAccount:
 
 
 def overspent_accounts(rows: list[tuple]) -> tuple[int, list[OverspentAccount]]:
-    """The rows of `overspend_query` as (accounts over in all, the accounts listed)."""
+    """The rows of admin/overspent_accounts.sql as (accounts over in all, the accounts listed)."""
     accounts = [
         OverspentAccount(user_id, int(credited), int(debited), int(calls_over), list(calls))
         for user_id, credited, debited, _, calls_over, calls in rows
@@ -182,7 +112,7 @@ async def overspend_summary(
     connection: psycopg.AsyncConnection, accounts_max: int, calls_max: int
 ) -> tuple[int, list[OverspentAccount]]:
     """For /solaris/health: how many accounts are over, and the first few of them."""
-    cursor = await connection.execute(overspend_query(accounts_max, calls_max))
+    cursor = await connection.execute(sql("admin/overspent_accounts"), overspend_bounds(accounts_max, calls_max))
     return overspent_accounts(await cursor.fetchall())
 
 
@@ -202,15 +132,16 @@ def _describe_row(row: dict) -> str:
 
 
 def invariant_rows(connection: psycopg.Connection) -> list[Finding]:
-    """Every invariant with up to 20 rows breaking it (none when it holds), from one snapshot,
-    so a call in flight cannot look like a fault. Needs an autocommit connection."""
+    """Every invariant with up to finding_rows_max rows breaking it (none when it holds), from
+    one snapshot, so a call in flight cannot look like a fault. Needs an autocommit connection."""
+    params = {**overspend_bounds(overspend_accounts_max, overspend_calls_max), "rows_max": finding_rows_max}
     with connection.transaction():
-        connection.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-        return [Finding(invariant, connection.execute(query + " LIMIT 20").fetchall()) for invariant, query in checks]
+        connection.execute(sql("admin/doctor_snapshot"))
+        return [Finding(invariant, connection.execute(sql(query), params).fetchall()) for invariant, query in checks]
 
 
 def diagnose(url: str) -> list[Finding]:
-    """The invariants that do not hold, each with up to 20 offending rows."""
+    """The invariants that do not hold, each with up to finding_rows_max offending rows."""
     with psycopg.connect(url, connect_timeout=10, autocommit=True) as connection:
         return [finding for finding in invariant_rows(connection) if finding.rows]
 
@@ -257,20 +188,11 @@ def _check_smtp() -> CheckResult:
 
 
 def _database_checks(connection: psycopg.Connection) -> list[CheckResult]:
-    from solaris_hooks.db.migrations import available_migrations, schema
-
     results = []
-    if connection.execute(f"SELECT to_regclass('{schema}.schema_migrations')").fetchone()[0] is None:
+    exists = connection.execute(sql("db/schema_migrations_exists")).fetchone()
+    if not (exists and exists[0]):
         return [CheckResult("migrations", False, "the solaris schema does not exist: run `solaris migrate`")]
-    applied = {row[0] for row in connection.execute(f"SELECT version FROM {schema}.schema_migrations")}
-    missing = [migration.version for migration in available_migrations() if migration.version not in applied]
-    results.append(
-        CheckResult(
-            "migrations",
-            not missing,
-            f"missing {missing}: run `solaris migrate`" if missing else f"{len(applied)} applied",
-        )
-    )
+    results.append(_check_migrations(connection))
     for finding in invariant_rows(connection):
         rows = finding.rows
         if finding.invariant == overspend_invariant and rows:
@@ -278,14 +200,8 @@ def _database_checks(connection: psycopg.Connection) -> list[CheckResult]:
         else:
             detail = f"{len(rows)} offending: {rows}" if rows else "holds"
         results.append(CheckResult(finding.invariant, not rows, detail))
-    statuses = dict(
-        connection.execute(
-            """SELECT status, count(*) FROM solaris.alerts
-            WHERE status = 'dead'
-               OR (status IN ('pending', 'failed') AND created_at < now() - make_interval(secs => %s))
-            GROUP BY status""",
-            (outbox_backlog_age_max_s,),
-        ).fetchall()
+    statuses: dict[str, int] = dict(
+        connection.execute(sql("admin/outbox_backlog"), {"backlog_age_max_s": outbox_backlog_age_max_s}).fetchall()
     )
     waiting = statuses.get("pending", 0) + statuses.get("failed", 0)
     dead = statuses.get("dead", 0)
@@ -300,6 +216,19 @@ def _database_checks(connection: psycopg.Connection) -> list[CheckResult]:
         )
     )
     return results
+
+
+def _check_migrations(connection: psycopg.Connection) -> CheckResult:
+    """Every migration applied, and none edited since it was applied (a checksum not recorded
+    yet, before the next `solaris migrate` records it, cannot be checked)."""
+    applied = migrations.applied_checksums(connection)
+    available = migrations.available_migrations()
+    missing = [migration.version for migration in available if migration.version not in applied]
+    problems = [f"missing {missing}: run `solaris migrate`"] if missing else []
+    changed = migrations.changed_migrations(applied, available)
+    if changed:
+        problems.append(migrations.describe_changed(changed))
+    return CheckResult("migrations", not problems, "; ".join(problems) or f"{len(applied)} applied")
 
 
 def run_checks(url_source: Callable[[], str], config: Path | None = None) -> list[CheckResult]:

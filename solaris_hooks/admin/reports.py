@@ -9,16 +9,17 @@ ISO weeks (starting on Monday) or months; a period with no usage has no row.
 from __future__ import annotations
 
 import csv
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Literal, NamedTuple, TextIO
+from typing import IO, Literal, NamedTuple
 
 from psycopg import AsyncConnection
 from psycopg.rows import args_row
 from pydantic import BaseModel, Field
 
+from solaris_hooks.db.queries import sql
 from solaris_hooks.exceptions import InvalidInput
 
 GroupBy = Literal["day", "week", "month"]
@@ -118,65 +119,15 @@ class Stats(BaseModel):
     models: list[ModelUsage] = Field(description="Per model, most tokens charged first.")
 
 
-# One scan of the range (an index-only scan of ledger_usage, see 0003_report_indexes.sql)
-# feeds two groupings at once: per period and user, and per model. Totals, series and top
-# users are rolled up from the per-period-and-user groups, far fewer than ledger rows.
-_stats_query = """
-WITH usage AS MATERIALIZED (
-    SELECT date_trunc(%(group_by)s, created_at) AS period_start, user_id, model,
-           GROUPING(model) = 0 AS per_model,
-           sum(debited_delta) AS tokens_charged,
-           coalesce(sum(raw_tokens) FILTER (WHERE kind = 'settle'), 0) AS raw_tokens,
-           coalesce(sum(cost_usd), 0) AS cost_usd,
-           count(*) FILTER (WHERE kind = 'settle') AS requests
-      FROM solaris.ledger
-     WHERE kind IN ('settle', 'adjust') AND created_at >= %(start)s AND created_at < %(end)s
-       AND (kind = 'settle' OR debited_delta <> 0)
-     GROUP BY GROUPING SETS ((1, 2), (3))
-), per_user AS MATERIALIZED (
-    SELECT user_id, sum(tokens_charged) AS tokens_charged, sum(raw_tokens) AS raw_tokens,
-           sum(cost_usd) AS cost_usd, sum(requests) AS requests
-      FROM usage WHERE NOT per_model GROUP BY user_id
-)
-SELECT
-    (SELECT json_build_object(
-                'tokens_charged', coalesce(sum(tokens_charged), 0), 'raw_tokens', coalesce(sum(raw_tokens), 0),
-                'cost_usd', coalesce(sum(cost_usd), 0), 'requests', coalesce(sum(requests), 0),
-                'active_users', count(*) FILTER (WHERE requests > 0),
-                'blocked_users', (SELECT count(DISTINCT user_id) FROM solaris.alerts
-                                   WHERE kind = 'usage' AND threshold = 1.0
-                                     AND created_at >= %(start)s AND created_at < %(end)s),
-                'admin_blocked_users', (SELECT count(*) FROM solaris.accounts WHERE status = 'blocked'))
-       FROM per_user) AS totals,
-    (SELECT coalesce(json_agg(period ORDER BY period_start), '[]')
-       FROM (SELECT period_start::date AS period_start, sum(tokens_charged) AS tokens_charged,
-                    sum(raw_tokens) AS raw_tokens, sum(cost_usd) AS cost_usd, sum(requests) AS requests,
-                    count(*) FILTER (WHERE requests > 0) AS active_users
-               FROM usage WHERE NOT per_model GROUP BY period_start) period) AS series,
-    (SELECT coalesce(json_agg(top ORDER BY tokens_charged DESC, user_id), '[]')
-       FROM (SELECT per_user.user_id, account.email, account.name, per_user.tokens_charged, per_user.requests,
-                    per_user.cost_usd
-               FROM (SELECT * FROM per_user ORDER BY tokens_charged DESC, user_id LIMIT %(top)s) per_user
-               JOIN solaris.accounts account USING (user_id)) top) AS top_users,
-    (SELECT coalesce(json_agg(per_model ORDER BY tokens_charged DESC, model), '[]')
-       FROM (SELECT model, tokens_charged, raw_tokens, cost_usd, requests FROM usage WHERE per_model) per_model)
-       AS models
-"""
-# Periods start at UTC midnight; date_trunc in the session's time zone is also twice as fast
-# as date_trunc(…, 'UTC'). With more memory a long range's groups are hashed instead of
-# sorted (90 days by day: 0.45 s instead of 1 s on 1M ledger rows); only what a query
-# needs is taken, and beyond that it spills to disk. No JIT: compiling would cost more than
-# these aggregates take.
-_report_session = "SET LOCAL timezone = 'UTC'; SET LOCAL work_mem = '128MB'; SET LOCAL jit = off"
-
-
 async def stats(connection: AsyncConnection, start: datetime, end: datetime, group_by: GroupBy) -> Stats:
     async with connection.transaction():
-        await connection.execute(_report_session)
+        await connection.execute(sql("admin/report_session"))
         cursor = await connection.execute(
-            _stats_query, {"group_by": group_by, "start": start, "end": end, "top": top_users_count}
+            sql("admin/usage_stats"), {"group_by": group_by, "start": start, "end": end, "top": top_users_count}
         )
-        totals, series, top_users, models = await cursor.fetchone()
+        row = await cursor.fetchone()
+        assert row is not None  # aggregates: always one row
+        totals, series, top_users, models = row
     return Stats.model_validate(
         {
             "from": start,
@@ -210,38 +161,20 @@ class UsageRow(NamedTuple):
 usage_columns = UsageRow._fields
 text_columns = {"user_id", "email", "name", "status"}
 
-_usage_query = """
-SELECT usage.period_start::date AS period_start, usage.user_id, account.email, account.name,
-       account.status, usage.tokens_charged, usage.raw_tokens, usage.cost_usd, usage.requests,
-       account.credited_tokens,
-       account.credited_tokens - account.debited_tokens - account.reserved_tokens AS remaining_tokens
-  FROM (SELECT date_trunc(%(group_by)s, created_at) AS period_start, user_id,
-               sum(debited_delta)::bigint AS tokens_charged,
-               coalesce(sum(raw_tokens) FILTER (WHERE kind = 'settle'), 0)::bigint AS raw_tokens,
-               coalesce(sum(cost_usd), 0) AS cost_usd,
-               count(*) FILTER (WHERE kind = 'settle') AS requests
-          FROM solaris.ledger
-         WHERE kind IN ('settle', 'adjust') AND created_at >= %(start)s AND created_at < %(end)s
-           AND (kind = 'settle' OR debited_delta <> 0)
-         GROUP BY 1, 2) usage
-  JOIN solaris.accounts account USING (user_id)
- ORDER BY usage.period_start, usage.user_id
- LIMIT %(limit)s
-"""
-
 
 async def usage_batches(
     connection: AsyncConnection, start: datetime, end: datetime, group_by: GroupBy, limit: int
-) -> AsyncIterator[list[UsageRow]]:
+) -> AsyncGenerator[list[UsageRow], None]:
     """Usage per user and period, oldest period first, at most `limit` rows, in batches.
 
     A server-side cursor, so a report of a million rows never sits in memory at once.
     """
     async with connection.transaction():  # a server-side cursor lives in a transaction
-        # Every row will be read: plan for the whole result, not for the first rows fast.
-        await connection.execute(_report_session + "; SET LOCAL cursor_tuple_fraction = 1")
+        await connection.execute(sql("admin/report_session") + sql("admin/report_reads_all"))
         async with connection.cursor(name="usage_report", row_factory=args_row(UsageRow)) as cursor:
-            await cursor.execute(_usage_query, {"group_by": group_by, "start": start, "end": end, "limit": limit})
+            await cursor.execute(
+                sql("admin/usage_rows"), {"group_by": group_by, "start": start, "end": end, "limit": limit}
+            )
             while batch := await cursor.fetchmany(usage_batch_size):
                 yield batch
 
@@ -254,7 +187,7 @@ def csv_cells(row: UsageRow) -> list[str]:
             cells.append("")
         elif isinstance(value, Decimal):
             cells.append(format(value, "f"))  # 0.00000000, never 0E-8
-        elif name in text_columns and value.startswith(formula_prefixes):
+        elif name in text_columns and isinstance(value, str) and value.startswith(formula_prefixes):
             cells.append("'" + value)
         else:
             cells.append(str(value))
@@ -262,7 +195,7 @@ def csv_cells(row: UsageRow) -> list[str]:
 
 
 async def write_usage_csv(
-    connection: AsyncConnection, out: TextIO, start: datetime, end: datetime, group_by: GroupBy, rows_max: int
+    connection: AsyncConnection, out: IO[str], start: datetime, end: datetime, group_by: GroupBy, rows_max: int
 ) -> tuple[int, bool]:
     """Write the usage CSV (header first) to `out`; returns the rows written and whether rows_max cut it."""
     writer = csv.writer(out)

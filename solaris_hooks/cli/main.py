@@ -21,25 +21,21 @@ import secrets
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 
+from solaris_hooks.cli.database import cli_database_url, data_dir
 from solaris_hooks.cli.report import add_report_command
 from solaris_hooks.cli.users import add_user_commands
-from solaris_hooks.db.connection import database_url, url_variables
+from solaris_hooks.db.connection import url_variables
 from solaris_hooks.exceptions import AdminError, SolarisError
-
-
-def _data_dir() -> Path:
-    path = Path(os.environ.get("SOLARIS_DATA_DIR", ".solaris")).resolve()
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+from solaris_hooks.settings import Environment
 
 
 def _master_key(data_dir: Path) -> tuple[str, bool]:
     """LITELLM_MASTER_KEY, else one generated once and kept in the data dir."""
-    if os.environ.get("LITELLM_MASTER_KEY"):
-        return os.environ["LITELLM_MASTER_KEY"], False
+    given = Environment.read().litellm_master_key.get_secret_value()
+    if given:
+        return given, False
     key_file = data_dir / "master_key"
     if key_file.exists():
         return key_file.read_text(encoding="utf-8").strip(), False
@@ -49,18 +45,6 @@ def _master_key(data_dir: Path) -> tuple[str, bool]:
     return key, True
 
 
-def cli_database_url(environ: Mapping[str, str] = os.environ) -> str:
-    """The configured URL, else the embedded Postgres that `solaris run` uses (started if
-    the proxy is not running, and stopped again when this command exits)."""
-    if any(environ.get(name, "").strip() for name in url_variables):
-        return database_url(environ)
-    from solaris_hooks.demo import embedded_postgres
-
-    data_dir = _data_dir()
-    print(f"solaris: using the embedded Postgres in {data_dir / 'pgdata'}", file=sys.stderr, flush=True)
-    return embedded_postgres.start(data_dir)
-
-
 def run(args: argparse.Namespace) -> int:
     config = Path(args.config).resolve()
     if not config.is_file():
@@ -68,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     # An empty DATABASE_URL makes LiteLLM exit ("unsupported scheme"): treat it as unset.
     environ = {name: value for name, value in os.environ.items() if not (name in url_variables and not value.strip())}
-    data_dir = _data_dir()
+    directory = data_dir()
     url = cli_database_url(environ)
     # Only our variable: LiteLLM seeing DATABASE_URL would try to run Prisma migrations.
     environ.setdefault("SOLARIS_DATABASE_URL", url)
@@ -79,15 +63,16 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(config, environ)  # fail here, readably, before the slow proxy start
     migrate(url)
 
-    key, generated = _master_key(data_dir)
+    key, generated = _master_key(directory)
     environ.update(
         LITELLM_MASTER_KEY=key,
         SOLARIS_CONFIG=str(config),
         # No internet on many deployments: use the cost map shipped with LiteLLM.
         LITELLM_LOCAL_MODEL_COST_MAP="True",
     )
-    port = str(args.port or environ.get("PORT") or 4000)
-    host = args.host or environ.get("HOST") or "127.0.0.1"
+    environment = Environment.read(environ)
+    port = str(args.port or environment.port or 4000)
+    host = args.host or environment.host or "127.0.0.1"
     if settings.public_url is None and host in ("127.0.0.1", "localhost"):
         # On a machine of one's own the proxy's address is known: alert e-mails can link to it.
         environ["SOLARIS_PUBLIC_URL"] = f"http://{host}:{port}"
@@ -95,16 +80,16 @@ def run(args: argparse.Namespace) -> int:
     command = [str(litellm), "--config", str(config), "--host", host, "--port", port]
     print(f"solaris: proxy on http://{host}:{port}  (OpenAI-compatible API at /v1)", flush=True)
     print(f"solaris: admin pages on http://{host}:{port}/solaris/admin  (log in with the master key)", flush=True)
-    if os.environ.get("LITELLM_MASTER_KEY"):
+    if Environment.read().litellm_master_key.get_secret_value():
         # A deployment's own key: never copied into its logs.
         print("solaris: master key from LITELLM_MASTER_KEY", flush=True)
     else:
         print(
             f"solaris: master key {key}"
             + (
-                "  (generated, kept in " + str(data_dir / "master_key") + ")"
+                "  (generated, kept in " + str(directory / "master_key") + ")"
                 if generated
-                else f"  (from {data_dir / 'master_key'})"
+                else f"  (from {directory / 'master_key'})"
             ),
             flush=True,
         )
@@ -175,9 +160,10 @@ def mail_flush(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="solaris", description="Per-user token quotas for the LiteLLM proxy.")
+    config = Environment.read().solaris_config
     commands = parser.add_subparsers(dest="command", required=True)
     run_parser = commands.add_parser("run", help="start the LiteLLM proxy with solaris_hooks")
-    run_parser.add_argument("--config", default=os.environ.get("SOLARIS_CONFIG", "litellm-config.yaml"))
+    run_parser.add_argument("--config", default="litellm-config.yaml" if config is None else config)
     run_parser.add_argument("--port", type=int)
     run_parser.add_argument("--host")
     run_parser.set_defaults(handler=run)
@@ -185,13 +171,13 @@ def main(argv: list[str] | None = None) -> int:
     doctor_parser = commands.add_parser(
         "doctor", help="check the database, the ledger, the outbox, SMTP and the config"
     )
-    doctor_parser.add_argument("--config", default=os.environ.get("SOLARIS_CONFIG"))
+    doctor_parser.add_argument("--config", default=config)
     doctor_parser.set_defaults(handler=doctor)
     add_user_commands(commands)
     add_report_command(commands)
     mail = commands.add_parser("mail", help="alert e-mails").add_subparsers(dest="mail_command", required=True)
     flush_parser = mail.add_parser("flush", help="send the alert e-mails that are due, now")
-    flush_parser.add_argument("--config", default=os.environ.get("SOLARIS_CONFIG"))
+    flush_parser.add_argument("--config", default=config)
     flush_parser.set_defaults(handler=mail_flush)
     args = parser.parse_args(argv)
     try:

@@ -15,6 +15,7 @@ from typing import TextIO
 import psycopg
 
 from solaris_hooks.admin import reports
+from solaris_hooks.cli.database import cli_database_url
 from solaris_hooks.exceptions import DatabaseUnavailable
 
 # A terminal table longer than this is unreadable; --csv has no such limit.
@@ -48,8 +49,6 @@ def add_report_command(subparsers: argparse._SubParsersAction) -> None:
 def report(args: argparse.Namespace) -> int:
     """Print the report; bad dates and an unreachable database raise SolarisError for `solaris` to print."""
     start, end = reports.parse_range(args.from_date, args.to_date)
-    from solaris_hooks.cli.main import cli_database_url  # late: cli imports this module
-
     return asyncio.run(_report(cli_database_url(), start, end, args.group_by, args.csv, sys.stdout))
 
 

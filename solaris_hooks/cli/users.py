@@ -12,10 +12,12 @@ import argparse
 import asyncio
 import getpass
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import psycopg
 
-from solaris_hooks.admin import accounts
+from solaris_hooks.admin import accounts, credits, merges, user_ledger
+from solaris_hooks.cli.database import cli_database_url
 from solaris_hooks.cli.output import print_rows
 from solaris_hooks.settings import load_settings
 
@@ -40,12 +42,13 @@ def actor() -> str:
         return "cli"
 
 
-def run_with_connection(work: Callable[[psycopg.AsyncConnection], Awaitable[object]]) -> object:
-    from solaris_hooks.cli.main import cli_database_url
+T = TypeVar("T")
 
+
+def run_with_connection(work: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
     url = cli_database_url()
 
-    async def main():
+    async def main() -> T:
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as connection:
             return await work(connection)
 
@@ -73,9 +76,9 @@ def users_list(args: argparse.Namespace) -> int:
 def users_show(args: argparse.Namespace) -> int:
     case = load_settings().identity_local_part_case
 
-    async def work(connection):
+    async def work(connection: psycopg.AsyncConnection) -> tuple[dict, list[dict], int]:
         account = await accounts.find(connection, args.user_id, case)
-        rows, total = await accounts.ledger_page(
+        rows, total = await user_ledger.ledger_page(
             connection,
             account["user_id"],
             kind=None,
@@ -129,7 +132,7 @@ def users_set_status(args: argparse.Namespace) -> int:
 def credits_add(args: argparse.Namespace) -> int:
     settings = load_settings()
     credit = run_with_connection(
-        lambda connection: accounts.credit(
+        lambda connection: credits.credit(
             connection,
             user_id=args.user_id,
             tokens=args.tokens,
@@ -150,7 +153,7 @@ def credits_add(args: argparse.Namespace) -> int:
 def users_merge(args: argparse.Namespace) -> int:
     settings = load_settings()
     merged = run_with_connection(
-        lambda connection: accounts.merge(
+        lambda connection: merges.merge(
             connection,
             from_user_id=args.from_user_id,
             into_user_id=args.into_user_id,

@@ -12,6 +12,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from solaris_hooks.db.pages import fetch_page
+from solaris_hooks.db.queries import sql
 
 
 async def record(
@@ -25,8 +26,15 @@ async def record(
     details: dict | None = None,
 ) -> None:
     await connection.execute(
-        "INSERT INTO solaris.audit (actor, action, user_id, before, after, details) VALUES (%s, %s, %s, %s, %s, %s)",
-        (actor, action, user_id, _json(before), _json(after), _json(details)),
+        sql("db/record_audit"),
+        {
+            "actor": actor,
+            "action": action,
+            "user_id": user_id,
+            "before": _json(before),
+            "after": _json(after),
+            "details": _json(details),
+        },
     )
 
 
@@ -44,13 +52,7 @@ async def page(
     connection: AsyncConnection, *, user_id: str | None, action: str | None, limit: int, offset: int
 ) -> tuple[list[dict], int]:
     """Newest first, with the total that matches."""
-    where = "WHERE (%(user)s::text IS NULL OR user_id = %(user)s) AND (%(action)s::text IS NULL OR action = %(action)s)"
     params = {"user": user_id, "action": action, "limit": limit, "offset": offset}
     return await fetch_page(
-        connection,
-        columns="id, actor, action, user_id, before, after, details, created_at",
-        source="solaris.audit",
-        where=where,
-        order_by="id DESC",
-        params=params,
+        connection, columns="db/audit_columns", rows="db/audit_rows", order_by="db/newest_first", params=params
     )

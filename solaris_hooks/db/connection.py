@@ -14,14 +14,15 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from solaris_hooks.exceptions import SettingsError
-from solaris_hooks.settings import Settings
+from solaris_hooks.settings import Environment, Settings
 
 url_variables = ("SOLARIS_DATABASE_URL", "DATABASE_URL")
 
 
 def database_url(environ: Mapping[str, str] = os.environ) -> str:
-    for name in url_variables:
-        value = environ.get(name, "").strip()
+    environment = Environment.read(environ)
+    for url in (environment.solaris_database_url, environment.database_url):
+        value = url.get_secret_value().strip()
         if value:
             return value
     raise SettingsError(
@@ -35,7 +36,7 @@ def connection_pool(
 ) -> AsyncConnectionPool:
     """A closed pool; the caller opens it inside the event loop that will use it.
 
-    `check` runs on every connection before it is handed out (see QuotaService).
+    `check` runs on every connection before it is handed out (see Database._check_connection).
     """
     return AsyncConnectionPool(
         url,

@@ -1,6 +1,6 @@
 """The ledger operations, each one call of a SQL function in `solaris` (one round trip).
 
-Two-phase transfers as in docs/design.md: reserve a pending debit, then settle, release or
+Two-phase transfers as in docs/architecture.md: reserve a pending debit, then settle, release or
 expire it. Amounts here are platform tokens (raw tokens × factor, rounded up).
 """
 
@@ -14,6 +14,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import class_row, dict_row
 
 from solaris_hooks.db.margins import PromptMargin, ratio_sample_tokens_min
+from solaris_hooks.db.queries import sql
 
 
 @dataclass(frozen=True)
@@ -67,18 +68,18 @@ async def reserve(
 ) -> Reservation:
     async with connection.cursor(row_factory=class_row(Reservation)) as cursor:
         await cursor.execute(
-            "SELECT * FROM solaris.reserve(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                user_id,
-                call_id,
-                wanted_tokens,
-                minimum_tokens,
-                default_tokens,
-                ttl_s,
-                model,
-                Decimal(str(factor)),
-                decimal_levels(thresholds),
-            ),
+            sql("db/reserve"),
+            {
+                "user_id": user_id,
+                "call_id": call_id,
+                "wanted_tokens": wanted_tokens,
+                "minimum_tokens": minimum_tokens,
+                "default_tokens": default_tokens,
+                "ttl_s": ttl_s,
+                "model": model,
+                "factor": Decimal(str(factor)),
+                "levels": decimal_levels(thresholds),
+            },
         )
         row = await cursor.fetchone()
     assert row is not None
@@ -108,15 +109,15 @@ async def resolve(
     """
     async with connection.cursor(row_factory=class_row(Resolution)) as cursor:
         await cursor.execute(
-            "SELECT * FROM solaris.resolve(%s, %s, %s, %s, %s, %s)",
-            (
-                call_id,
-                kind,
-                raw_tokens,
-                model,
-                None if cost_usd is None else Decimal(str(cost_usd)),
-                decimal_levels(thresholds),
-            ),
+            sql("db/resolve"),
+            {
+                "call_id": call_id,
+                "kind": kind,
+                "raw_tokens": raw_tokens,
+                "model": model,
+                "cost_usd": None if cost_usd is None else Decimal(str(cost_usd)),
+                "levels": decimal_levels(thresholds),
+            },
         )
         row = await cursor.fetchone()
     assert row is not None
@@ -144,18 +145,18 @@ async def settle_spooled(
     """
     async with connection.cursor(row_factory=class_row(Resolution)) as cursor:
         await cursor.execute(
-            "SELECT * FROM solaris.settle_spooled(%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (
-                call_id,
-                user_id,
-                raw_tokens,
-                model,
-                None if factor is None else Decimal(str(factor)),
-                None if cost_usd is None else Decimal(str(cost_usd)),
-                default_tokens,
-                spooled_at,
-                decimal_levels(thresholds),
-            ),
+            sql("db/settle_spooled"),
+            {
+                "call_id": call_id,
+                "user_id": user_id,
+                "raw_tokens": raw_tokens,
+                "model": model,
+                "factor": None if factor is None else Decimal(str(factor)),
+                "cost_usd": None if cost_usd is None else Decimal(str(cost_usd)),
+                "default_tokens": default_tokens,
+                "spooled_at": spooled_at,
+                "levels": decimal_levels(thresholds),
+            },
         )
         row = await cursor.fetchone()
     assert row is not None
@@ -164,19 +165,12 @@ async def settle_spooled(
 
 async def prune_resolved(connection: AsyncConnection, retention_s: int, limit: int = 5000) -> int:
     """Delete up to `limit` reservations resolved more than retention_s ago."""
-    cursor = await connection.execute(
-        """DELETE FROM solaris.reservations WHERE call_id IN (
-               SELECT call_id FROM solaris.reservations
-                WHERE created_at < now() - make_interval(secs => %(retention_s)s) AND state <> 'pending'
-                  AND resolved_at < now() - make_interval(secs => %(retention_s)s)
-                LIMIT %(limit)s FOR UPDATE SKIP LOCKED)""",
-        {"retention_s": retention_s, "limit": limit},
-    )
+    cursor = await connection.execute(sql("db/prune_resolved"), {"retention_s": retention_s, "limit": limit})
     return cursor.rowcount
 
 
 async def expire_due(connection: AsyncConnection, limit: int = 500) -> int:
-    cursor = await connection.execute("SELECT solaris.expire_due(%s)", (limit,))
+    cursor = await connection.execute(sql("db/expire_due"), {"limit": limit})
     row = await cursor.fetchone()
     assert row is not None
     return row[0]
@@ -194,8 +188,15 @@ async def credit(
 ) -> Balance:
     async with connection.cursor(row_factory=dict_row) as cursor:
         await cursor.execute(
-            "SELECT * FROM solaris.credit(%s, %s, %s, %s, %s, %s)",
-            (user_id, tokens, default_tokens, actor, reason, decimal_levels(thresholds)),
+            sql("db/credit"),
+            {
+                "user_id": user_id,
+                "tokens": tokens,
+                "default_tokens": default_tokens,
+                "actor": actor,
+                "reason": reason,
+                "levels": decimal_levels(thresholds),
+            },
         )
         row = await cursor.fetchone()
     assert row is not None
@@ -204,7 +205,7 @@ async def credit(
 
 async def balance(connection: AsyncConnection, user_id: str) -> Balance | None:
     async with connection.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute("SELECT * FROM solaris.accounts WHERE user_id = %s", (user_id,))
+        await cursor.execute(sql("db/balance"), {"user_id": user_id})
         row = await cursor.fetchone()
     return None if row is None else _balance(row)
 
@@ -226,7 +227,7 @@ def _balance(row: dict) -> Balance:
 
 async def extend_reservation(connection: AsyncConnection, call_id: str, ttl_s: int) -> bool:
     """Push a pending reservation's expiry ttl_s from now (a call that is still running)."""
-    cursor = await connection.execute("SELECT solaris.extend_reservation(%s, %s)", (call_id, ttl_s))
+    cursor = await connection.execute(sql("db/extend_reservation"), {"call_id": call_id, "ttl_s": ttl_s})
     row = await cursor.fetchone()
     return bool(row and row[0])
 
@@ -236,8 +237,13 @@ async def learn_margin(
 ) -> PromptMargin:
     """Record a provider's prompt count against our estimate; returns the model's margin now."""
     cursor = await connection.execute(
-        "SELECT margin, excess_tokens FROM solaris.learn_margin(%s, %s, %s, %s)",
-        (model, reported_tokens, estimated_tokens, ratio_sample_tokens_min),
+        sql("db/learn_margin"),
+        {
+            "model": model,
+            "reported_tokens": reported_tokens,
+            "estimated_tokens": estimated_tokens,
+            "ratio_sample_tokens_min": ratio_sample_tokens_min,
+        },
     )
     row = await cursor.fetchone()
     return PromptMargin(float(row[0]), int(row[1])) if row else PromptMargin()
@@ -245,5 +251,5 @@ async def learn_margin(
 
 async def margins(connection: AsyncConnection) -> dict[str, PromptMargin]:
     """Every model's learned prompt margin (see solaris_hooks.db.margins)."""
-    cursor = await connection.execute("SELECT model, margin, excess_tokens FROM solaris.model_margins")
+    cursor = await connection.execute(sql("db/margins"))
     return {model: PromptMargin(float(ratio), int(excess)) for model, ratio, excess in await cursor.fetchall()}

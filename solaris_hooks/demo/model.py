@@ -20,10 +20,11 @@ Wire it in ``litellm-config.yaml``::
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import Literal
 
 import litellm
 from litellm import CustomLLM
-from litellm.types.utils import GenericStreamingChunk, ModelResponse
+from litellm.types.utils import ChatCompletionUsageBlock, GenericStreamingChunk, ModelResponse
 
 # cl100k, bundled with litellm and its fallback for unknown models: counts match what the
 # proxy itself would estimate, and nothing is downloaded.
@@ -52,18 +53,20 @@ def _reply(messages: list) -> str:
     )
 
 
-def _answer(messages: list, optional_params: dict) -> tuple[list[int], str, dict]:
+def _answer(
+    messages: list, optional_params: dict
+) -> tuple[list[int], Literal["length", "stop"], ChatCompletionUsageBlock]:
     """Token ids of the answer, its finish reason, and the usage block."""
     ids = litellm.encode(model=_TOKENIZER_MODEL, text=_reply(messages))
     limit = optional_params.get("max_completion_tokens", optional_params.get("max_tokens"))
-    finish_reason = "length" if limit is not None and len(ids) > limit else "stop"
+    finish_reason: Literal["length", "stop"] = "length" if limit is not None and len(ids) > limit else "stop"
     ids = ids[:limit] if limit is not None else ids
     prompt_tokens = litellm.token_counter(model=_TOKENIZER_MODEL, messages=messages)
-    usage = {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": len(ids),
-        "total_tokens": prompt_tokens + len(ids),
-    }
+    usage = ChatCompletionUsageBlock(
+        prompt_tokens=prompt_tokens,
+        completion_tokens=len(ids),
+        total_tokens=prompt_tokens + len(ids),
+    )
     return ids, finish_reason, usage
 
 
@@ -104,7 +107,10 @@ class DemoLLM(CustomLLM):
     def streaming(self, *args, **kwargs) -> Iterator[GenericStreamingChunk]:
         return _chunks(kwargs["messages"], kwargs.get("optional_params") or {})
 
-    async def astreaming(self, *args, **kwargs) -> AsyncIterator[GenericStreamingChunk]:
+    # LiteLLM iterates what astreaming returns without awaiting it (custom_chat_llm_router in
+    # litellm/llms/custom_llm.py, then CustomStreamWrapper): an async generator, not the
+    # coroutine the base class declares.
+    async def astreaming(self, *args, **kwargs) -> AsyncIterator[GenericStreamingChunk]:  # type: ignore[override]
         for chunk in _chunks(kwargs["messages"], kwargs.get("optional_params") or {}):
             yield chunk
 

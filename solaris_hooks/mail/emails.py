@@ -12,16 +12,18 @@ from dataclasses import dataclass
 from decimal import Decimal
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import formatdate, parseaddr
+from email.utils import formatdate
 from functools import cache
 
 import jinja2
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
+from solaris_hooks.formats import format_day
 from solaris_hooks.mail.links import usage_url
 from solaris_hooks.mail.smtp import SmtpSettings
 from solaris_hooks.messages import normalise_locale, templates_dir
-from solaris_hooks.refill import next_refill_at
 from solaris_hooks.settings import Settings
+from solaris_hooks.settings.refill import next_refill_at
 
 
 @dataclass(frozen=True)
@@ -59,11 +61,25 @@ def _environment() -> jinja2.Environment:
     )
 
 
+# Organisations that host their own chat often keep mail on names the public DNS reserves
+# (corp.local, mail.test); email-validator refuses those for the internet at large, so its
+# syntax check judges such a domain as if it ended in a public name.
+_reserved_domain_suffixes = tuple(f".{name}" for name in SPECIAL_USE_DOMAIN_NAMES)
+
+
 def is_email_address(text: str | None) -> bool:
-    if not text or any(character in text for character in "\r\n<>,; "):
+    """Whether text is one bare address (no name, no brackets) that mail can be sent to.
+    Syntax only: no DNS lookup, which would make saving a user depend on the network."""
+    if not text:
         return False
-    local, _, domain = parseaddr(text)[1].rpartition("@")
-    return bool(local) and "." in domain and parseaddr(text)[1] == text
+    local_part, _, domain = text.rpartition("@")
+    if domain.lower().endswith(_reserved_domain_suffixes):
+        text = f"{local_part}@{domain}.example.org"
+    try:
+        validate_email(text, check_deliverability=False)
+    except EmailNotValidError:
+        return False
+    return True
 
 
 def recipient(alert: Alert) -> str | None:
@@ -103,7 +119,7 @@ def renewal_date(settings: Settings, locale: str) -> str | None:
     if settings.refill is None:
         return None
     day = next_refill_at(settings.refill).date()
-    return day.strftime("%d/%m/%Y") if locale == "pt-BR" else day.isoformat()
+    return format_day(day, locale)
 
 
 def render(alert: Alert, settings: Settings, **extra: str | None) -> tuple[str, str, str]:

@@ -19,13 +19,13 @@ from itsdangerous import BadSignature, URLSafeSerializer
 
 from solaris_hooks.exceptions import LinkExpired, LinkInvalid, SettingsError
 from solaris_hooks.litellm_proxy import master_key
-from solaris_hooks.settings import Settings
+from solaris_hooks.settings import Environment, Settings
 
 _derivation_label = b"solaris-hooks web pages v1"
 
 
 def secret_key(environ: Mapping[str, str] = os.environ) -> bytes:
-    explicit = environ.get("SOLARIS_SECRET_KEY", "").strip()
+    explicit = Environment.read(environ).solaris_secret_key.get_secret_value().strip()
     if explicit:
         return explicit.encode()
     master = master_key(environ)

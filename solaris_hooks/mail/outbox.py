@@ -26,6 +26,7 @@ from psycopg.rows import class_row, dict_row
 
 from solaris_hooks.db import audit
 from solaris_hooks.db.pages import fetch_page
+from solaris_hooks.db.queries import sql
 from solaris_hooks.exceptions import Conflict, DatabaseUnavailable, NotFound
 from solaris_hooks.logs import log_event
 from solaris_hooks.mail import emails, smtp
@@ -37,39 +38,6 @@ claim_batch_size_max = 50
 # How often a worker retries recording an outcome while the database is down.
 record_retry_s = 0.5
 error_length_max = 500
-
-_claim = """
-WITH claimed AS (
-    UPDATE solaris.alerts a
-       SET status = 'sending', attempts = a.attempts + 1, claimed_by = %(worker)s,
-           claimed_until = now() + make_interval(secs => %(lease_s)s)
-     WHERE a.id IN (SELECT id FROM solaris.alerts
-                     WHERE (status IN ('pending', 'failed') AND next_attempt_at <= now())
-                        OR (status = 'sending' AND claimed_until < now())
-                     ORDER BY id
-                     LIMIT %(limit)s
-                       FOR UPDATE SKIP LOCKED)
-    RETURNING a.*
-)
-SELECT c.id, c.user_id, c.kind, c.threshold, c.credited_tokens, c.used_tokens, c.tokens, c.attempts,
-       acc.email, acc.name, acc.locale
-  FROM claimed c JOIN solaris.accounts acc USING (user_id)
- ORDER BY c.id
-"""
-
-# Each outcome only applies while we still hold the claim: if our lease ran out and
-# another worker took the row over, its outcome is the one that counts.
-_sent = """UPDATE solaris.alerts SET status = 'sent', sent_at = now(), claimed_until = NULL, last_error = NULL,
-                  recipients = %(recipients)s
-            WHERE id = %(id)s AND claimed_by = %(worker)s AND status = 'sending'"""
-_failed = """UPDATE solaris.alerts
-                SET status = CASE WHEN attempts >= %(attempts_max)s THEN 'dead' ELSE 'failed' END,
-                    next_attempt_at = now() + make_interval(secs => %(delay_s)s),
-                    claimed_until = NULL, last_error = %(error)s
-              WHERE id = %(id)s AND claimed_by = %(worker)s AND status = 'sending'
-          RETURNING status"""
-_no_address = """UPDATE solaris.alerts SET status = 'no_address', claimed_until = NULL
-                  WHERE id = %(id)s AND claimed_by = %(worker)s AND status = 'sending'"""
 
 
 def loggable_error(error: Exception) -> str:
@@ -125,7 +93,8 @@ class Outbox:
     async def claim(self, limit: int = claim_batch_size_max) -> list[Alert]:
         async with self._connect() as connection, connection.cursor(row_factory=class_row(Alert)) as cursor:
             await cursor.execute(
-                _claim, {"worker": self.worker_id, "lease_s": self.settings.mail_lease_s, "limit": limit}
+                sql("mail/claim_alerts"),
+                {"worker": self.worker_id, "lease_s": self.settings.mail_lease_s, "limit": limit},
             )
             return await cursor.fetchall()
 
@@ -137,9 +106,9 @@ class Outbox:
             claim_ends_at_s = time.monotonic() + self.settings.mail_lease_s
         message = emails.compose(alert, self.settings, self.smtp)
         if message is None:
-            await self._record(_no_address, id=alert.id)
+            await self._record("mail/alert_no_address", id=alert.id)
             report.no_address += 1
-            log_event("mail_no_address", **_alert_fields(alert))
+            log_event("mail_no_address", logging.INFO, **_alert_fields(alert))
             return
         recipients = ", ".join(filter(None, [message["To"], message["Bcc"]]))
         try:
@@ -149,7 +118,7 @@ class Outbox:
             delay_s = backoff_s(alert.attempts, self.settings)
             status = await self._record_until(
                 claim_ends_at_s,
-                _failed,
+                "mail/alert_failed",
                 id=alert.id,
                 error=text,
                 delay_s=delay_s,
@@ -180,13 +149,16 @@ class Outbox:
                     error=loggable_error(error),
                 )
             return
-        await self._record_until(claim_ends_at_s, _sent, id=alert.id, recipients=recipients)
+        await self._record_until(claim_ends_at_s, "mail/alert_sent", id=alert.id, recipients=recipients)
         report.sent += 1
-        log_event("mail_sent", **_alert_fields(alert), attempts=alert.attempts, message_id=message["Message-ID"])
+        log_event(
+            "mail_sent", logging.INFO, **_alert_fields(alert), attempts=alert.attempts, message_id=message["Message-ID"]
+        )
 
     async def _record(self, statement: str, **params: object) -> str | None:
+        """Run the outcome statement db/queries/<statement>.sql for one claimed alert."""
         async with self._connect() as connection:
-            cursor = await connection.execute(statement, {"worker": self.worker_id, **params})
+            cursor = await connection.execute(sql(statement), {"worker": self.worker_id, **params})
             row = await cursor.fetchone() if cursor.description else None
         return row[0] if row else None
 
@@ -239,35 +211,21 @@ class Outbox:
 
 statuses = ("pending", "sending", "sent", "failed", "dead", "no_address", "covered")
 
-_alert_columns = """id, user_id, kind, threshold, status, attempts, last_error, recipients, credited_tokens,
-                    used_tokens, tokens, created_at, next_attempt_at, sent_at"""
-
 
 async def list_alerts(
     connection: AsyncConnection, *, status: str | None, user_id: str | None, limit: int, offset: int
 ) -> tuple[list[dict], int]:
     """A page of alerts, newest first, and how many match in all."""
-    where = "WHERE (%(status)s::text IS NULL OR status = %(status)s) AND (%(user)s::text IS NULL OR user_id = %(user)s)"
     params = {"status": status, "user": user_id, "limit": limit, "offset": offset}
     return await fetch_page(
-        connection, columns=_alert_columns, source="solaris.alerts", where=where, order_by="id DESC", params=params
+        connection, columns="mail/alert_columns", rows="mail/alerts_rows", order_by="db/newest_first", params=params
     )
 
 
 async def retry_dead(connection: AsyncConnection, alert_id: int) -> tuple[dict | None, str | None]:
     """Re-queue a dead alert with a fresh set of attempts. Returns (alert, previous status)."""
     async with connection.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(
-            f"""WITH previous AS (SELECT id, status FROM solaris.alerts WHERE id = %(id)s FOR UPDATE)
-                UPDATE solaris.alerts a
-                   SET status = CASE WHEN previous.status = 'dead' THEN 'pending' ELSE a.status END,
-                       attempts = CASE WHEN previous.status = 'dead' THEN 0 ELSE a.attempts END,
-                       next_attempt_at = CASE WHEN previous.status = 'dead' THEN now() ELSE a.next_attempt_at END
-                  FROM previous WHERE a.id = previous.id
-             RETURNING {", ".join("a." + column.strip() for column in _alert_columns.split(","))},
-                       previous.status AS previous_status""",
-            {"id": alert_id},
-        )
+        await cursor.execute(sql("mail/retry_dead_alert"), {"id": alert_id})
         row = await cursor.fetchone()
     if row is None:
         return None, None

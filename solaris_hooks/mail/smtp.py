@@ -19,6 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from solaris_hooks.exceptions import SettingsError
+from solaris_hooks.settings import Environment
 
 default_ports = {"none": 25, "starttls": 587, "ssl": 465}
 
@@ -42,23 +43,24 @@ class SmtpSettings(BaseModel):
 
 
 def smtp_settings_from_env(environ: Mapping[str, str] = os.environ) -> SmtpSettings | None:
-    host = environ.get("SMTP_HOST", "").strip()
+    environment = Environment.read(environ)
+    host = environment.smtp_host.strip()
     if not host:
         return None
-    security = environ.get("SMTP_SECURITY", "none").strip().lower() or "none"
+    security = environment.smtp_security.strip().lower() or "none"
     values: dict[str, object] = {
         "host": host,
         "security": security,
-        "port": environ.get("SMTP_PORT", "").strip() or default_ports.get(security, 25),
-        "username": environ.get("SMTP_USERNAME") or None,
-        "password": environ.get("SMTP_PASSWORD") or None,
-        "from_address": environ.get("SMTP_FROM", "").strip() or f"no-reply@{host}",
-        "admin_emails": tuple(address for _, address in getaddresses([environ.get("ADMIN_EMAILS", "")]) if address),
+        "port": environment.smtp_port.strip() or default_ports.get(security, 25),
+        "username": environment.smtp_username or None,
+        "password": environment.smtp_password if environment.smtp_password.get_secret_value() else None,
+        "from_address": environment.smtp_from.strip() or f"no-reply@{host}",
+        "admin_emails": tuple(address for _, address in getaddresses([environment.admin_emails]) if address),
     }
-    if environ.get("SMTP_TIMEOUT_S", "").strip():
-        values["timeout_s"] = environ["SMTP_TIMEOUT_S"].strip()
+    if environment.smtp_timeout_s.strip():
+        values["timeout_s"] = environment.smtp_timeout_s.strip()
     try:
-        return SmtpSettings(**values)
+        return SmtpSettings.model_validate(values)
     except ValidationError as error:
         names = {
             "host": "SMTP_HOST",

@@ -46,7 +46,7 @@ def wav_seconds(blob: bytes) -> float | None:
     return None
 
 
-def audio_seconds(blob: bytes, bytes_per_second_min: int | None) -> float | None:
+def audio_seconds(blob: bytes, bytes_per_second_min: float | None) -> float | None:
     """The length of the audio: read from a WAV header, else bounded by its size at the
     lowest bit rate allowed (None when that is not set: the length cannot be bounded)."""
     seconds = wav_seconds(blob)

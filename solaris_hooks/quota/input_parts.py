@@ -15,10 +15,9 @@ import json
 import math
 from collections.abc import Mapping
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from solaris_hooks.exceptions import CallUnbounded
 from solaris_hooks.quota.audio_length import audio_seconds, base64_bytes
+from solaris_hooks.settings import InputPartBounds
 
 # OpenAI's cookbook: 3 tokens around every chat message (its role is counted as text), 1
 # more for a name, 3 to prime the reply. Exactly, not more: a token too many per message
@@ -72,28 +71,6 @@ _client_tool_types = frozenset({None, "function", "custom"})
 _unbilled_keys = frozenset({"type", "cache_control"})
 
 
-class InputPartBounds(BaseModel):
-    """Upper bounds, in raw tokens, of prompt parts that are not text, for one model group
-    (or `"*"`, for every model without its own value). Unset: calls carrying such a part
-    are refused, since no bound fits every provider (gpt-4o bills an image at most 1,445
-    tokens, gpt-4o-mini up to 48,169)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    # One image (image_url, input_image, Anthropic image), whatever its size or detail.
-    image_tokens_max: int | None = Field(None, ge=1, le=1_000_000)
-    # One second of input_audio; its length is read from a WAV header, else bounded by size.
-    audio_tokens_per_second_max: float | None = Field(None, gt=0, le=100_000)
-    # The lowest bit rate assumed for audio that is not WAV, to bound its length by its
-    # size (1,000 B/s is 8 kbit/s, below any usable voice codec); unset: such audio is refused.
-    audio_bytes_per_second_min: int | None = Field(None, ge=1, le=10_000_000)
-    # One attached file or document (PDF…): its text and page images together.
-    file_tokens_max: int | None = Field(None, ge=1, le=100_000_000)
-    # Tokens the provider adds to the prompt when a call carries tools (Anthropic models
-    # served through /chat/completions: 530). Calls to /v1/messages always add 530.
-    tool_prompt_tokens: int = Field(0, ge=0, le=100_000)
-
-
 def count_text(text: str, model: str) -> int:
     """Tokens of a text; its UTF-8 length (an upper bound for BPE tokenizers) when
     LiteLLM's counter fails, so a LiteLLM internal that changed never fails the call."""
@@ -119,7 +96,7 @@ class InputCounter:
         self._default = bounds.get("*")
         self.tokens = 0
 
-    def bound(self, name: str) -> object:
+    def bound(self, name: str) -> float | None:
         for bounds in (self._own, self._default):
             value = getattr(bounds, name, None) if bounds is not None else None
             if value is not None:
@@ -204,7 +181,7 @@ class InputCounter:
         rate = self.bound("audio_tokens_per_second_max")
         if rate is None:
             raise self._unbounded("input_audio", "audio_tokens_per_second_max")
-        audio = part.get("input_audio") if isinstance(part.get("input_audio"), dict) else part
+        audio: dict = part["input_audio"] if isinstance(part.get("input_audio"), dict) else part
         blob = base64_bytes(audio.get("data"))
         seconds = audio_seconds(blob, self.bound("audio_bytes_per_second_min")) if blob is not None else None
         if seconds is None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from psycopg import AsyncConnection
 
+from solaris_hooks.db import gauges
+
 content_type = "text/plain; version=0.0.4; charset=utf-8"
 
 # Module-level and registered in no registry of its own: a LiteLLM internal can fail
@@ -49,12 +51,7 @@ class Metrics:
 
     async def render(self, connection: AsyncConnection) -> bytes:
         """The exposition text, with the database gauges read now."""
-        cursor = await connection.execute("SELECT count(*) FROM solaris.reservations WHERE state = 'pending'")
-        self.active_reservations.set((await cursor.fetchone())[0])
-        cursor = await connection.execute("SELECT status, count(*) FROM solaris.alerts GROUP BY status")
-        counts = dict(await cursor.fetchall())
-        from solaris_hooks.mail.outbox import statuses
-
-        for status in statuses:
-            self.outbox_alerts.labels(status=status).set(counts.get(status, 0))
+        self.active_reservations.set(await gauges.pending_reservations(connection))
+        for status, count in (await gauges.alerts_by_status(connection)).items():
+            self.outbox_alerts.labels(status=status).set(count)
         return generate_latest(self.registry)

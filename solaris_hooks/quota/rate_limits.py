@@ -17,6 +17,7 @@ import math
 import threading
 import time
 from collections import OrderedDict
+from typing import Any, Protocol
 
 from solaris_hooks.exceptions import RateLimited
 from solaris_hooks.quota.degraded import note_degraded
@@ -27,6 +28,12 @@ window_s = 60
 # over; past it the least recently counted are dropped, which can only let a user who has
 # been quiet longest start afresh in this process's count (the shared count still holds).
 local_counters_max = 100_000
+
+
+class CountingCache(Protocol):
+    """What the limits use of LiteLLM's DualCache (tests pass fakes)."""
+
+    async def async_increment_cache(self, key: str, value: float, **kwargs: Any) -> float | None: ...
 
 
 class LocalWindows:
@@ -55,7 +62,7 @@ class LocalWindows:
 process_windows = LocalWindows()
 
 
-async def _shared_count(cache: object, key: str, amount: int) -> float | None:
+async def _shared_count(cache: CountingCache | None, key: str, amount: int) -> float | None:
     """The count in LiteLLM's cache after adding `amount`; None when it cannot say."""
     if cache is None:
         return None
@@ -69,7 +76,7 @@ async def _shared_count(cache: object, key: str, amount: int) -> float | None:
 
 
 async def enforce(
-    cache: object,
+    cache: CountingCache | None,
     user_id: str,
     tokens: int,
     settings: Settings,

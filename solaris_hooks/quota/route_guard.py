@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from solaris_hooks import messages
 from solaris_hooks.exceptions import RouteClosed
 from solaris_hooks.quota.route_rules import check_route, route_of_path
+from solaris_hooks.settings import Settings
 
 # A WebSocket close reason must fit in a control frame (123 bytes).
 close_reason_bytes_max = 120
@@ -28,7 +30,7 @@ policy_violation_close_code = 1008
 class RouteGuard:
     """ASGI middleware: answers 403 for LLM routes that no rule opens."""
 
-    def __init__(self, app: ASGIApp, settings: Callable[[], object]) -> None:
+    def __init__(self, app: ASGIApp, settings: Callable[[], Settings]) -> None:
         self.app = app
         self._settings = settings
 
@@ -63,8 +65,8 @@ def refusal_body(refusal: RouteClosed, locale: str) -> dict:
     return {"error": {"message": text, "type": refusal.error_type, "param": None, "code": refusal.message_key}}
 
 
-async def _refuse(scope: Scope, send: Send, refusal: RouteClosed, settings: object) -> None:
-    body = json.dumps(refusal_body(refusal, getattr(settings, "locale", None))).encode("utf-8")
+async def _refuse(scope: Scope, send: Send, refusal: RouteClosed, settings: Settings) -> None:
+    body = json.dumps(refusal_body(refusal, settings.locale)).encode("utf-8")
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
@@ -81,9 +83,9 @@ async def _refuse(scope: Scope, send: Send, refusal: RouteClosed, settings: obje
         await send({"type": "websocket.close", "code": policy_violation_close_code, "reason": reason})
 
 
-def install(app: object, settings: Callable[[], object]) -> None:
+def install(app: Starlette, settings: Callable[[], Settings]) -> None:
     """Wrap the app's router with the guard (once, however often it is called)."""
-    router = app.router  # type: ignore[attr-defined]
+    router = app.router
     if isinstance(router.middleware_stack, RouteGuard):
         return
     router.middleware_stack = RouteGuard(router.middleware_stack, settings)

@@ -2,7 +2,7 @@
 
 A rule is one of
 - `charge`: the call is bounded before it runs and charged after (only for the routes
-  this package knows how to bound, `bounded_routes`);
+  this package knows how to bound, `bounded_routes` of solaris_hooks.settings.routes);
 - `free`: served without a reservation or a charge (an admin's explicit choice);
 - `refuse`: answered with a 403 that names the route and the setting that opens it.
 
@@ -17,26 +17,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Literal
 
 from solaris_hooks.exceptions import RouteClosed
+from solaris_hooks.settings import Rule, bounded_routes
 
-Rule = Literal["charge", "free", "refuse"]
-
-# Routes whose calls we can bound and charge, with the rule they have unless `routes`
-# says otherwise.
-bounded_routes: dict[str, Rule] = {
-    "chat": "charge",
-    "completions": "charge",
-    "responses": "charge",
-    "messages": "charge",
-    "embeddings": "charge",
-    "moderations": "charge",
-    "images": "charge",
-    "image_edits": "charge",
-    "speech": "charge",
-    "transcriptions": "charge",
-}
 # Routes that need a price per model (`model_prices`) to be charged.
 priced_routes = frozenset({"images", "image_edits", "speech", "transcriptions"})
 # The setting that opens a route, as the refusal names it.
@@ -182,14 +166,3 @@ def check_route(route: str, routes: Mapping[str, Rule]) -> Rule:
     if rule == "refuse":
         raise RouteClosed(route=route, setting=f"{routes_setting}: {{{route}: free}}")
     return rule
-
-
-def validate_routes(routes: Mapping[str, Rule]) -> Mapping[str, Rule]:
-    """`charge` only for routes we can bound: any other route would be served on hope."""
-    for route, rule in routes.items():
-        if rule == "charge" and route not in bounded_routes:
-            raise ValueError(
-                f"{route!r} cannot be charged (its calls cannot be bounded); "
-                f"use free or refuse. Routes that can be charged: {', '.join(bounded_routes)}"
-            )
-    return routes

@@ -1,6 +1,6 @@
 """What a served call used: the provider's usage when it reports one, else our own count.
 
-Every served call is charged (docs/design.md invariant 8). Providers name their counts
+Every served call is charged (docs/architecture.md invariant 8). Providers name their counts
 differently (chat: prompt/completion tokens; Responses and Anthropic: input/output
 tokens), and some report none at all: then the call is charged our estimate of its prompt
 plus our count of the text it delivered, never zero.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from solaris_hooks.quota.degraded import note_degraded
 
@@ -57,7 +58,8 @@ def count_text_tokens(text: str, model: str | None) -> int:
         return len(text.encode("utf-8"))
 
 
-def _field(item: object, name: str) -> object:
+def _field(item: object, name: str) -> Any:
+    """A field of a response part: a dict, or one of LiteLLM's objects, shaped per provider."""
     return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
 
 
@@ -65,7 +67,7 @@ def _function_text(function: object) -> str:
     return str(_field(function, "name") or "") + str(_field(function, "arguments") or "")
 
 
-def _choices_text(choices: object, message_key: str) -> list[str]:
+def _choices_text(choices: Any, message_key: str) -> list[str]:
     """What chat choices carry in their message (or streamed delta): content, tool and function
     calls, and the text of legacy completions."""
     parts: list[str] = []

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from solaris_hooks.litellm_proxy import master_key
+from solaris_hooks.settings import Environment
 
 Role = Literal["admin", "viewer"]
 read_methods = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -54,8 +55,9 @@ def known_keys(environ: Mapping[str, str] = os.environ) -> list[tuple[str, Actor
     master = master_key(environ)
     if master:
         keys.append((master, Actor("master_key", "admin")))
-    keys += _entries(environ.get("SOLARIS_ADMIN_KEYS", ""), "admin")
-    keys += _entries(environ.get("SOLARIS_VIEWER_KEYS", ""), "viewer")
+    environment = Environment.read(environ)
+    keys += _entries(environment.solaris_admin_keys.get_secret_value(), "admin")
+    keys += _entries(environment.solaris_viewer_keys.get_secret_value(), "viewer")
     return keys
 
 

@@ -74,11 +74,16 @@ def assert_ledger_consistent(database_url: str, overspent_on_purpose: Collection
     assert not findings, "\n".join(f"{finding.invariant}: {finding.rows}" for finding in findings)
 
 
+def api_client(base_url: str, key: str, timeout_s: float = 60) -> httpx.Client:
+    """An HTTP client of a proxy's routes that sends `key` as its bearer token."""
+    return httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=timeout_s)
+
+
 class AdminClient:
     """The `/solaris` admin API of a running proxy."""
 
     def __init__(self, base_url: str, admin_key: str) -> None:
-        self.http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {admin_key}"}, timeout=30)
+        self.http = api_client(base_url, admin_key, timeout_s=30)
 
     def account(self, user_id: str) -> dict | None:
         response = self.http.get(f"/solaris/users/{user_id}")
@@ -106,6 +111,31 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+class StoppablePostgres:
+    """A pgserver of our own, so stopping it disturbs no other test."""
+
+    def __init__(self, directory: Path) -> None:
+        import pgserver
+
+        from solaris_hooks.db.migrations import migrate
+
+        self.server = pgserver.get_server(directory, cleanup_mode="delete")
+        self.url = self.server.get_uri()
+        migrate(self.url)
+
+    def stop(self) -> None:
+        from pgserver._commands import pg_ctl
+
+        # -m fast: what a crash or a restart looks like to clients (their sessions are ended).
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.server.pgdata, user=self.server.system_user, timeout=30)
+
+    def start(self) -> None:
+        self.server.ensure_postgres_running()
+
+    def close(self) -> None:
+        self.server.cleanup()
 
 
 class ProxyProcess:
@@ -207,3 +237,14 @@ def text_part(message: EmailMessage) -> str:
 
 def html_part(message: EmailMessage) -> str:
     return message.get_body(preferencelist=("html",)).get_content()
+
+
+def assert_readable_error(response: httpx.Response, *statuses: int) -> dict:
+    """A 4xx in our shape: JSON `{"error": {"message", "code"}}` with a sentence, no traceback."""
+    assert response.status_code in statuses, (response.status_code, response.text[:500])
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert isinstance(error["message"], str) and len(error["message"]) > 10
+    assert isinstance(error["code"], str) and error["code"]
+    assert "Traceback" not in response.text
+    return error

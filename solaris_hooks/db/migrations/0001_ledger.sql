@@ -1,5 +1,5 @@
 -- The ledger: accounts hold running balances, every change to them has exactly one
--- ledger row (docs/design.md invariant 2), and reservations make each call id reservable
+-- ledger row (docs/architecture.md invariant 2), and reservations make each call id reservable
 -- once and resolvable once (invariant 3). Everything lives in schema "solaris":
 -- LiteLLM's Prisma sync may drop tables it does not know in "public".
 
@@ -56,7 +56,7 @@ CREATE INDEX ledger_user_id ON solaris.ledger (user_id, id);
 -- A call id appears at most once per kind: a duplicated event cannot write twice.
 CREATE UNIQUE INDEX ledger_call_kind ON solaris.ledger (call_id, kind) WHERE call_id IS NOT NULL;
 
--- The transactional outbox of e-mails (docs/design.md invariants 4 and 5). Rows are written in
+-- The transactional outbox of e-mails (docs/architecture.md invariants 4 and 5). Rows are written in
 -- the transaction of the ledger change that caused them and sent later by a worker.
 --   pending    waiting to be sent          sending    claimed by a worker until claimed_until
 --   sent       delivered to the SMTP server failed    last try failed; retried at next_attempt_at

@@ -1,4 +1,4 @@
--- Airtight enforcement (docs/design.md invariants 6 to 8): no answer of reserve but a fresh
+-- Airtight enforcement (docs/architecture.md invariants 6 to 8): no answer of reserve but a fresh
 -- reservation lets a call through, a free call needs an allowance left, every served call
 -- is charged (late results too), open streams keep their reservation, and the prompt margin
 -- per model learns from what providers report.

@@ -1,4 +1,4 @@
--- One person, one account (docs/design.md invariant 9). Identities are normalised before they
+-- One person, one account (docs/architecture.md invariant 9). Identities are normalised before they
 -- reach the ledger now; accounts made before that keep their ids (rewriting them could
 -- collide) and admins merge them: `solaris users merge FROM INTO`, POST /solaris/users/{id}/merge.
 

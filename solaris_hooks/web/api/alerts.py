@@ -5,16 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import Depends, Path, Query
 from pydantic import BaseModel, Field
 
 from solaris_hooks.mail import outbox
 from solaris_hooks.quota.identity import identity_length_max
-from solaris_hooks.quota.service import QuotaService
 from solaris_hooks.web.api.base import authorize, errors, line_pattern, new_router
 from solaris_hooks.web.auth import Actor
+from solaris_hooks.web.context import Context
 
 page_size_max = 500
+
+# A Literal built from the outbox's statuses at run time, for the schema's enum; mypy cannot check one.
+AlertStatus = Literal[outbox.statuses]  # type: ignore[valid-type]
 
 
 class AlertOut(BaseModel):
@@ -22,7 +25,7 @@ class AlertOut(BaseModel):
     user_id: str
     kind: Literal["usage", "credit"]
     threshold: float | None = Field(description="Usage fraction that raised it; 1.0 is the block notice.")
-    status: Literal[outbox.statuses]  # type: ignore[valid-type]
+    status: AlertStatus
     attempts: int
     last_error: str | None
     recipients: str | None
@@ -41,28 +44,28 @@ class AlertPage(BaseModel):
     offset: int
 
 
-def build_router(service: QuotaService) -> APIRouter:
-    router = new_router()
+router = new_router()
 
-    @router.get("/alerts", response_model=AlertPage, summary="List alert e-mails")
-    async def alerts(
-        status: Literal[outbox.statuses] | None = None,  # type: ignore[valid-type]
-        user_id: str | None = Query(None, min_length=1, max_length=identity_length_max, pattern=line_pattern),
-        limit: int = Query(50, ge=1, description=f"Capped at {page_size_max}."),
-        offset: int = Query(0, ge=0, le=10**9),
-    ) -> AlertPage:
-        limit = min(limit, page_size_max)
-        async with service.connection() as connection:
-            rows, total = await outbox.list_alerts(
-                connection, status=status, user_id=user_id, limit=limit, offset=offset
-            )
-        return AlertPage(alerts=[AlertOut(**row) for row in rows], total=total, limit=limit, offset=offset)
 
-    @router.post(
-        "/alerts/{alert_id}/retry", response_model=AlertOut, summary="Re-queue a dead alert", responses=errors(404, 409)
-    )
-    async def retry_alert(alert_id: int = Path(ge=1, le=2**63 - 1), actor: Actor = Depends(authorize)) -> AlertOut:
-        async with service.connection() as connection:
-            return AlertOut(**await outbox.requeue_dead(connection, alert_id, actor.name))
+@router.get("/alerts", response_model=AlertPage, summary="List alert e-mails")
+async def alerts(
+    context: Context,
+    status: AlertStatus | None = None,
+    user_id: str | None = Query(None, min_length=1, max_length=identity_length_max, pattern=line_pattern),
+    limit: int = Query(50, ge=1, description=f"Capped at {page_size_max}."),
+    offset: int = Query(0, ge=0, le=10**9),
+) -> AlertPage:
+    limit = min(limit, page_size_max)
+    async with context.database.connection() as connection:
+        rows, total = await outbox.list_alerts(connection, status=status, user_id=user_id, limit=limit, offset=offset)
+    return AlertPage(alerts=[AlertOut(**row) for row in rows], total=total, limit=limit, offset=offset)
 
-    return router
+
+@router.post(
+    "/alerts/{alert_id}/retry", response_model=AlertOut, summary="Re-queue a dead alert", responses=errors(404, 409)
+)
+async def retry_alert(
+    context: Context, alert_id: int = Path(ge=1, le=2**63 - 1), actor: Actor = Depends(authorize)
+) -> AlertOut:
+    async with context.database.connection() as connection:
+        return AlertOut(**await outbox.requeue_dead(connection, alert_id, actor.name))

@@ -7,13 +7,13 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import IO
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 from fastapi.responses import StreamingResponse
 
 from solaris_hooks.admin import reports
 from solaris_hooks.logs import log_event
-from solaris_hooks.quota.service import QuotaService
 from solaris_hooks.web.api.base import new_router
+from solaris_hooks.web.context import Context
 
 # The CSV is written to a temporary file (in memory up to this size) before it is sent:
 # an error still becomes a JSON answer, and a slow download holds no pool connection.
@@ -24,60 +24,59 @@ from_help = "First day, YYYY-MM-DD (UTC), or an ISO datetime, inclusive. Default
 to_help = "Last day, YYYY-MM-DD (UTC), included whole; or an ISO datetime, exclusive. Default: now."
 
 
-def build_router(service: QuotaService) -> APIRouter:
-    router = new_router()
+router = new_router()
 
-    @router.get("/stats", response_model=reports.Stats, summary="Usage totals, per period, per user and per model")
-    async def stats(
-        from_: str | None = Query(None, alias="from", max_length=64, description=from_help),
-        to: str | None = Query(None, max_length=64, description=to_help),
-        group_by: reports.GroupBy = Query("day", description="Length of a period of `series` (UTC)."),
-    ) -> reports.Stats:
-        start, end = reports.parse_range(from_, to)
-        async with service.connection() as connection:
-            return await reports.stats(connection, start, end, group_by)
 
-    @router.get(
-        "/reports/usage.csv",
-        response_class=StreamingResponse,
-        summary="Usage per user and period, as a CSV file",
-        responses={
-            200: {
-                "content": {"text/csv": {"schema": {"type": "string"}}},
-                "description": "Columns: " + ", ".join(reports.usage_columns),
-            }
-        },
+@router.get("/stats", response_model=reports.Stats, summary="Usage totals, per period, per user and per model")
+async def stats(
+    context: Context,
+    from_: str | None = Query(None, alias="from", max_length=64, description=from_help),
+    to: str | None = Query(None, max_length=64, description=to_help),
+    group_by: reports.GroupBy = Query("day", description="Length of a period of `series` (UTC)."),
+) -> reports.Stats:
+    start, end = reports.parse_range(from_, to)
+    async with context.database.connection() as connection:
+        return await reports.stats(connection, start, end, group_by)
+
+
+@router.get(
+    "/reports/usage.csv",
+    response_class=StreamingResponse,
+    summary="Usage per user and period, as a CSV file",
+    responses={
+        200: {
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+            "description": "Columns: " + ", ".join(reports.usage_columns),
+        }
+    },
+)
+async def usage_csv(
+    context: Context,
+    from_: str | None = Query(None, alias="from", max_length=64, description=from_help),
+    to: str | None = Query(None, max_length=64, description=to_help),
+    group_by: reports.GroupBy = Query("day", description="Length of a period (UTC)."),
+) -> StreamingResponse:
+    start, end = reports.parse_range(from_, to)
+    # Closed by the response once streamed, not by this block.
+    spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+        max_size=csv_memory_bytes_max, mode="w+", encoding="utf-8", newline=""
     )
-    async def usage_csv(
-        from_: str | None = Query(None, alias="from", max_length=64, description=from_help),
-        to: str | None = Query(None, max_length=64, description=to_help),
-        group_by: reports.GroupBy = Query("day", description="Length of a period (UTC)."),
-    ) -> StreamingResponse:
-        start, end = reports.parse_range(from_, to)
-        # Closed by the response once streamed, not by this block.
-        spool = tempfile.SpooledTemporaryFile(  # noqa: SIM115
-            max_size=csv_memory_bytes_max, mode="w+", encoding="utf-8", newline=""
-        )
-        try:
-            async with service.connection() as connection:
-                written, capped = await reports.write_usage_csv(
-                    connection, spool, start, end, group_by, reports.usage_rows_max
-                )
-        except BaseException:
-            spool.close()
-            raise
-        spool.seek(0)
-        last_day = (end - timedelta(microseconds=1)).date()
-        name = f"solaris-usage_{start.date()}_{last_day}_{group_by}{'_truncated' if capped else ''}.csv"
-        headers = {"Content-Disposition": f'attachment; filename="{name}"'}
-        if capped:
-            headers["X-Solaris-Truncated"] = (
-                f"only the first {written} rows; narrow the range or group by week or month"
+    try:
+        async with context.database.connection() as connection:
+            written, capped = await reports.write_usage_csv(
+                connection, spool, start, end, group_by, reports.usage_rows_max
             )
-            log_event("usage_report_truncated", rows=written, start=start, end=end, group_by=group_by)
-        return StreamingResponse(_chunks(spool), media_type="text/csv; charset=utf-8", headers=headers)
-
-    return router
+    except BaseException:
+        spool.close()
+        raise
+    spool.seek(0)
+    last_day = (end - timedelta(microseconds=1)).date()
+    name = f"solaris-usage_{start.date()}_{last_day}_{group_by}{'_truncated' if capped else ''}.csv"
+    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    if capped:
+        headers["X-Solaris-Truncated"] = f"only the first {written} rows; narrow the range or group by week or month"
+        log_event("usage_report_truncated", rows=written, start=start, end=end, group_by=group_by)
+    return StreamingResponse(_chunks(spool), media_type="text/csv; charset=utf-8", headers=headers)
 
 
 def _chunks(spool: IO[str]) -> Iterator[bytes]:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from solaris_hooks.admin.dashboard import DayUsage
-from solaris_hooks.web.pages.render import format_moment, format_number
+from solaris_hooks.formats import format_day_month, format_moment, format_number
 
 
 @dataclass(frozen=True)
@@ -87,9 +87,8 @@ def bar_chart(
 
 def tokens_per_day_chart(days: Sequence[DayUsage], locale: str, width: int = 720, height: int = 220) -> BarChart:
     """Tokens charged per day, labelled the way the reader writes dates and numbers."""
-    short_format = "%d/%m" if locale == "pt-BR" else "%m-%d"
     return bar_chart(
-        [(usage.day.strftime(short_format), format_moment(usage.day, locale), usage.tokens) for usage in days],
+        [(format_day_month(usage.day, locale), format_moment(usage.day, locale), usage.tokens) for usage in days],
         lambda value: format_number(value, locale),
         width,
         height,

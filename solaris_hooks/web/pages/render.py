@@ -1,5 +1,6 @@
 """HTML for the admin pages and the personal usage page: jinja2 templates in
-`templates/pages/`, the words from `templates/pages/text/<locale>.yaml`.
+`templates/pages/`, the words from `templates/pages/text/<locale>.yaml`, numbers and dates
+as the reader writes them (solaris_hooks.formats).
 
 Autoescaped everywhere, so a user's name or id shows as text and never as markup.
 """
@@ -7,13 +8,13 @@ Autoescaped everywhere, so a user's name or id shows as text and never as markup
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, date, datetime
 from functools import cache
 
 import jinja2
 import yaml
 from starlette.responses import HTMLResponse
 
+from solaris_hooks.formats import format_moment, format_number, format_usd
 from solaris_hooks.messages import normalise_locale, templates_dir
 
 
@@ -26,29 +27,6 @@ def _text(locale: str) -> Mapping[str, str]:
 def translate(locale: str, key: str, **params: object) -> str:
     text = _text(locale).get(key) or _text("en").get(key) or key
     return text.format(**params) if params else text
-
-
-def format_number(value: object, locale: str) -> str:
-    """1.234.567 in pt-BR, 1,234,567 in English; a decimal keeps two places."""
-    if value is None:
-        return "—"
-    text = f"{value:,.2f}" if isinstance(value, float) and not value.is_integer() else f"{int(value):,}"
-    return text.translate(str.maketrans(",.", ".,")) if locale == "pt-BR" else text
-
-
-def format_usd(value: object, locale: str) -> str:
-    amount = float(value or 0)
-    text = f"{amount:,.4f}" if 0 < amount < 1 else f"{amount:,.2f}"
-    return "US$ " + (text.translate(str.maketrans(",.", ".,")) if locale == "pt-BR" else text)
-
-
-def format_moment(value: datetime | date | None, locale: str) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, datetime):
-        value = value.astimezone(UTC)
-        return value.strftime("%d/%m/%Y %H:%M UTC" if locale == "pt-BR" else "%Y-%m-%d %H:%M UTC")
-    return value.strftime("%d/%m/%Y" if locale == "pt-BR" else "%Y-%m-%d")
 
 
 @cache
@@ -67,8 +45,11 @@ def render_page(
     locale: str | None,
     status_code: int = 200,
     headers: Mapping[str, str] | None = None,
+    /,
     **values: object,
 ) -> HTMLResponse:
+    """The page's HTML response; values are the template's own names (positional-only
+    parameters above, so a value may be called `status_code` or `headers` too)."""
     locale = normalise_locale(locale)
     values = {"session": None, "flash": None, "active": None, **values}
     html = (

@@ -1,0 +1,2 @@
+user_id, email, name, locale, status, credited_tokens, debited_tokens AS used_tokens, reserved_tokens,
+credited_tokens - debited_tokens - reserved_tokens AS remaining_tokens, period, created_at, updated_at

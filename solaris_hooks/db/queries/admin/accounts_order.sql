@@ -1,0 +1,1 @@
+{key} {direction}, user_id

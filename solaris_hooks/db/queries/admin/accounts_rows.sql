@@ -1,0 +1,3 @@
+FROM solaris.accounts
+WHERE (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(pattern)s::text IS NULL OR user_id ILIKE %(pattern)s OR email ILIKE %(pattern)s OR name ILIKE %(pattern)s)

@@ -1,0 +1,1 @@
+credited_tokens - debited_tokens - reserved_tokens

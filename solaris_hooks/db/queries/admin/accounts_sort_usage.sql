@@ -1,0 +1,1 @@
+debited_tokens::numeric / greatest(credited_tokens, 1)

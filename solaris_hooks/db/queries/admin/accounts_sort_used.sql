@@ -1,0 +1,1 @@
+debited_tokens

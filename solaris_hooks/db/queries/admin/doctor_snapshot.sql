@@ -1,0 +1,2 @@
+-- Every check reads the same snapshot, and writes nothing.
+SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY

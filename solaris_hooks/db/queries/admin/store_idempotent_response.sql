@@ -1,0 +1,1 @@
+UPDATE solaris.idempotency_keys SET response = %(response)s WHERE key = %(key)s

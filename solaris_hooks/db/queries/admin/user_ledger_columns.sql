@@ -1,0 +1,2 @@
+id, kind, tokens, credited_delta, debited_delta, reserved_delta, raw_tokens, model, cost_usd::float8 AS cost_usd,
+call_id, actor, reason, created_at

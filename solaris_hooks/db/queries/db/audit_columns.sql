@@ -1,0 +1,1 @@
+id, actor, action, user_id, before, after, details, created_at

@@ -1,0 +1,1 @@
+SELECT * FROM solaris.accounts WHERE user_id = %(user_id)s

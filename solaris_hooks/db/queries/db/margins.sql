@@ -1,0 +1,1 @@
+SELECT model, margin, excess_tokens FROM solaris.model_margins

@@ -1,0 +1,2 @@
+-- One round trip: is Postgres answering? (after an outage, before the spool replay)
+SELECT 1

@@ -1,0 +1,1 @@
+INSERT INTO solaris.schema_migrations (version, name, checksum) VALUES (%(version)s, %(name)s, %(checksum)s)

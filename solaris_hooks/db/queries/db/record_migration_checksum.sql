@@ -1,0 +1,1 @@
+UPDATE solaris.schema_migrations SET checksum = %(checksum)s WHERE version = %(version)s AND checksum IS NULL

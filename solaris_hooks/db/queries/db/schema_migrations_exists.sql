@@ -1,0 +1,1 @@
+SELECT to_regclass('solaris.schema_migrations') IS NOT NULL

@@ -1,0 +1,2 @@
+-- /solaris/health: the database answers a round trip.
+SELECT 1

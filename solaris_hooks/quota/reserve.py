@@ -1,0 +1,212 @@
+"""The pre-call side of a call: who pays, the worst case reserved, the completion bounded.
+
+A call is refused here (a Refusal) when its user has no identity the settings accept, is
+over a rate limit, has not enough left, or is blocked; otherwise its reservation is held in
+the ledger and the call's completion is bounded to what the reservation covers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+
+from solaris_hooks.db import ledger
+from solaris_hooks.db.margins import PromptMargin
+from solaris_hooks.exceptions import (
+    AccountInactive,
+    CallConflict,
+    DatabaseUnavailable,
+    IdentityRefused,
+    QuotaExhausted,
+    RateLimited,
+    Refusal,
+)
+from solaris_hooks.logs import log_event
+from solaris_hooks.quota import rate_limits
+from solaris_hooks.quota.calls import CallInFlight, adopt_call_id, keep_our_callback_on, new_call_id
+from solaris_hooks.quota.estimate import plan_call
+from solaris_hooks.quota.identity import resolve_identity
+from solaris_hooks.quota.learned_margins import teaches_margin
+from solaris_hooks.quota.plan import Plan
+from solaris_hooks.quota.rate_limits import CountingCache
+from solaris_hooks.quota.state import QuotaState
+from solaris_hooks.quota.title_calls import cap_title_completion, is_title_call
+from solaris_hooks.settings import Settings
+
+
+async def reserve_call(
+    state: QuotaState, data: dict, call_type: str, key: object, cache: CountingCache | None = None
+) -> str | None:
+    """Reserve the worst case of a call and bound its completion; raises a Refusal.
+
+    Returns the user charged, or None when the database is down and fail_mode is
+    open (the call then goes through unmetered).
+    """
+    started = time.perf_counter()
+    adopt_call_id(data, new_call_id())
+    keep_our_callback_on(data)
+    try:
+        return await _reserve_call(state, data, call_type, key, cache)
+    except Refusal as refusal:
+        state.metrics.refusals.labels(reason=refusal.reason).inc()
+        if isinstance(refusal, IdentityRefused):
+            # No user to name: the identity itself may be what was wrong (never logged).
+            log_event(
+                "refused",
+                user_id=None,
+                call_id=str(data.get("litellm_call_id") or ""),
+                reason=refusal.reason,
+                code=refusal.message_key,
+            )
+        raise
+    except DatabaseUnavailable:
+        state.metrics.refusals.labels(reason="database_unavailable").inc()
+        raise
+    finally:
+        state.metrics.pre_call_seconds.observe(time.perf_counter() - started)
+
+
+async def _reserve_call(
+    state: QuotaState, data: dict, call_type: str, key: object, cache: CountingCache | None
+) -> str | None:
+    """`key` is LiteLLM's UserAPIKeyAuth: its user_id, token (key hash) and key_alias."""
+    settings = state.settings
+    # Normalised, named only by a key allowed to (else a 403), never a shared default account.
+    user_id = resolve_identity(
+        data,
+        key,
+        header_name=settings.identity_header,
+        local_part_case=settings.identity_local_part_case,
+        anonymous_calls=settings.anonymous_calls,
+        trusted_keys=settings.trusted_keys,
+    )
+    call_id = str(data["litellm_call_id"])
+    model = str(data.get("model") or "") or None
+    margin = state.margins.for_model(model).widened(PromptMargin(ratio=settings.prompt_margin_for(model)))
+    # A free title call is still reserved and settled, at factor 0: the ledger shows its raw
+    # tokens. Only LibreChat's whole title request shape counts, its answer is capped, and a
+    # long prompt makes it an ordinary call.
+    free = settings.title_calls == "free" and is_title_call(data, call_type, settings)
+    if free:
+        cap_title_completion(data, settings)
+    factor = 0.0 if free else settings.factor_for(model)
+    plan = _plan(data, call_type, factor, margin, settings)
+    if free and plan.prompt_tokens > settings.title_prompt_tokens_max:
+        free, factor = False, settings.factor_for(model)
+        plan = _plan(data, call_type, factor, margin, settings)
+    if plan.free:
+        # A route the admin opened with `free` (e.g. `routes: {moderations: free}`): nothing
+        # to reserve, nothing to charge.
+        log_event("free_route", user_id=user_id, call_id=call_id, route=plan.route)
+        return user_id
+    try:
+        await rate_limits.enforce(cache, user_id, plan.wanted_tokens, settings)
+    except RateLimited as refusal:
+        log_event(
+            "refused",
+            user_id=user_id,
+            call_id=call_id,
+            reason=refusal.reason,
+            code=refusal.message_key,
+            retry_after_s=refusal.params["retry_after_s"],
+        )
+        raise
+    try:
+        async with state.database.connection() as connection:
+            reservation = await ledger.reserve(
+                connection,
+                user_id=user_id,
+                call_id=call_id,
+                wanted_tokens=plan.wanted_tokens,
+                minimum_tokens=plan.minimum_tokens,
+                default_tokens=settings.default_tokens_per_user,
+                ttl_s=settings.reservation_ttl_s,
+                model=model,
+                factor=plan.factor,
+                thresholds=settings.alert_thresholds,
+            )
+    except DatabaseUnavailable as error:
+        if settings.fail_mode == "open":
+            log_event("fail_open", logging.WARNING, user_id=user_id, call_id=call_id, error=str(error))
+            # Charged when it succeeds: directly if the database is back by then, else
+            # through the spool.
+            state.calls.remember(
+                call_id,
+                CallInFlight(
+                    user_id,
+                    plan.factor,
+                    metered=False,
+                    model=model,
+                    prompt_tokens=plan.prompt_tokens,
+                    charge_raw_tokens=plan.settle_raw_tokens(plan.wanted_tokens),
+                ),
+            )
+            return None
+        log_event("database_unavailable", logging.ERROR, user_id=user_id, call_id=call_id, error=str(error))
+        raise
+    _apply(reservation, plan, data, user_id, call_id, settings)
+    state.calls.remember(
+        call_id,
+        CallInFlight(
+            user_id,
+            plan.factor,
+            metered=True,
+            model=model,
+            prompt_tokens=plan.prompt_tokens,
+            prompt_bound_tokens=plan.prompt_bound_tokens,
+            reserved_tokens=reservation.reserved,
+            learns_margin=teaches_margin(call_type) and not free,
+            charge_raw_tokens=plan.settle_raw_tokens(reservation.reserved),
+        ),
+    )
+    return user_id
+
+
+def _plan(data: dict, call_type: str, factor: float, margin: PromptMargin, settings: Settings) -> Plan:
+    """The call's plan, its prompt bounded by the model's margin (known once it is counted)."""
+    plan = plan_call(data, call_type, factor, settings, margin.ratio)
+    if margin.excess_tokens and plan.prompt_tokens:
+        plan = dataclasses.replace(plan, prompt_margin=margin.multiplier(plan.prompt_tokens))
+    return plan
+
+
+def _apply(
+    reservation: ledger.Reservation, plan: Plan, data: dict, user_id: str, call_id: str, settings: Settings
+) -> None:
+    """Bound the call's completion to what was reserved, or raise the refusal the outcome means."""
+    if reservation.outcome == "reserved":
+        plan.write_bound(data, reservation.reserved)
+        return
+    if reservation.outcome == "duplicate":
+        # Our keys are fresh per request, so this means something reused one: never let a
+        # call ride on another call's reservation.
+        log_event("refused", logging.ERROR, user_id=user_id, call_id=call_id, reason="duplicate_call_id")
+        raise CallConflict()
+    fields: dict[str, object] = {
+        "credited_tokens": reservation.credited_tokens,
+        "used_tokens": reservation.debited_tokens,
+        "reserved_tokens": reservation.reserved_tokens,
+        "credits_email": settings.credits_email,
+    }
+    log_event(
+        "refused",
+        user_id=user_id,
+        call_id=call_id,
+        reason=reservation.outcome,
+        wanted_tokens=plan.wanted_tokens,
+        remaining_tokens=reservation.remaining_tokens,
+    )
+    if reservation.outcome == "exhausted":
+        # Past the last warning it is "used up" (and the block e-mail goes out, see
+        # solaris.reserve); before it, only this call is too big for what is left.
+        last_warning = max(settings.alert_thresholds, default=1.0)
+        if reservation.debited_tokens >= reservation.credited_tokens * last_warning:
+            raise QuotaExhausted(QuotaExhausted.message_key, **fields)
+        raise QuotaExhausted(
+            "quota_insufficient",
+            needed_tokens=plan.minimum_tokens,
+            remaining_tokens=max(0, reservation.remaining_tokens),
+            **fields,
+        )
+    raise AccountInactive(f"account_{reservation.outcome}", **fields)

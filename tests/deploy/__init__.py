@@ -1,0 +1,1 @@
+"""What ships: the wheel and its templates, the Dockerfile, compose, install and support scripts."""

@@ -1,0 +1,117 @@
+"""The `solaris` command on a real database: `doctor` and the user commands.
+
+`solaris run`: tests/e2e/test_cli.py."""
+
+from __future__ import annotations
+
+import os
+
+import psycopg
+import pytest
+
+from tests.support.cli import cli_env, solaris
+from tests.support.suite import repo_dir
+
+
+class TestDoctor:
+    def test_doctor_passes_on_a_consistent_ledger(self, own_database):
+        """A ledger written only through our functions passes every check."""
+        with psycopg.connect(own_database, autocommit=True) as connection:
+            connection.execute("SELECT solaris.reserve('ana', 'c1', 100, 1, 1000, 60, 'm', 0.376)")
+            connection.execute("SELECT solaris.resolve('c1', 'settle', 80, 'm', NULL)")
+        result = solaris("doctor", env={**dict(os.environ), "SOLARIS_DATABASE_URL": own_database})
+        assert result.returncode == 0, result.stdout
+        assert "checks passed" in result.stdout and "FAIL" not in result.stdout
+
+    def test_doctor_names_an_account_that_does_not_replay(self, own_database):
+        """A balance edited behind the ledger's back is reported with its user, exit code 1."""
+        with psycopg.connect(own_database, autocommit=True) as connection:
+            connection.execute("SELECT solaris.provision('bia', 1000)")
+            connection.execute("UPDATE solaris.accounts SET credited_tokens = 5000 WHERE user_id = 'bia'")
+        result = solaris("doctor", env={**dict(os.environ), "SOLARIS_DATABASE_URL": own_database})
+        with psycopg.connect(own_database, autocommit=True) as connection:
+            connection.execute("UPDATE solaris.accounts SET credited_tokens = 1000 WHERE user_id = 'bia'")
+        assert result.returncode == 1
+        assert "replaying the ledger" in result.stdout and "bia" in result.stdout
+
+
+class TestUserCommands:
+    def test_create_show_set_status_and_list_with_the_proxy_stopped(self, own_database):
+        """The CLI administers users straight in the database: create, credit, block, list, show."""
+        env = cli_env(own_database)
+        created = solaris("users", "create", "rui@example.com", "--name", "Rui", "--tokens", "300", env=env)
+        assert created.returncode == 0 and "created rui@example.com with 300 tokens" in created.stdout
+        credited = solaris("credits", "add", "rui@example.com", "50", "--reason", "bônus", env=env)
+        assert "350 credited" in credited.stdout
+        blocked = solaris("users", "set-status", "rui@example.com", "blocked", env=env)
+        assert "is now blocked" in blocked.stdout
+        listing = solaris("users", "list", "--status", "blocked", env=env)
+        assert "rui@example.com" in listing.stdout and "350" in listing.stdout
+        as_csv = solaris("users", "list", "--csv", env=env)
+        assert as_csv.stdout.splitlines()[0].startswith("user_id,email,name,status")
+        shown = solaris("users", "show", "rui@example.com", env=env)
+        assert "Rui" in shown.stdout and "bônus" in shown.stdout and "initial tokens" in shown.stdout
+        with psycopg.connect(own_database) as connection:
+            actors = {row[0] for row in connection.execute("SELECT actor FROM solaris.audit")}
+        assert all(actor.startswith("cli") for actor in actors) and len(actors) == 1
+
+    def test_credits_with_an_idempotency_key_apply_once(self, own_database):
+        """`credits add --idempotency-key K` twice adds once and says so."""
+        env = cli_env(own_database)
+        for _ in range(2):
+            result = solaris("credits", "add", "lia", "70", "--reason", "r", "--idempotency-key", "k-1", env=env)
+        assert "already done" in result.stdout and "1070 credited" in result.stdout
+
+    @pytest.mark.parametrize(
+        ("args", "complaint"),
+        [
+            (("users", "show", "nobody"), "no user 'nobody'"),
+            (("users", "create", "{{LIBRECHAT_USER_EMAIL}}"), "user_id must be"),
+            (("users", "create", "x", "--email", "nope"), "not an e-mail address"),
+            (("credits", "add", "x", "-5", "--reason", "r"), "tokens must be between"),
+            (("credits", "add", "x", "abc", "--reason", "r"), "not a whole number"),
+            (("users", "set-status", "x", "gone"), "invalid choice"),
+        ],
+    )
+    def test_bad_input_is_a_clear_error(self, own_database, args, complaint):
+        """Unknown users and bad values end with a one-line message and a non-zero exit."""
+        result = solaris(*args, env=cli_env(own_database))
+        assert result.returncode != 0
+        assert complaint in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+class TestDoctorChecks:
+    def test_every_check_has_its_line(self, own_database, tmp_path):
+        """Config, database, migrations, invariants, outbox and SMTP each print one line."""
+        result = solaris("doctor", env=cli_env(own_database, SOLARIS_CONFIG=str(repo_dir / "litellm-config.yaml")))
+        assert result.returncode == 0, result.stdout
+        for name in ("config:", "database:", "migrations:", "replaying the ledger", "outbox:", "smtp:"):
+            assert name in result.stdout
+
+    def test_an_unreachable_smtp_server_fails_the_check(self, own_database):
+        """SMTP_HOST pointing nowhere: the smtp line says FAIL and the exit code is 1."""
+        from tests.support.harness import free_port
+
+        result = solaris("doctor", env=cli_env(own_database, SMTP_HOST="127.0.0.1", SMTP_PORT=str(free_port())))
+        assert result.returncode == 1
+        assert "FAIL  smtp" in result.stdout
+
+    def test_dead_letters_fail_the_outbox_check(self, own_database):
+        """A dead alert is reported, with where to look."""
+        with psycopg.connect(own_database, autocommit=True) as connection:
+            connection.execute("SELECT solaris.credit('z', 5, 1000, 't', 'r')")
+            connection.execute("UPDATE solaris.alerts SET status = 'dead'")
+        result = solaris("doctor", env=cli_env(own_database))
+        assert result.returncode == 1 and "FAIL  outbox" in result.stdout and "1 dead" in result.stdout
+
+    def test_an_unreachable_database_is_reported_not_raised(self):
+        """No database: a FAIL line for it, no traceback."""
+        result = solaris("doctor", env=cli_env("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"))
+        assert result.returncode == 1 and "FAIL  database" in result.stdout
+        assert "Traceback" not in result.stderr
+
+    def test_a_missing_schema_says_to_migrate(self, empty_database):
+        """A database never migrated: the migrations line says to run `solaris migrate`."""
+        result = solaris("doctor", env=cli_env(empty_database))
+        assert "solaris migrate" in result.stdout and result.returncode == 1
