@@ -198,6 +198,16 @@ def _apply(
         remaining_tokens=reservation.remaining_tokens,
     )
     if reservation.outcome == "exhausted":
+        # Other answers still in progress hold what this call needs: it fits once they end,
+        # so the person is told to wait, not to shorten the message or ask for credits.
+        free_of_calls_in_flight = reservation.credited_tokens - reservation.debited_tokens
+        if reservation.reserved_tokens > 0 and free_of_calls_in_flight >= plan.minimum_tokens:
+            raise QuotaExhausted(
+                "quota_held",
+                needed_tokens=plan.minimum_tokens,
+                remaining_tokens=max(0, reservation.remaining_tokens),
+                **fields,
+            )
         # Past the last warning it is "used up" (and the block e-mail goes out, see
         # solaris.reserve); before it, only this call is too big for what is left.
         last_warning = max(settings.alert_thresholds, default=1.0)

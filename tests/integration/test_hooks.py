@@ -220,6 +220,26 @@ class TestSolarisCallback:
         assert "mensagem mais curta" in message and "restam 1000" in message
         assert "acabou" not in message
 
+    @pytest.mark.parametrize(("locale", "words"), [("pt-BR", "Espere a outra resposta terminar"), ("en", "Wait for")])
+    def test_a_call_refused_for_what_answers_in_progress_hold_says_to_wait(self, database_url, locale, words):
+        """An answer in progress holds the allowance: the next message is told to wait for it, with what
+        it holds, not to be shorter and not that the quota ended."""
+        user_id = f"held-{uuid.uuid4().hex}"
+
+        async def scenario(callback, service):
+            await callback.async_pre_call_hook(key, None, request_data(user_id, uuid.uuid4().hex), "acompletion")
+            held = await balance(service, user_id)
+            with pytest.raises(HTTPException) as refused:
+                await callback.async_pre_call_hook(key, None, request_data(user_id, uuid.uuid4().hex), "acompletion")
+            return held, refused.value
+
+        held, error = run_with_callback(database_url, scenario, locale=locale)
+        message = error.detail["error"]["message"]
+        assert held.reserved_tokens > 0 and held.debited_tokens == 0
+        assert error.status_code == 429
+        assert words in message and str(held.reserved_tokens) in message
+        assert not any(text in message for text in ("mais curta", "shorter", "acabou", "used up"))
+
     @pytest.mark.parametrize(("title_calls", "charged"), [("charge", True), ("free", False)])
     def test_title_calls_are_charged_unless_configured_free(self, database_url, title_calls, charged):
         """LibreChat's title call reserves like any call by default, and nothing with title_calls: free."""
