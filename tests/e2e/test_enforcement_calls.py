@@ -173,7 +173,10 @@ class TestCallsThatEndWithoutANormalSettle:
         """Before: a stream failing mid-way released its whole reservation (free content)."""
         received = []
         with pytest.raises(openai.APIError):
-            for chunk in chat(openai_client, user_id, "[[die_after=8]] [[tokens=200]] conte", stream=True):
+            # The pauses let each chunk reach the client before the connection drops; without them
+            # a loaded machine reads the chunks and the reset together, and LiteLLM raises first.
+            prompt = "[[die_after=8]] [[chunk_sleep=0.05]] [[tokens=200]] conte"
+            for chunk in chat(openai_client, user_id, prompt, stream=True):
                 received += [choice.delta.content or "" for choice in chunk.choices]
         assert "".join(received).split(), "content reached the client before the break"
         account = strict_admin.settled_account(user_id)
