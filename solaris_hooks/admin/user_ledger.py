@@ -10,7 +10,7 @@ from solaris_hooks.admin.accounts import find
 from solaris_hooks.db.pages import fetch_page
 from solaris_hooks.quota.identity import LocalPartCase
 
-ledger_kinds = ("grant", "credit", "reserve", "settle", "release", "expire", "adjust")
+ledger_kinds = ("grant", "credit", "reserve", "extend", "settle", "release", "expire", "adjust")
 
 
 async def ledger_page(

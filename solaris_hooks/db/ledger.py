@@ -65,10 +65,13 @@ async def reserve(
     model: str | None,
     factor: float,
     thresholds: Sequence[float] = (),
+    metered: bool = False,
 ) -> Reservation:
+    """Reserve a call; a metered one (a stream) is grown by grow_reservation as it delivers,
+    and is charged what it holds if it expires."""
     async with connection.cursor(row_factory=class_row(Reservation)) as cursor:
         await cursor.execute(
-            sql("db/reserve"),
+            sql("db/reserve_metered" if metered else "db/reserve"),
             {
                 "user_id": user_id,
                 "call_id": call_id,
@@ -230,6 +233,19 @@ async def extend_reservation(connection: AsyncConnection, call_id: str, ttl_s: i
     cursor = await connection.execute(sql("db/extend_reservation"), {"call_id": call_id, "ttl_s": ttl_s})
     row = await cursor.fetchone()
     return bool(row and row[0])
+
+
+async def grow_reservation(
+    connection: AsyncConnection, call_id: str, *, wanted_tokens: int, minimum_tokens: int, ttl_s: int
+) -> int:
+    """Grow a pending metered reservation by up to wanted_tokens, at least minimum_tokens, from
+    what the user has free, and push its expiry; returns the tokens added (0: refused)."""
+    cursor = await connection.execute(
+        sql("db/grow_reservation"),
+        {"call_id": call_id, "wanted_tokens": wanted_tokens, "minimum_tokens": minimum_tokens, "ttl_s": ttl_s},
+    )
+    row = await cursor.fetchone()
+    return int(row[0]) if row else 0
 
 
 async def learn_margin(

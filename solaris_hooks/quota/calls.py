@@ -14,6 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from solaris_hooks.logs import log_event
+from solaris_hooks.quota.stream_meter import StreamMeter
 from solaris_hooks.quota.usage import count_text_tokens
 
 # Calls between their pre-call hook and their success or failure event. Bounded: a call
@@ -66,11 +67,17 @@ class CallInFlight:
     # Text a stream has delivered so far: what is charged if it ends without usage.
     delivered: list[str] = field(default_factory=list)
     renewed_at_s: float = field(default_factory=time.monotonic)
+    # A metered stream: its reservation grows as it delivers (solaris_hooks.quota.streams).
+    meter: StreamMeter | None = None
 
     def counted_raw_tokens(self, text: str = "") -> int:
         """Our own count of the call: the prompt estimate plus the text delivered, at most what
         the reservation (an upper bound of the call) covers: an estimate never overcharges."""
-        counted = self.prompt_tokens + count_text_tokens(text or "".join(self.delivered), self.model)
+        if self.meter is not None and not text:
+            # Chunk by chunk, as metered: an upper bound of the provider's count of the whole.
+            counted = self.prompt_tokens + self.meter.completion_tokens
+        else:
+            counted = self.prompt_tokens + count_text_tokens(text or "".join(self.delivered), self.model)
         if self.reserved_tokens is not None and self.factor > 0:
             counted = min(counted, math.floor(self.reserved_tokens / self.factor))
         return counted

@@ -28,9 +28,10 @@ from solaris_hooks.quota.calls import CallInFlight, adopt_call_id, keep_our_call
 from solaris_hooks.quota.estimate import plan_call
 from solaris_hooks.quota.identity import resolve_identity
 from solaris_hooks.quota.learned_margins import teaches_margin
-from solaris_hooks.quota.plan import Plan
+from solaris_hooks.quota.plan import Plan, platform_tokens
 from solaris_hooks.quota.rate_limits import CountingCache
 from solaris_hooks.quota.state import QuotaState
+from solaris_hooks.quota.stream_meter import StreamMeter
 from solaris_hooks.quota.title_calls import cap_title_completion, is_title_call
 from solaris_hooks.settings import Settings
 
@@ -112,19 +113,23 @@ async def _reserve_call(
             retry_after_s=refusal.params["retry_after_s"],
         )
         raise
+    chunk_tokens = _stream_chunk_tokens(data, call_type, plan, settings)
     try:
         async with state.database.connection() as connection:
             reservation = await ledger.reserve(
                 connection,
                 user_id=user_id,
                 call_id=call_id,
-                wanted_tokens=plan.wanted_tokens,
+                wanted_tokens=plan.wanted_tokens
+                if not chunk_tokens
+                else platform_tokens(plan.prompt_bound_tokens + chunk_tokens, plan.factor),
                 minimum_tokens=plan.minimum_tokens,
                 default_tokens=settings.default_tokens_per_user,
                 ttl_s=settings.reservation_ttl_s,
                 model=model,
                 factor=plan.factor,
                 thresholds=settings.alert_thresholds,
+                metered=bool(chunk_tokens),
             )
     except DatabaseUnavailable as error:
         if settings.fail_mode == "open":
@@ -145,7 +150,16 @@ async def _reserve_call(
             return None
         log_event("database_unavailable", logging.ERROR, user_id=user_id, call_id=call_id, error=str(error))
         raise
-    _apply(reservation, plan, data, user_id, call_id, settings)
+    _apply(reservation, plan, data, user_id, call_id, settings, metered_stream=bool(chunk_tokens))
+    meter = None
+    if chunk_tokens and reservation.outcome == "reserved":
+        meter = StreamMeter(
+            prompt_bound_tokens=plan.prompt_bound_tokens,
+            factor=plan.factor,
+            reserved_tokens=reservation.reserved,
+            chunk_tokens=chunk_tokens,
+            chunk_tokens_max=max(chunk_tokens, settings.stream_chunk_tokens_max),
+        )
     state.calls.remember(
         call_id,
         CallInFlight(
@@ -158,9 +172,29 @@ async def _reserve_call(
             reserved_tokens=reservation.reserved,
             learns_margin=teaches_margin(call_type) and not free,
             charge_raw_tokens=plan.settle_raw_tokens(reservation.reserved),
+            meter=meter,
         ),
     )
     return user_id
+
+
+def _stream_chunk_tokens(data: dict, call_type: str, plan: Plan, settings: Settings) -> int:
+    """The first chunk of completion a metered stream reserves; 0: reserve the worst case.
+
+    Metered: streamed chat completions of one choice, charged by usage, whose worst case is
+    more than the prompt and one chunk. Other streamed routes keep the worst case."""
+    chunk_tokens = settings.stream_chunk_tokens
+    metered = (
+        call_type == "acompletion"
+        and data.get("stream") is True
+        and chunk_tokens > 0
+        and plan.factor > 0
+        and plan.choices == 1
+        and not plan.priced
+        and not plan.charged_by_plan
+        and plan.completion_tokens_max > chunk_tokens
+    )
+    return chunk_tokens if metered else 0
 
 
 def _plan(data: dict, call_type: str, factor: float, margin: PromptMargin, settings: Settings) -> Plan:
@@ -172,11 +206,21 @@ def _plan(data: dict, call_type: str, factor: float, margin: PromptMargin, setti
 
 
 def _apply(
-    reservation: ledger.Reservation, plan: Plan, data: dict, user_id: str, call_id: str, settings: Settings
+    reservation: ledger.Reservation,
+    plan: Plan,
+    data: dict,
+    user_id: str,
+    call_id: str,
+    settings: Settings,
+    metered_stream: bool = False,
 ) -> None:
-    """Bound the call's completion to what was reserved, or raise the refusal the outcome means."""
+    """Bound the call's completion to what was reserved, or raise the refusal the outcome means.
+
+    A metered stream holds only a first chunk: its completion is bounded by what the user had
+    free when it started (the outer bound), and the stream grows the reservation up to it."""
     if reservation.outcome == "reserved":
-        plan.write_bound(data, reservation.reserved)
+        free_at_start = reservation.reserved + max(0, reservation.remaining_tokens)
+        plan.write_bound(data, free_at_start if metered_stream else reservation.reserved)
         return
     if reservation.outcome == "duplicate":
         # Our keys are fresh per request, so this means something reused one: never let a

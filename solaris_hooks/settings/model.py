@@ -45,6 +45,12 @@ class Settings(BaseModel):
     # Completion budget reserved, and written into the request, when a call sets no
     # max_tokens: without a bound the upstream could spend more than we reserved.
     completion_tokens_default: int = Field(4096, ge=1, le=1_000_000)
+    # Streamed chat calls are metered: they reserve the prompt and this many raw completion
+    # tokens, and the stream grows the reservation before delivering beyond it, each growth
+    # twice the last, up to stream_chunk_tokens_max (few round trips for long answers).
+    # 0: streams reserve the worst case, as other calls do.
+    stream_chunk_tokens: int = Field(128, ge=0, le=1_000_000)
+    stream_chunk_tokens_max: int = Field(2048, ge=1, le=1_000_000)
     # Every route has a rule: `charge` (bounded before the call, charged after; only the
     # routes solaris_hooks can bound), `free` (no reservation, no charge) or `refuse` (403
     # naming the route and this setting). Merged over the defaults: chat, completions,

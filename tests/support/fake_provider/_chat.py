@@ -188,7 +188,7 @@ async def chat_completions(request: Request) -> Response:
             yield chunk(index, {"role": "assistant", "content": "", "refusal": None}), False
         for position in range(per_choice):
             for index in range(choices):
-                yield chunk(index, {"content": "ok" if position == 0 else " ok"}), True
+                yield chunk(index, {"content": _stream_word(position)}), True
         for index in range(choices):
             yield chunk(index, {}, finish), False
         if include_usage:
@@ -277,3 +277,11 @@ async def completions(request: Request) -> Response:
         yield "data: [DONE]\n\n", False
 
     return event_stream(call, events())
+
+
+def _stream_word(position: int) -> str:
+    """One cl100k token per content event; every 50th differs, since LiteLLM breaks a stream of
+    100 identical chunks (REPEATED_STREAMING_CHUNK_LIMIT) and real answers never repeat so."""
+    if position == 0:
+        return "ok"
+    return " no" if position % 50 == 0 else " ok"

@@ -1,0 +1,143 @@
+"""Metered streams (issue 14) through a real proxy with the shipped defaults (1,000 tokens,
+factor 0.376): a streamed chat call holds its prompt and a chunk, grows as it delivers, and
+ends cleanly with a notice when the allowance is used up."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+
+import httpx
+import psycopg
+import pytest
+
+from tests.support.harness import AdminClient
+from tests.support.suite import charged, master_key, proxy_of_its_own
+
+allowance = 1000
+factor = 0.376
+cut_notices = ("[Resposta interrompida", "[Answer cut")
+
+
+@pytest.fixture(scope="module")
+def metered(database_url, fake_provider, tmp_path_factory):
+    settings = {"default_tokens_per_user": allowance, "conversion_factor": factor, "sweep_interval_s": 0.5}
+    with proxy_of_its_own(
+        database_url, fake_provider.base_url, tmp_path_factory.mktemp("metered"), settings, "metered-proxy.log"
+    ) as process:
+        yield process, process.database_url
+
+
+@pytest.fixture
+def admin(metered) -> AdminClient:
+    return AdminClient(metered[0].base_url, master_key)
+
+
+@pytest.fixture
+def user_id() -> str:
+    return f"metered-{uuid.uuid4().hex[:12]}"
+
+
+def stream_chat(base_url: str, user_id: str, text: str, lines_max: int | None = None) -> dict:
+    """One streamed call without max_tokens, read as a client reads it: status, content, end."""
+    body = {"model": "fake-model", "stream": True, "messages": [{"role": "user", "content": text}]}
+    headers = {"Authorization": f"Bearer {master_key}", "x-litellm-end-user-id": user_id}
+    result: dict = {"status": None, "content": "", "finish_reasons": [], "done": False, "chunks": 0}
+    with httpx.stream("POST", f"{base_url}/v1/chat/completions", json=body, headers=headers, timeout=60) as response:
+        result["status"] = response.status_code
+        if response.status_code != 200:
+            result["content"] = response.read().decode()
+            return result
+        for index, line in enumerate(response.iter_lines()):
+            if lines_max is not None and index >= lines_max:
+                return result  # the client walks away
+            if not line.startswith("data: "):
+                continue
+            if line == "data: [DONE]":
+                result["done"] = True
+                continue
+            chunk = json.loads(line[6:])
+            for choice in chunk.get("choices") or []:
+                content = (choice.get("delta") or {}).get("content")
+                if content:
+                    result["content"] += content
+                    result["chunks"] += 1
+                if choice.get("finish_reason"):
+                    result["finish_reasons"].append(choice["finish_reason"])
+    return result
+
+
+def concurrently(count: int, call) -> list[dict]:
+    results: list[dict] = [{} for _ in range(count)]
+
+    def one(position: int) -> None:
+        results[position] = call()
+
+    threads = [threading.Thread(target=one, args=(position,)) for position in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    return results
+
+
+def ledger_rows(database_url: str, user_id: str) -> list[tuple]:
+    with psycopg.connect(database_url) as connection:
+        return connection.execute(
+            "SELECT kind, tokens, raw_tokens, call_id FROM solaris.ledger WHERE user_id = %s ORDER BY id", (user_id,)
+        ).fetchall()
+
+
+def test_two_concurrent_streams_without_max_tokens_are_both_answered(metered, admin, user_id):
+    """Before: the first call reserved ceil((prompt + 4096) × 0.376) > 1,000 and the second was refused."""
+    results = concurrently(
+        2, lambda: stream_chat(metered[0].base_url, user_id, "[[chunk_sleep=0.02]] [[tokens=60]] oi")
+    )
+    assert [result["status"] for result in results] == [200, 200], results
+    assert all(result["done"] and result["finish_reasons"] == ["stop"] for result in results), results
+    assert all(result["chunks"] == 60 for result in results)
+    account = admin.settled_account(user_id)
+    assert 0 < account["used_tokens"] <= account["credited_tokens"]
+
+
+def test_ten_streams_past_the_allowance_all_end_cleanly_and_spend_no_more_than_it(metered, admin, user_id):
+    results = concurrently(
+        10, lambda: stream_chat(metered[0].base_url, user_id, "[[chunk_sleep=0.01]] [[tokens=400]] conte")
+    )
+    assert [result["status"] for result in results] == [200] * 10, [r["content"][:200] for r in results]
+    assert all(result["done"] and len(result["finish_reasons"]) == 1 for result in results), results
+    cut = [result for result in results if result["finish_reasons"] == ["length"]]
+    assert cut, "400 × 10 raw tokens at 0.376 is more than 1,000: some answer must be cut"
+    assert all(any(notice in result["content"] for notice in cut_notices) for result in cut)
+    account = admin.settled_account(user_id)
+    assert account["used_tokens"] <= account["credited_tokens"], account
+    rows = ledger_rows(metered[1], user_id)
+    settles = [row for row in rows if row[0] == "settle"]
+    assert len(settles) == 10
+    # Every call is charged its raw tokens at the factor, rounded up, and the account's used
+    # tokens are exactly those charges; each call paid at least the completion it delivered.
+    assert all(tokens == charged(raw) for _, tokens, raw, _ in settles)
+    assert account["used_tokens"] == sum(tokens for _, tokens, _, _ in settles)
+    delivered = sum(result["chunks"] - (1 if result in cut else 0) for result in results)
+    assert sum(raw for _, _, raw, _ in settles) >= delivered
+    assert account["used_tokens"] >= allowance - charged(400), "the allowance is spent, not held back"
+    assert any(row[0] == "extend" for row in rows)
+
+
+def test_a_provider_error_mid_stream_is_charged_what_was_delivered(metered, admin, user_id):
+    result = stream_chat(metered[0].base_url, user_id, "[[die_after=8]] [[tokens=200]] conte")
+    assert result["chunks"] >= 1
+    account = admin.settled_account(user_id)
+    assert charged(8) <= account["used_tokens"] < charged(200), account
+
+
+def test_a_client_that_leaves_while_the_stream_grows_is_charged_what_it_was_sent(metered, admin, user_id):
+    """The client walks away around the first growths (128 raw tokens held, then 256 more)."""
+    for lines_max in (250, 262, 274):  # two lines per event: about 125 to 137 chunks read
+        stream_chat(metered[0].base_url, user_id, "[[chunk_sleep=0.005]] [[tokens=2000]] longa", lines_max=lines_max)
+    account = admin.settled_account(user_id)
+    assert account["used_tokens"] >= 3 * charged(100), account
+    assert account["used_tokens"] <= account["credited_tokens"]
+    kinds = [row[0] for row in ledger_rows(metered[1], user_id)]
+    assert kinds.count("reserve") == 3 and kinds.count("settle") == 3, kinds
