@@ -4,6 +4,7 @@ service. The spool on its own: tests/unit/test_outage.py; a proxy: tests/e2e/tes
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import threading
@@ -54,6 +55,20 @@ async def reserve(service: QuotaService, user_id: str, call_id: str, wanted_toke
 async def resolve(service: QuotaService, call_id: str, kind: str) -> None:
     async with service.connection() as connection:
         await ledger.resolve(connection, call_id=call_id, kind=kind)
+
+
+async def database_answers(service: QuotaService, timeout_s: float = 30) -> None:
+    """Wait until the service gets a working connection again."""
+    deadline_s = time.monotonic() + timeout_s
+    while True:
+        try:
+            async with service.connection() as connection:
+                await connection.execute("SELECT 1")
+            return
+        except DatabaseUnavailable:
+            if time.monotonic() > deadline_s:
+                raise
+            await asyncio.sleep(0.1)
 
 
 async def account(service: QuotaService, user_id: str) -> ledger.Balance:
@@ -297,6 +312,10 @@ class TestRecovery:
                 assert await service.release_call(call_id + "-other") == ledger.Resolution("unknown", 0)
             finally:
                 stoppable_postgres.start()
+            # "After the outage": once this service's pool reaches the restarted server again
+            # (right after a restart a loaded machine can still refuse the first connection,
+            # and the settle would then go to the spool, a case of its own tested elsewhere).
+            await database_answers(service)
             resolution = await service.settle_call(data["litellm_call_id"], 90, "m", None)
             return resolution, await account(service, user_id)
 
