@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import re
+from functools import cache
 from pathlib import Path
 
 from solaris_hooks.admin.accounts import sort_orders
@@ -18,6 +19,7 @@ sql_statement = re.compile(
 )
 
 
+@cache  # each module is parsed once for all the tests here
 def string_literals(path: Path) -> list[str]:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     return [node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)]
