@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import logging
 
+from psycopg import AsyncConnection
+
 from solaris_hooks.db import ledger
 from solaris_hooks.exceptions import DatabaseUnavailable
 from solaris_hooks.logs import log_event
+from solaris_hooks.quota.plan import platform_tokens
 from solaris_hooks.quota.spool import SpoolEntry
 from solaris_hooks.quota.state import QuotaState
+from solaris_hooks.quota.stream_meter import StreamMeter
 from solaris_hooks.quota.usage import Usage, delivered_text, reported_usage
 
 
@@ -65,6 +69,8 @@ async def settle_call(
         if call is not None and not call.metered:
             return await charge_spooled(state, entry)
         async with state.database.connection() as connection:
+            if call is not None and call.meter is not None:
+                await _cover_reported_usage(state, connection, call_id, call.meter, raw_tokens)
             resolution = await ledger.resolve(
                 connection,
                 call_id=call_id,
@@ -93,6 +99,25 @@ async def settle_call(
     if resolution.state != "settled" or (call is None and not resolution.charged_tokens):
         log_event("settle_ignored", logging.WARNING, call_id=call_id, state=resolution.state, raw_tokens=raw_tokens)
     return resolution
+
+
+async def _cover_reported_usage(
+    state: QuotaState, connection: AsyncConnection, call_id: str, meter: StreamMeter, raw_tokens: int
+) -> None:
+    """A provider may bill a metered stream more than its chunks counted (hidden reasoning, a
+    tokenizer that counts more): grow the reservation to its usage, from what is free, so the
+    settle charges that usage and still no more than is held, nor past what was credited."""
+    shortfall_tokens = platform_tokens(raw_tokens, meter.factor) - meter.reserved_tokens
+    if shortfall_tokens > 0:
+        meter.grown(
+            await ledger.grow_reservation(
+                connection,
+                call_id,
+                wanted_tokens=shortfall_tokens,
+                minimum_tokens=1,
+                ttl_s=state.settings.reservation_ttl_s,
+            )
+        )
 
 
 async def settle_delivered(state: QuotaState, call_id: str) -> ledger.Resolution | None:

@@ -39,9 +39,9 @@ def user_id() -> str:
     return f"metered-{uuid.uuid4().hex[:12]}"
 
 
-def stream_chat(base_url: str, user_id: str, text: str, lines_max: int | None = None) -> dict:
+def stream_chat(base_url: str, user_id: str, text: str, lines_max: int | None = None, **extra: object) -> dict:
     """One streamed call without max_tokens, read as a client reads it: status, content, end."""
-    body = {"model": "fake-model", "stream": True, "messages": [{"role": "user", "content": text}]}
+    body = {"model": "fake-model", "stream": True, "messages": [{"role": "user", "content": text}], **extra}
     headers = {"Authorization": f"Bearer {master_key}", "x-litellm-end-user-id": user_id}
     result: dict = {"status": None, "content": "", "finish_reasons": [], "done": False, "chunks": 0}
     with httpx.stream("POST", f"{base_url}/v1/chat/completions", json=body, headers=headers, timeout=60) as response:
@@ -123,6 +123,36 @@ def test_ten_streams_past_the_allowance_all_end_cleanly_and_spend_no_more_than_i
     assert sum(raw for _, _, raw, _ in settles) >= delivered
     assert account["used_tokens"] >= allowance - charged(400), "the allowance is spent, not held back"
     assert any(row[0] == "extend" for row in rows)
+
+
+def test_hidden_reasoning_the_provider_bills_is_charged_though_never_streamed(metered, admin, user_id):
+    """A reasoning model bills thinking it never sends: our chunk count covers 20 tokens, the
+    provider's usage says 420 more. Before: the settle was capped at what the stream held (its
+    prompt and first chunk), so the reasoning was free; now the reservation grows to the usage."""
+    result = stream_chat(
+        metered[0].base_url,
+        user_id,
+        "[[tokens=20]] [[reasoning=400]] pense",
+        stream_options={"include_usage": True},
+    )
+    assert result["status"] == 200 and result["done"] and result["chunks"] == 20, result
+    account = admin.settled_account(user_id)
+    assert charged(420) < account["used_tokens"] <= account["credited_tokens"], account
+    settle = next(row for row in ledger_rows(metered[1], user_id) if row[0] == "settle")
+    assert settle[1] == charged(settle[2]) and settle[2] > 420, settle
+
+
+def test_reasoning_past_what_is_free_is_charged_up_to_the_allowance_and_no_further(metered, admin, user_id):
+    """Usage beyond what the user has free is charged up to the allowance: never an overspend."""
+    result = stream_chat(
+        metered[0].base_url,
+        user_id,
+        "[[tokens=20]] [[reasoning=9000]] pense muito",
+        stream_options={"include_usage": True},
+    )
+    assert result["status"] == 200 and result["done"], result
+    account = admin.settled_account(user_id)
+    assert account["used_tokens"] == account["credited_tokens"] == allowance, account
 
 
 def test_a_provider_error_mid_stream_is_charged_what_was_delivered(metered, admin, user_id):

@@ -46,7 +46,8 @@ The prompt steers it (directives in any string of the request, so the proxy forw
 untouched): ``[[tokens=N]]`` N completion tokens per choice (capped by the request's
 limit); ``[[fail=CODE]]`` that HTTP error; ``[[sleep=S]]`` wait first; ``[[prompt_scale=X]]``
 report input tokens × X rounded up (a tokenizer that counts more than ours);
-``[[no_usage]]`` omit the usage block, streamed or not; ``[[chunk_sleep=S]]`` wait S
+``[[reasoning=N]]`` N hidden reasoning tokens billed as completion tokens (within the limit) and never
+sent; ``[[no_usage]]`` omit the usage block, streamed or not; ``[[chunk_sleep=S]]`` wait S
 seconds after each content event of a stream (a slow answer, up to 60 s); ``[[die_after=K]]`` streamed: K
 content chunks, then the connection breaks with no final chunk or [DONE]; not streamed:
 the connection closes with no answer. Without ``[[tokens=N]]`` it answers with the

@@ -100,14 +100,14 @@ def chat_prompt_tokens(body: dict, fast: bool = False) -> int:
     return tokens
 
 
-def _usage(prompt_tokens: int, completion_tokens: int) -> dict:
+def _usage(prompt_tokens: int, completion_tokens: int, reasoning_tokens: int = 0) -> dict:
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
         "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
         "completion_tokens_details": {
-            "reasoning_tokens": 0,
+            "reasoning_tokens": reasoning_tokens,
             "audio_tokens": 0,
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,
@@ -141,7 +141,11 @@ async def chat_completions(request: Request) -> Response:
     limit = call.body.get("max_completion_tokens") or call.body.get("max_tokens")
     per_choice = call.completion_tokens(limit)
     prompt_tokens = scaled(chat_prompt_tokens(call.body, call.fast), call.prompt_scale)
-    usage = _usage(prompt_tokens, per_choice * choices)
+    # OpenAI's reasoning models bill hidden reasoning as completion tokens, within the same
+    # completion limit as the visible answer, and never send it.
+    bounded = isinstance(limit, int) and not isinstance(limit, bool) and limit > 0
+    reasoning = min(call.reasoning_tokens, limit - per_choice) if bounded else call.reasoning_tokens
+    usage = _usage(prompt_tokens, (per_choice + reasoning) * choices, reasoning * choices)
     finish = _finish_reason(per_choice, limit)
     call_id, created = f"chatcmpl-{uuid.uuid4().hex}", int(time.time())
 

@@ -69,6 +69,11 @@ class Call:
         return self.directives.get("prompt_scale")
 
     @property
+    def reasoning_tokens(self) -> int:
+        """`[[reasoning=N]]`: hidden reasoning tokens, billed as completion tokens, never streamed."""
+        return int(self.directives.get("reasoning", 0))
+
+    @property
     def no_usage(self) -> bool:
         return "no_usage" in self.directives
 

@@ -25,7 +25,8 @@ reply_priming_tokens = 3
 # each function, which we round into one overhead per definition.
 definition_overhead_tokens = 12
 
-_directive = re.compile(r"\[\[(tokens|fail|sleep|prompt_scale|die_after|chunk_sleep)=([0-9.]+)\]\]|\[\[(no_usage)\]\]")
+_directive_names = "tokens|fail|sleep|prompt_scale|die_after|chunk_sleep|reasoning"
+_directive = re.compile(rf"\[\[({_directive_names})=([0-9.]+)\]\]|\[\[(no_usage)\]\]")
 _walk_depth_max = 32
 
 
