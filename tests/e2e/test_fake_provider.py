@@ -140,7 +140,10 @@ class TestThroughPlainLiteLLM:
         received: list[str] = []
         with pytest.raises(openai.APIError):
             for chunk in proxied.chat.completions.create(
-                model="fake-model", stream=True, messages=user("hi [[tokens=9]] [[die_after=2]]")
+                # Paced, so the two chunks reach the client before the drop on a loaded machine too.
+                model="fake-model",
+                stream=True,
+                messages=user("hi [[tokens=9]] [[die_after=2]] [[chunk_sleep=0.05]]"),
             ):
                 received += [choice.delta.content for choice in chunk.choices if choice.delta.content]
         assert "".join(received) == "ok ok"
