@@ -32,12 +32,17 @@ An identity is plain, visible text: control characters (C0 and C1: CR, LF, NUL, 
 invisible format characters (zero-width spaces, bidi overrides), line and paragraph
 separators and lone surrogates are refused, so two accounts never look the same in a
 list, a log line is never split by an id, and nothing odd reaches a header or the ledger.
-A LibreChat that was not told how to fill its placeholder sends `{{LIBRECHAT_USER_EMAIL}}`
-literally; charging that string would make one account shared by everyone, so it is refused.
+A LibreChat that cannot fill its placeholder sends the header empty (older versions sent
+`{{LIBRECHAT_USER_EMAIL}}` literally); charging either would make one account shared by
+everyone, so both are refused with a 400 that says what to write in librechat.yaml.
+LibreChat sends a value with characters above U+00FF as `b64:<base64 of its UTF-8>`; such a
+header is decoded before all of the above (see header_text).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import logging
 import unicodedata
@@ -79,15 +84,31 @@ def header_text(value: str) -> str:
     Starlette decodes header bytes as latin-1. Node (LibreChat) sends latin-1 bytes, but
     curl and Python send UTF-8, which would otherwise be charged under mojibake
     ('joÃ£o' for 'joão'): bytes that are valid UTF-8 are read as UTF-8, others as latin-1.
+
+    LibreChat cannot put a character above U+00FF in a header, so it sends such a value as
+    `b64:` and the UTF-8 bytes in base64 (`marić@example.com` arrives as
+    `b64:bWFyacSHQGV4YW1wbGUuY29t`): that is decoded. A `b64:` value that does not decode
+    to UTF-8 text is refused, never charged under its literal spelling.
     """
     try:
         raw = value.encode("latin-1")
     except UnicodeEncodeError:
         return value  # already text (not from the wire)
+    if raw[:4].lower() == b"b64:":
+        return _base64_text(raw[4:])
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         return value
+
+
+def _base64_text(encoded: bytes) -> str:
+    """UTF-8 text from base64, standard or URL-safe, padded or not."""
+    encoded = encoded.strip().translate(bytes.maketrans(b"-_", b"+/"))
+    try:
+        return base64.b64decode(encoded + b"=" * (-len(encoded) % 4), validate=True).decode("utf-8")
+    except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+        raise IdentityRefused("identity_invalid") from None
 
 
 def validate_identity(identity: str) -> str:
@@ -157,6 +178,9 @@ def named_identity(data: dict, header_name: str, key_user_id: str | None, tracki
     for name in dict.fromkeys((*standard_identity_headers, header_name.lower())):
         value = header_value(headers, name)
         if value is not None:
+            if not value.strip():
+                # What LibreChat sends when it cannot fill the placeholder its yaml names.
+                raise IdentityRefused("identity_header_empty", header=name)
             return _text(header_text(value))
     tracking = (
         (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 
 import httpx
@@ -52,6 +53,23 @@ class TestLibreChatRequests:
         assert "".join(chunk.choices[0].delta.content or "" for chunk in chunks if chunk.choices).strip()
         assert admin.settled_account(user_id)["used_tokens"] > 0
         assert admin.account(librechat_user) is None
+
+    def test_an_address_librechat_sends_as_b64_is_charged_to_the_decoded_address(self, proxy, admin, librechat_user):
+        """LibreChat sends `marić@…` as `b64:` + base64 of its UTF-8 (no header may carry U+0107):
+        the decoded address is charged, and no account is opened under the literal value."""
+        address = f"marić-{uuid.uuid4().hex[:8]}@example.com"
+        sent = "b64:" + base64.b64encode(address.encode()).decode()
+        list(librechat_chat(librechat_client(proxy), sent, librechat_user, "[[tokens=15]] Olá!"))
+        assert admin.settled_account(address)["used_tokens"] > 0
+        assert admin.account(sent) is None and admin.account(librechat_user) is None
+
+    def test_an_empty_header_is_a_400_that_says_how_to_fix_librechat_yaml(self, proxy, librechat_user):
+        """An unfillable placeholder arrives as an empty header: refused before any account is touched."""
+        with pytest.raises(openai.BadRequestError) as refused:
+            librechat_chat(librechat_client(proxy), "", librechat_user, "Olá!")
+        message = refused.value.body["message"]
+        assert "x-litellm-end-user-id" in message and "librechat.yaml" in message, message
+        assert "{{LIBRECHAT_USER_EMAIL}}" in message
 
     def test_a_title_call_is_recorded_with_zero_tokens_when_titles_are_free(
         self, proxy, admin, user_id, librechat_user

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import unicodedata
 
@@ -159,20 +160,32 @@ class TestNamedIdentity:
         assert named_identity(data(), header, None) is None
 
     @pytest.mark.parametrize(
-        "request_data",
+        ("request_data", "code"),
         [
-            data(""),
-            data("   "),
-            data(None, ""),
-            data(None, None, metadata={"user_id": " "}),
-            data(None, None, headers={"x-litellm-customer-id": ""}),
+            (data(""), "identity_header_empty"),
+            (data("   "), "identity_header_empty"),
+            (data(None, None, headers={"x-litellm-customer-id": ""}), "identity_header_empty"),
+            (data(None, ""), "identity_missing"),
+            (data(None, None, metadata={"user_id": " "}), "identity_missing"),
         ],
     )
-    def test_a_blank_source_is_refused_not_skipped(self, request_data):
-        """A blank header or field is a misconfigured client: refused, not charged to the next source."""
+    def test_a_blank_source_is_refused_not_skipped(self, request_data, code):
+        """A blank header or field is a misconfigured client: refused, not charged to the next source.
+        A blank header is what LibreChat sends for a placeholder it cannot fill: its refusal says so."""
         with pytest.raises(IdentityRefused) as refused:
             named_identity(request_data, header, None)
-        assert refused.value.message_key == "identity_missing"
+        assert refused.value.message_key == code
+
+    def test_an_empty_header_refusal_names_the_header_and_how_to_fix_librechat_yaml(self):
+        """The 400 for an empty header names the header that came empty and the yaml line to write."""
+        from solaris_hooks import messages
+
+        with pytest.raises(IdentityRefused) as refused:
+            named_identity(data(None, None, headers={"x-litellm-customer-id": ""}), header, None)
+        for locale in messages.locales:
+            text = messages.render(refused.value.message_key, locale, **refused.value.params)
+            assert "x-litellm-customer-id" in text and "librechat.yaml" in text
+            assert "{{LIBRECHAT_USER_EMAIL}}" in text
 
     @pytest.mark.parametrize("user", [["a"], 123, {"id": "a"}, True])
     def test_a_body_user_that_is_not_text_is_refused(self, user):
@@ -188,6 +201,39 @@ class TestNamedIdentity:
         assert named_identity(request, header, "default_user_id") is None
         request["proxy_server_request"]["body"]["user"] = "default_user_id"
         assert named_identity(request, header, "default_user_id") == "default_user_id"
+
+    @pytest.mark.parametrize(
+        "sent",
+        [
+            "b64:bWFyacSHQGV4YW1wbGUuY29t",  # as LibreChat sent it
+            "B64:bWFyacSHQGV4YW1wbGUuY29t",
+            "b64:bWFyacSHQGV4YW1wbGUuY29t ",
+            "b64:" + base64.urlsafe_b64encode("marić@example.com".encode()).decode().rstrip("="),
+        ],
+    )
+    def test_a_b64_header_is_the_utf8_text_it_encodes(self, sent):
+        """LibreChat sends a header value with characters above U+00FF as `b64:` + base64 of its UTF-8."""
+        assert named_identity(data(sent), header, None) == "marić@example.com"
+        assert resolve(data(sent)) == "marić@example.com"
+
+    @pytest.mark.parametrize(
+        "sent",
+        [
+            "b64:",
+            "b64:not base64!",
+            "b64:" + base64.b64encode(b"\xff\xfe").decode(),  # not UTF-8
+            "b64:" + base64.b64encode(b"ana\n@example.com").decode(),  # decodes to a control character
+            "b64:" + base64.b64encode(b"{{LIBRECHAT_USER_EMAIL}}").decode(),
+        ],
+    )
+    def test_a_b64_header_that_is_no_identity_is_refused_not_charged_literally(self, sent):
+        """A `b64:` value is either decoded text that passes every identity check, or a 400."""
+        with pytest.raises(IdentityRefused):
+            resolve(data(sent))
+
+    def test_a_b64_value_in_the_body_user_is_not_decoded(self):
+        """Only headers carry LibreChat's encoding; the body's `user` is JSON, already any text."""
+        assert named_identity(data(None, "b64:YW5h"), header, None) == "b64:YW5h"
 
     def test_utf8_header_bytes_are_read_as_utf8(self):
         """Starlette hands headers over as latin-1: 'joão' sent as UTF-8 arrives as 'joÃ£o' and is read back."""
