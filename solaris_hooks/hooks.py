@@ -15,11 +15,16 @@ from litellm.integrations.custom_logger import CustomLogger
 from solaris_hooks import messages
 from solaris_hooks.exceptions import DatabaseUnavailable, QuotaExhausted, RateLimited, Refusal
 from solaris_hooks.logs import log_event
+from solaris_hooks.quota import refusal_edge
+from solaris_hooks.quota.refusal_answers import Answer, answer_for
+from solaris_hooks.quota.route_rules import route_of_call_type
 from solaris_hooks.quota.service import QuotaService
 from solaris_hooks.settings import Settings
 
 
-def refusal_http_error(refusal: Refusal, settings: Settings) -> HTTPException:
+def refusal_http_error(refusal: Refusal, settings: Settings, answer: Answer | None = None) -> HTTPException:
+    """The refusal for LiteLLM to raise. It is also noted for quota.refusal_edge, which sends
+    it as raised (LiteLLM would not), or, with `answer`, as that assistant message."""
     status_code = settings.refusal_status_code if isinstance(refusal, QuotaExhausted) else refusal.status_code
     params = {"header": settings.identity_header, "credits_email": settings.credits_email, **refusal.params}
     text = messages.render(refusal.message_key, settings.locale, **params)
@@ -29,11 +34,9 @@ def refusal_http_error(refusal: Refusal, settings: Settings) -> HTTPException:
     else:
         # OpenAI SDKs retry 429s unless told not to; a used-up allowance will not heal in seconds.
         headers = {"x-should-retry": "false"}
-    return HTTPException(
-        status_code=status_code,
-        detail={"error": {"message": text, "type": refusal.error_type, "code": refusal.message_key}},
-        headers=headers,
-    )
+    error = {"message": text, "type": refusal.error_type, "code": refusal.message_key}
+    refusal_edge.note_refusal(refusal_edge.Refused(status_code, error, headers, answer))
+    return HTTPException(status_code=status_code, detail={"error": error}, headers=headers)
 
 
 def unavailable_http_error(settings: Settings) -> HTTPException:
@@ -55,7 +58,10 @@ class SolarisCallback(CustomLogger):
         try:
             await self.service.reserve_call(data, str(call_type), user_api_key_dict, cache)
         except Refusal as refusal:
-            raise refusal_http_error(refusal, settings) from None
+            answer = None
+            if settings.refusal_style == "message":
+                answer = answer_for(data, route_of_call_type(str(call_type)))
+            raise refusal_http_error(refusal, settings, answer) from None
         except DatabaseUnavailable:
             raise unavailable_http_error(settings) from None
         return data

@@ -96,6 +96,11 @@ class Settings(BaseModel):
     replay_interval_s: float = Field(5, gt=0, le=3600)
     # 429 carries `x-should-retry: false` so OpenAI SDKs do not retry; 403 is never retried.
     refusal_status_code: Literal[403, 429] = 429
+    # How a refused chat or responses call is answered: `error` (the status above and an
+    # OpenAI error body, for API clients) or `message` (200, one assistant message whose
+    # text is the notice, usage 0, header x-solaris-refusal: <code>), for chat front ends
+    # that show errors badly, LibreChat among them. Other routes always get the error.
+    refusal_style: Literal["error", "message"] = "error"
     # Keys that may name the end user (headers or body `user`), besides the master key,
     # which always may: aliases or raw keys (or os.environ/NAME). Unset: the master key
     # only. Any other key pays for itself and may name only itself (naming someone else is

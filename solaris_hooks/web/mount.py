@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, FastAPI
 
 from solaris_hooks.litellm_proxy import proxy_app
-from solaris_hooks.quota import route_guard
+from solaris_hooks.quota import refusal_edge, route_guard
 from solaris_hooks.quota.service import QuotaService
 from solaris_hooks.web.api import admin as api_admin
 from solaris_hooks.web.api import alerts as api_alerts
@@ -75,6 +75,8 @@ def mount_routes(service: QuotaService) -> None:
     if installed(app):
         return
     include_routes(app, service_context(service))
+    # Our refusals keep their code, or become an assistant message (refusal_style: message).
+    refusal_edge.install(app)
     # Routes whose handlers never call the pre-call hook (pass-through, files, realtime…)
     # are closed at the door unless `routes` opens them.
     route_guard.install(app, lambda: service.settings)

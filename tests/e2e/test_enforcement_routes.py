@@ -59,10 +59,10 @@ def who(user_id: str) -> dict:
 
 
 def assert_refused(response: httpx.Response, status: int, code: str, *said: str) -> dict:
-    """A readable refusal: status, our code (or LiteLLM's copy of the status), words, no internals."""
+    """A readable refusal: status, our code, words, no internals."""
     assert response.status_code == status, response.text
     error = response.json()["error"]
-    assert error["code"] in (code, str(status)), error
+    assert error["code"] == code, error
     message = error["message"]
     assert len(message.split()) >= 8, message
     for fragment in said:
