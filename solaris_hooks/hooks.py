@@ -40,12 +40,13 @@ def refusal_http_error(refusal: Refusal, settings: Settings, answer: Answer | No
 
 
 def unavailable_http_error(settings: Settings) -> HTTPException:
+    """A 503 while the ledger is unreachable: an error whatever the refusal style, since
+    clients may try again once it is back."""
     text = messages.render("database_unavailable", settings.locale)
-    return HTTPException(
-        status_code=503,
-        detail={"error": {"message": text, "type": "service_unavailable", "code": "quota_unavailable"}},
-        headers={"x-should-retry": "false"},
-    )
+    error = {"message": text, "type": "service_unavailable", "code": "quota_unavailable"}
+    headers = {"x-should-retry": "false"}
+    refusal_edge.note_refusal(refusal_edge.Refused(503, error, headers))
+    return HTTPException(status_code=503, detail={"error": error}, headers=headers)
 
 
 class SolarisCallback(CustomLogger):

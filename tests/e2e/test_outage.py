@@ -146,6 +146,7 @@ class TestProxyOutage:
             assert "temporariamente indisponível" in message, message
             assert "Traceback" not in response.text and 'File "' not in response.text
             assert response.headers.get("x-should-retry") == "false"
+            assert response.json()["error"]["code"] == response.headers["x-solaris-refusal"] == "quota_unavailable"
         assert (admin.status_code, admin.json()["error"]["code"]) == (503, "database_unavailable")
 
         # Back up: the same process serves again; count the 503s between restart and recovery.
