@@ -67,7 +67,9 @@ def user_for(scenario: Scenario, index: int, users_many: int) -> str:
     return "bench-hot@example.com" if scenario.users == "hot" else f"bench-{index % users_many}@example.com"
 
 
-async def drive(base_url: str, scenario: Scenario, duration_s: float, users_many: int, offset: int = 0) -> Tally:
+async def drive(
+    base_url: str, scenario: Scenario, duration_s: float, users_many: int, offset: int = 0, text: str = prompt
+) -> Tally:
     """Keep `concurrency` requests in flight for duration_s; every request a LibreChat-like chat call.
 
     A session per round: connections idle between rounds would be closed by the
@@ -76,11 +78,17 @@ async def drive(base_url: str, scenario: Scenario, duration_s: float, users_many
     async with aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0), timeout=aiohttp.ClientTimeout(total=120)
     ) as session:
-        return await _drive(session, base_url, scenario, duration_s, users_many, offset)
+        return await _drive(session, base_url, scenario, duration_s, users_many, offset, text)
 
 
 async def _drive(
-    session: aiohttp.ClientSession, base_url: str, scenario: Scenario, duration_s: float, users_many: int, offset: int
+    session: aiohttp.ClientSession,
+    base_url: str,
+    scenario: Scenario,
+    duration_s: float,
+    users_many: int,
+    offset: int,
+    text: str,
 ) -> Tally:
     tally = Tally()
     deadline = time.perf_counter() + duration_s
@@ -89,7 +97,7 @@ async def _drive(
     async def worker() -> None:
         while time.perf_counter() < deadline:
             user = user_for(scenario, next(counter), users_many)
-            body = {"model": "fake-model", "messages": [{"role": "user", "content": prompt}], "stream": scenario.stream}
+            body = {"model": "fake-model", "messages": [{"role": "user", "content": text}], "stream": scenario.stream}
             started = time.perf_counter()
             try:
                 async with session.post(
@@ -113,7 +121,21 @@ async def _drive(
     return tally
 
 
-def write_config(path: Path, variant: str, provider_url: str) -> Path:
+async def alternate(
+    base_urls: dict[str, str], scenario: Scenario, rounds: int, duration_s: float, users_many: int, text: str = prompt
+) -> dict[str, Tally]:
+    """The same load on every proxy in alternating rounds (A B, then B A, …), so the noise of
+    this shared machine falls on all of them alike."""
+    names = tuple(base_urls)
+    tallies = {name: Tally() for name in names}
+    for round_index in range(rounds):
+        for name in names if round_index % 2 == 0 else tuple(reversed(names)):
+            tallies[name].add(await drive(base_urls[name], scenario, duration_s, users_many, text=text))
+    return tallies
+
+
+def write_config(path: Path, variant: str, provider_url: str, settings: dict | None = None) -> Path:
+    """settings: solaris_settings on top of the benchmark's own."""
     config = {
         "model_list": [
             {
@@ -123,10 +145,26 @@ def write_config(path: Path, variant: str, provider_url: str) -> Path:
         ],
         "litellm_settings": {"callbacks": callbacks[variant], "num_retries": 0},
         # Nobody runs out during a benchmark: refusals are cheaper and would flatter us.
-        "solaris_settings": {"default_tokens_per_user": 10**12},
+        "solaris_settings": {"default_tokens_per_user": 10**12, **(settings or {})},
     }
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
+
+
+def start_proxy(config: Path, database_url: str, data_dir: Path) -> ProxyProcess:
+    """`solaris run` with config on database_url; its data in data_dir, its log beside it."""
+    env: dict[str, str | None] = {
+        "SOLARIS_DATABASE_URL": database_url,
+        "LITELLM_MASTER_KEY": master_key,
+        "DATABASE_URL": None,
+        "PYTHONPATH": str(repo),
+        "SOLARIS_LOG_LEVEL": "WARNING",
+        "SMTP_HOST": None,
+        "DEFAULT_TOKENS_PER_USER": None,
+        "CONVERSION_FACTOR": None,
+        "SOLARIS_DATA_DIR": str(data_dir),
+    }
+    return ProxyProcess(config, env, data_dir.with_suffix(".log"))
 
 
 def proxy_rss_mb(proxy: ProxyProcess) -> float:
@@ -167,21 +205,11 @@ async def run(database_url: str, quick: bool, work_dir: Path) -> dict:
 
     provider_port = free_port()
     provider = start_provider(provider_port)
-    env = {
-        "SOLARIS_DATABASE_URL": database_url,
-        "LITELLM_MASTER_KEY": master_key,
-        "DATABASE_URL": None,
-        "PYTHONPATH": str(repo),
-        "SOLARIS_LOG_LEVEL": "WARNING",
-        "SMTP_HOST": None,
-        "DEFAULT_TOKENS_PER_USER": None,
-        "CONVERSION_FACTOR": None,
-    }
     proxies = {
-        variant: ProxyProcess(
+        variant: start_proxy(
             write_config(work_dir / f"{variant}.yaml", variant, f"http://127.0.0.1:{provider_port}/v1"),
-            {**env, "SOLARIS_DATA_DIR": str(work_dir / variant)},
-            work_dir / f"{variant}.log",
+            database_url,
+            work_dir / variant,
         )
         for variant in variants
     }
@@ -196,13 +224,11 @@ async def run(database_url: str, quick: bool, work_dir: Path) -> dict:
         sent = dict.fromkeys(variants, 0)
         results = []
         for scenario in scenarios:
-            tallies = {variant: Tally() for variant in variants}
-            for round_index in range(rounds):
-                order = variants if round_index % 2 == 0 else tuple(reversed(variants))
-                for variant in order:
-                    tally = await drive(proxies[variant].base_url, scenario, duration_s, users_many)
-                    tallies[variant].add(tally)
-                    sent[variant] += tally.requests
+            tallies = await alternate(
+                {variant: proxies[variant].base_url for variant in variants}, scenario, rounds, duration_s, users_many
+            )
+            for variant in variants:
+                sent[variant] += tallies[variant].requests
             base, ours = tallies["noop"].summary(), tallies["solaris"].summary()
             results.append(
                 {

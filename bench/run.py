@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 import psycopg
 
-from bench import ledger_bench, proxy_bench, reports_bench
+from bench import ledger_bench, metering_bench, proxy_bench, reports_bench
 from tests.support.harness import scratch_database
 
 repo = Path(__file__).resolve().parent.parent
@@ -110,17 +110,39 @@ def write_markdown(path: Path, figures: dict, sections: dict[str, list[tuple[str
         "What runs: an OpenAI-compatible fake provider on loopback (`tests.support.fake_provider --fast`);",
         "two LiteLLM proxies started alike, one with a no-op callback (`bench/noop_callback.py`, the",
         "baseline) and one with `solaris_hooks`; the same load on both in alternating rounds, from an",
-        "aiohttp client in the benchmark process. Ledger pairs run straight against Postgres beside the",
-        "ceiling of a single conditional `UPDATE … RETURNING`. Reports run over 1,000,000 generated rows.",
+        "aiohttp client in the benchmark process. Metered streams: two `solaris_hooks` proxies alike but",
+        "for `stream_chunk_tokens` (the default, metered; 0, the worst case reserved up front), each on",
+        "a database of its own, the same long streamed answers in alternating rounds; their ledgers",
+        "counted after (`bench/metering_bench.py`, which also runs alone). Ledger pairs run straight",
+        "against Postgres beside the ceiling of a single conditional `UPDATE … RETURNING`. Reports run",
+        "over 1,000,000 generated rows.",
         "",
         "What the figures mean, which targets are missed and why: [performance.md](performance.md).",
         "",
     ]
     for title, rows in sections.items():
-        lines += [f"## {title}", "", "| measure | value | target |", "| --- | --- | --- |"]
-        lines += [f"| {measure} | {value} | {target} |" for measure, value, target in rows]
-        lines.append("")
+        lines += section_lines(title, rows)
     path.write_text("\n".join(lines), encoding="utf-8")
+
+
+def section_lines(title: str, rows: list[tuple[str, str, str]], note: str = "") -> list[str]:
+    lines = [f"## {title}", ""] + ([note, ""] if note else [])
+    lines += ["| measure | value | target |", "| --- | --- | --- |"]
+    lines += [f"| {measure} | {value} | {target} |" for measure, value, target in rows]
+    return [*lines, ""]
+
+
+def replace_section(path: Path, title: str, rows: list[tuple[str, str, str]], note: str) -> None:
+    """Put one benchmark's section, measured on its own, into a report written by a whole run
+    (in place of its section there, or at the end); the note says when and how it was taken."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    taken = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    section = section_lines(title, rows, f"{note}, {taken}; the other sections are from the whole run above.")
+    start = lines.index(f"## {title}") if f"## {title}" in lines else len(lines)
+    end = next((index for index in range(start + 1, len(lines)) if lines[index].startswith("## ")), len(lines))
+    if start == len(lines) and lines and lines[-1]:
+        section.insert(0, "")
+    path.write_text("\n".join(lines[:start] + section + lines[end:]).rstrip("\n") + "\n", encoding="utf-8")
 
 
 async def run_all(server_url: str, quick: bool) -> dict:
@@ -133,6 +155,9 @@ async def run_all(server_url: str, quick: bool) -> dict:
     with scratch_database(server_url) as url:
         print("bench: proxy overhead …", file=sys.stderr, flush=True)
         figures["proxy"] = await proxy_bench.run(url, quick, work)
+    print("bench: metered streams …", file=sys.stderr, flush=True)
+    (work / "metering").mkdir()
+    figures["metering"] = await metering_bench.run(server_url, quick, work / "metering")
     print("bench: ledger …", file=sys.stderr, flush=True)
     figures["ledger"] = await ledger_bench.run(server_url, quick)
     print("bench: reports …", file=sys.stderr, flush=True)
@@ -157,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             figures = asyncio.run(run_all(server_url, args.quick))
     sections = {
         "Proxy overhead (solaris_hooks / no-op callback)": proxy_bench.rows(figures["proxy"]),
+        metering_bench.title: metering_bench.rows(figures["metering"]),
         "Ledger (reserve + settle pairs / single-UPDATE ceiling)": ledger_bench.rows(figures["ledger"]),
         "Reports": reports_bench.rows(figures["reports"]),
     }

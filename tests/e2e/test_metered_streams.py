@@ -119,8 +119,11 @@ def test_ten_streams_past_the_allowance_all_end_cleanly_and_spend_no_more_than_i
     # tokens are exactly those charges; each call paid at least the completion it delivered.
     assert all(tokens == charged(raw) for _, tokens, raw, _ in settles)
     assert account["used_tokens"] == sum(tokens for _, tokens, _, _ in settles)
-    delivered = sum(result["chunks"] - (1 if result in cut else 0) for result in results)
-    assert sum(raw for _, _, raw, _ in settles) >= delivered
+    # Each call's raw tokens are its prompt (one text, so one count for all ten) and exactly
+    # the completion tokens it delivered (one per chunk; a cut answer's last chunk is our notice).
+    delivered = sorted(result["chunks"] - (1 if result in cut else 0) for result in results)
+    prompts = {raw - tokens for raw, tokens in zip(sorted(raw for _, _, raw, _ in settles), delivered, strict=True)}
+    assert len(prompts) == 1 and 0 < prompts.pop() < 30, (sorted(row[2] for row in settles), delivered)
     assert account["used_tokens"] >= allowance - charged(400), "the allowance is spent, not held back"
     assert any(row[0] == "extend" for row in rows)
 
