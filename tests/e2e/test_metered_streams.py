@@ -43,7 +43,7 @@ def stream_chat(base_url: str, user_id: str, text: str, lines_max: int | None = 
     """One streamed call without max_tokens, read as a client reads it: status, content, end."""
     body = {"model": "fake-model", "stream": True, "messages": [{"role": "user", "content": text}], **extra}
     headers = {"Authorization": f"Bearer {master_key}", "x-litellm-end-user-id": user_id}
-    result: dict = {"status": None, "content": "", "finish_reasons": [], "done": False, "chunks": 0}
+    result: dict = {"status": None, "content": "", "finish_reasons": [], "done": False, "chunks": 0, "usage_chunks": 0}
     with httpx.stream("POST", f"{base_url}/v1/chat/completions", json=body, headers=headers, timeout=60) as response:
         result["status"] = response.status_code
         if response.status_code != 200:
@@ -58,6 +58,7 @@ def stream_chat(base_url: str, user_id: str, text: str, lines_max: int | None = 
                 result["done"] = True
                 continue
             chunk = json.loads(line[6:])
+            result["usage_chunks"] += bool(chunk.get("usage"))
             for choice in chunk.get("choices") or []:
                 content = (choice.get("delta") or {}).get("content")
                 if content:
@@ -143,6 +144,16 @@ def test_hidden_reasoning_the_provider_bills_is_charged_though_never_streamed(me
     assert charged(420) < account["used_tokens"] <= account["credited_tokens"], account
     settle = next(row for row in ledger_rows(metered[1], user_id) if row[0] == "settle")
     assert settle[1] == charged(settle[2]) and settle[2] > 420, settle
+
+
+def test_hidden_reasoning_is_charged_when_the_client_asks_for_no_usage(metered, admin, user_id):
+    """LibreChat streams without `stream_options`: the provider's usage is asked for upstream
+    all the same, so its reasoning is charged, and the client gets no usage chunk it did not ask for."""
+    result = stream_chat(metered[0].base_url, user_id, "[[tokens=20]] [[reasoning=400]] pense")
+    assert result["status"] == 200 and result["done"] and result["chunks"] == 20, result
+    assert not result["usage_chunks"], result
+    account = admin.settled_account(user_id)
+    assert charged(420) < account["used_tokens"] <= account["credited_tokens"], account
 
 
 def test_reasoning_past_what_is_free_is_charged_up_to_the_allowance_and_no_further(metered, admin, user_id):
