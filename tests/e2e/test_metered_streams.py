@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 
 import httpx
@@ -186,3 +187,52 @@ def test_a_client_that_leaves_while_the_stream_grows_is_charged_what_it_was_sent
     assert account["used_tokens"] <= account["credited_tokens"]
     kinds = [row[0] for row in ledger_rows(metered[1], user_id)]
     assert kinds.count("reserve") == 3 and kinds.count("settle") == 3, kinds
+
+
+def test_a_client_that_leaves_while_a_growth_waits_is_charged_what_it_was_sent(metered, admin, user_id):
+    """A growth is held in flight on purpose: the test locks the account row, so the stream's
+    first growth (at 128 raw tokens) waits on it; the client reads what it was sent, leaves
+    while that growth waits, and only then is the lock let go. The call is settled at what
+    was delivered: at least what the client read, never more than was held."""
+    stream_chat(metered[0].base_url, user_id, "[[tokens=3]] abre a conta")  # the account exists
+    before = admin.settled_account(user_id)
+    body = {
+        "model": "fake-model",
+        "stream": True,
+        "messages": [{"role": "user", "content": "[[chunk_sleep=0.005]] [[tokens=2000]] longa"}],
+    }
+    headers = {"Authorization": f"Bearer {master_key}", "x-litellm-end-user-id": user_id}
+    read_chunks = 0
+    url = f"{metered[0].base_url}/v1/chat/completions"
+    with psycopg.connect(metered[1]) as locker:
+        with httpx.stream("POST", url, json=body, headers=headers, timeout=60) as response:
+            lines = response.iter_lines()
+            next(line for line in lines if line.startswith("data: "))  # reserved: the stream runs
+            locker.execute("SELECT 1 FROM solaris.accounts WHERE user_id = %s FOR UPDATE", (user_id,))
+            for line in lines:
+                if line.startswith("data: ") and "content" in line:
+                    read_chunks += 1
+                    if read_chunks >= 120:  # short of the 128 held: the growth comes next
+                        break
+            waiting = wait_for_lock_waiters(metered[1], 1)
+        # The client is gone; the growth still waits on the lock until the locker commits.
+        locker.commit()
+    assert waiting, "the stream's growth never waited on the locked account"
+    account = admin.settled_account(user_id)
+    charged_now = account["used_tokens"] - before["used_tokens"]
+    assert charged(120) <= charged_now <= charged(128 + 30), (charged_now, account)
+    assert account["used_tokens"] <= account["credited_tokens"] and account["reserved_tokens"] == 0, account
+
+
+def wait_for_lock_waiters(database_url: str, count: int, timeout_s: float = 20) -> bool:
+    """Whether `count` sessions came to wait on a row lock within timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        while time.monotonic() < deadline:
+            waiting = connection.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+            ).fetchone()[0]
+            if waiting >= count:
+                return True
+            time.sleep(0.05)
+    return False
