@@ -44,7 +44,18 @@ lint: $(DEV_STAMP)
 check: lint
 	$(BIN)/python -m pytest -q -p no:schemathesis -p no:hypothesispytest -p no:anyio tests/unit
 
-test: lint
+# LibreChat's own client code for tests/e2e/test_librechat_client.py: @librechat/agents and
+# Node 24 (the `node` package) from the npm registry, exactly as its lock file pins them.
+# Install scripts run only where package.json's allowScripts says so (Node's own); the
+# variables opt out of any install telemetry an npm without allowScripts would run.
+LIBRECHAT_CLIENT := tests/librechat_client
+LIBRECHAT_STAMP := $(LIBRECHAT_CLIENT)/node_modules/.installed
+
+$(LIBRECHAT_STAMP): $(LIBRECHAT_CLIENT)/package.json $(LIBRECHAT_CLIENT)/package-lock.json
+	cd $(LIBRECHAT_CLIENT) && DO_NOT_TRACK=1 REOVA_ANALYTICS=false npm ci --no-audit --no-fund --loglevel=error
+	touch $(LIBRECHAT_STAMP)
+
+test: lint $(LIBRECHAT_STAMP)
 	$(BIN)/python -m pytest
 
 # Several minutes: proxy overhead, ledger and reports figures; rewrites docs/benchmarks.md.

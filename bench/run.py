@@ -103,8 +103,10 @@ def write_markdown(path: Path, figures: dict, sections: dict[str, list[tuple[str
         "## How to reproduce",
         "",
         "```sh",
-        "make bench                  # full run, about ten minutes; rewrites this file",
+        "make bench                  # full run, about a quarter of an hour; rewrites this file",
         ".venv/bin/python -m bench.run --quick   # the smoke mode the test suite runs",
+        "# metered streams alone (about six minutes), replacing their section here:",
+        ".venv/bin/python -m bench.metering_bench --markdown docs/benchmarks.md",
         "```",
         "",
         "What runs: an OpenAI-compatible fake provider on loopback (`tests.support.fake_provider --fast`);",
@@ -182,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             figures = asyncio.run(run_all(server_url, args.quick))
     sections = {
         "Proxy overhead (solaris_hooks / no-op callback)": proxy_bench.rows(figures["proxy"]),
-        metering_bench.title: metering_bench.rows(figures["metering"]),
+        # Absent from figures of runs before metered streams (--report-only).
+        **({metering_bench.title: metering_bench.rows(figures["metering"])} if "metering" in figures else {}),
         "Ledger (reserve + settle pairs / single-UPDATE ceiling)": ledger_bench.rows(figures["ledger"]),
         "Reports": reports_bench.rows(figures["reports"]),
     }

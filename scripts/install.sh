@@ -161,6 +161,7 @@ ensure_secret() { # KEY BYTES [PREFIX]
 }
 ensure_secret POSTGRES_PASSWORD 24
 ensure_secret LITELLM_MASTER_KEY 32 sk-
+ensure_secret LIBRECHAT_API_KEY 32 sk-
 ensure_secret LITELLM_SALT_KEY 32 sk-
 ensure_secret SOLARIS_SECRET_KEY 32
 ensure_secret CREDS_KEY 32
@@ -174,6 +175,11 @@ fi
 
 # Secrets written by hand must still have the shape their users expect.
 [[ $(env_get LITELLM_MASTER_KEY) == sk-* ]] || die "LITELLM_MASTER_KEY in .env must start with sk-"
+# LiteLLM takes a virtual key of sk- and at least 16 characters; it goes into JSON below.
+[[ $(env_get LIBRECHAT_API_KEY) =~ ^sk-[A-Za-z0-9._~-]{13,}$ ]] ||
+	die "LIBRECHAT_API_KEY in .env must start with sk-, be at least 16 characters long and hold only letters, digits and . _ ~ -"
+[ "$(env_get LIBRECHAT_API_KEY)" != "$(env_get LITELLM_MASTER_KEY)" ] ||
+	die "LIBRECHAT_API_KEY in .env must not be the master key: give LibreChat a key of its own"
 [[ $(env_get CREDS_KEY) =~ ^[0-9a-fA-F]{64}$ ]] || die "CREDS_KEY in .env must be 64 hex characters (32 bytes)"
 [[ $(env_get CREDS_IV) =~ ^[0-9a-fA-F]{32}$ ]] || die "CREDS_IV in .env must be 32 hex characters (16 bytes)"
 [[ $(env_get POSTGRES_PASSWORD) =~ ^[A-Za-z0-9._~-]+$ ]] ||
@@ -318,6 +324,38 @@ if command -v curl >/dev/null 2>&1; then
 	fi
 fi
 
+# HTTP status of a request to the proxy, 000 when it does not answer. The curl config
+# (headers, body) comes on stdin: keys on a command line can be read by other users.
+proxy_status() { # PATH
+	curl -sS --max-time 30 -o /dev/null -w '%{http_code}' -K - "$proxy_url$1" 2>/dev/null || true
+}
+
+# LibreChat calls with its own key (trusted_keys in litellm-config.yaml), which LiteLLM must
+# hold as a virtual key: the master key registers it once; a key that already works is left
+# alone. Only with the librechat profile: a trusted key that nothing uses is a needless risk.
+librechat_state=""
+if has_profile librechat; then
+	librechat_key=$(env_get LIBRECHAT_API_KEY)
+	if ! command -v curl >/dev/null 2>&1; then
+		librechat_state="NOT registered: curl is not installed (LibreChat's calls fail until it is)"
+	elif [ "$(printf 'header = "Authorization: Bearer %s"\n' "$librechat_key" | proxy_status /v1/models)" = 200 ]; then
+		librechat_state="known to LiteLLM (it answers)"
+	else
+		status=$(
+			{
+				printf 'header = "Authorization: Bearer %s"\n' "$master_key"
+				printf 'header = "Content-Type: application/json"\n'
+				printf 'data = "{\\"key\\": \\"%s\\", \\"key_alias\\": \\"librechat\\", \\"key_type\\": \\"llm_api\\"}"\n' "$librechat_key"
+			} | proxy_status /key/generate
+		) || true # a curl quitting before it reads stdin breaks the pipe; what it printed stands
+		if [ "$status" = 200 ]; then
+			librechat_state="registered in LiteLLM (alias librechat)"
+		else
+			librechat_state="NOT registered (HTTP $status): LibreChat's calls fail until it is; run scripts/install.sh again, or see the README (LibreChat)"
+		fi
+	fi
+fi
+
 printf '\nsolaris-hooks is running.\n\n'
 printf '  LiteLLM proxy (OpenAI API)   %s/v1\n' "$proxy_url"
 printf '  admin API health             %s/solaris/health   -> %s\n' "$proxy_url" "$admin_state"
@@ -331,6 +369,7 @@ if has_profile librechat; then
 		printf '  LibreChat                    http://%s:3080\n' "$host"
 	fi
 	printf '                               (the first account you register is its admin)\n'
+	printf '  LibreChat key                %s\n' "$librechat_state"
 fi
 if has_profile mail; then
 	printf '  mail catcher (Mailpit)       http://%s:8025\n' "$host"

@@ -21,6 +21,7 @@ import secrets
 import signal
 import subprocess
 import sys
+from collections.abc import MutableMapping
 from pathlib import Path
 
 from solaris_hooks.cli.database import cli_database_url, data_dir
@@ -45,6 +46,17 @@ def _master_key(data_dir: Path) -> tuple[str, bool]:
     return key, True
 
 
+# The shipped litellm-config.yaml trusts LibreChat's key as `os.environ/LIBRECHAT_API_KEY`, and
+# an unset variable stops the settings from loading.
+librechat_key_variable = "LIBRECHAT_API_KEY"
+
+
+def default_librechat_key(environ: MutableMapping[str, str], key: str) -> None:
+    """Put `key` in LIBRECHAT_API_KEY when that is unset or blank; a given key is kept."""
+    if not environ.get(librechat_key_variable, "").strip():
+        environ[librechat_key_variable] = key
+
+
 def run(args: argparse.Namespace) -> int:
     config = Path(args.config).resolve()
     if not config.is_file():
@@ -60,10 +72,14 @@ def run(args: argparse.Namespace) -> int:
     from solaris_hooks.db.migrations import migrate
     from solaris_hooks.settings import load_settings
 
+    key, generated = _master_key(directory)
+    # Unset, LibreChat's key is the master key, which may name users anyway: the list then
+    # trusts nothing more (and with no LiteLLM key database, as `make run` has, no other
+    # key could call at all).
+    default_librechat_key(environ, key)
     settings = load_settings(config, environ)  # fail here, readably, before the slow proxy start
     migrate(url)
 
-    key, generated = _master_key(directory)
     environ.update(
         LITELLM_MASTER_KEY=key,
         SOLARIS_CONFIG=str(config),
@@ -180,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     flush_parser.add_argument("--config", default=config)
     flush_parser.set_defaults(handler=mail_flush)
     args = parser.parse_args(argv)
+    if args.handler is not run:
+        # These commands only read the config, which lists LibreChat's key: a key nobody holds
+        # lets it load where LIBRECHAT_API_KEY is unset (a shell beside `make run`).
+        default_librechat_key(os.environ, "sk-" + secrets.token_urlsafe(32))
     try:
         return args.handler(args)
     except AdminError as error:

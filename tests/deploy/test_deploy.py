@@ -9,6 +9,7 @@ is asked to do.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -39,6 +40,7 @@ secret_name_pattern = re.compile(r"(PASSWORD|SECRET|_KEY|_KEYS|_IV)$")
 required_secrets = {
     "POSTGRES_PASSWORD",
     "LITELLM_MASTER_KEY",
+    "LIBRECHAT_API_KEY",
     "LITELLM_SALT_KEY",
     "CREDS_KEY",
     "CREDS_IV",
@@ -267,6 +269,20 @@ class TestVariables:
         unused = sorted(name for name in env_example() if not re.search(rf"\b{name}\b", text))
         assert not unused, f"in .env.example but used nowhere: {unused}"
 
+    def test_the_proxy_is_given_every_variable_its_config_reads(self):
+        """Each os.environ/NAME of litellm-config.yaml is set in the litellm service's environment."""
+
+        def references(value: object) -> set[str]:
+            if isinstance(value, str) and value.startswith("os.environ/"):
+                return {value.removeprefix("os.environ/")}
+            values = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
+            return set().union(*(references(item) for item in values))
+
+        wanted = references(yaml.safe_load((repo_dir / "litellm-config.yaml").read_text(encoding="utf-8")))
+        assert {"OPENAI_API_KEY", "LIBRECHAT_API_KEY"} <= wanted
+        given = set(environment(services()["litellm"]))
+        assert wanted <= given, f"the proxy's config reads {sorted(wanted - given)}, which compose does not set"
+
     def test_the_caddyfile_reads_only_variables_that_caddy_is_given(self):
         """Each {$VAR} of deploy/Caddyfile is set in the caddy service's environment."""
         wanted = set(re.findall(r"\{\$([A-Za-z_][A-Za-z0-9_]*)", caddyfile_path.read_text(encoding="utf-8")))
@@ -348,12 +364,12 @@ class TestProfiles:
 
 class TestLibreChat:
     def test_librechat_reaches_models_only_through_the_proxy(self):
-        """LibreChat gets no .env file and no provider key, only LITELLM_API_KEY (the master key)."""
+        """LibreChat gets no .env file and no provider key, only LITELLM_API_KEY (its own key)."""
         librechat = services()["librechat"]
         env = environment(librechat)
         assert "env_file" not in librechat
         assert "OPENAI_API_KEY" not in env
-        assert [name for name, _, _ in variables_used(env["LITELLM_API_KEY"])] == ["LITELLM_MASTER_KEY"]
+        assert [name for name, _, _ in variables_used(env["LITELLM_API_KEY"])] == ["LIBRECHAT_API_KEY"]
         for name in (
             "MONGO_URI",
             "MEILI_HOST",
@@ -364,6 +380,21 @@ class TestLibreChat:
             "JWT_REFRESH_SECRET",
         ):
             assert env.get(name), f"LibreChat needs {name}"
+
+    def test_librechat_is_not_given_the_master_key(self):
+        """No variable of the librechat service reads LITELLM_MASTER_KEY: it calls with a key of its own."""
+        for name, value in environment(services()["librechat"]).items():
+            assert "LITELLM_MASTER_KEY" not in [used for used, _, _ in variables_used(value)], name
+
+    def test_the_proxy_trusts_the_raw_key_that_librechat_calls_with(self):
+        """The shipped trusted_keys is os.environ/LIBRECHAT_API_KEY (no alias), and compose gives the
+        proxy the very variable LibreChat sends as its key, required with ${VAR:?message}."""
+        config = yaml.safe_load((repo_dir / "litellm-config.yaml").read_text(encoding="utf-8"))
+        assert config["solaris_settings"]["trusted_keys"] == ["os.environ/LIBRECHAT_API_KEY"]
+        proxy_key = variables_used(environment(services()["litellm"])["LIBRECHAT_API_KEY"])
+        librechat_key = variables_used(environment(services()["librechat"])["LITELLM_API_KEY"])
+        assert [(name, operator) for name, operator, _ in proxy_key] == [("LIBRECHAT_API_KEY", ":?")]
+        assert [(name, operator) for name, operator, _ in librechat_key] == [("LIBRECHAT_API_KEY", ":?")]
 
     def test_the_mounted_librechat_yaml_points_at_the_proxy_service(self):
         """examples/librechat.yaml's custom endpoint calls the litellm service with ${LITELLM_API_KEY}."""
@@ -478,6 +509,40 @@ exit 0
 """
 
 
+# A stand-in for `curl` that records each call: its arguments and the config it reads on
+# stdin (-K -), where install.sh puts keys. It answers by path: /v1/models 200 when
+# FAKE_KEY_KNOWN is set (the LibreChat key is in LiteLLM), else 401; /key/generate
+# FAKE_GENERATE_STATUS (200 unless set); anything else 200.
+fake_curl = r"""#!/usr/bin/env bash
+config=""
+previous=""
+for arg in "$@"; do
+	if [ "$previous" = -K ] && [ "$arg" = - ]; then config=$(cat); fi
+	previous=$arg
+done
+url=${!#}
+{
+	printf 'ARGS %s\n' "$*"
+	printf '%s\n' "$config" | sed 's/^/CONF /'
+	printf 'END\n'
+} >>"$FAKE_CURL_LOG"
+case "$url" in
+*/v1/models) if [ -n "${FAKE_KEY_KNOWN:-}" ]; then code=200; else code=401; fi ;;
+*/key/generate) code=${FAKE_GENERATE_STATUS:-200} ;;
+*) code=200 ;;
+esac
+case " $* " in *" -w "*) printf '%s' "$code" ;; esac
+case " $* " in *" -f"*) [ "$code" -lt 400 ] || exit 22 ;; esac
+exit 0
+"""
+
+
+def curl_config_string(text: str) -> str:
+    """A quoted value of a curl config file, unquoted (its escapes: \\" and \\\\)."""
+    assert text.startswith('"') and text.endswith('"'), text
+    return re.sub(r"\\(.)", r"\1", text[1:-1])
+
+
 class TestInstallScript:
     @pytest.fixture
     def checkout(self, tmp_path: Path) -> Path:
@@ -531,6 +596,7 @@ class TestInstallScript:
         assert stat.S_IMODE((checkout / ".env").stat().st_mode) == 0o600
         assert re.fullmatch(r"sk-[0-9a-f]{64}", env["LITELLM_MASTER_KEY"])
         assert re.fullmatch(r"sk-[0-9a-f]{64}", env["LITELLM_SALT_KEY"])
+        assert re.fullmatch(r"sk-[0-9a-f]{64}", env["LIBRECHAT_API_KEY"])
         assert re.fullmatch(r"[0-9a-f]{64}", env["CREDS_KEY"])
         assert re.fullmatch(r"[0-9a-f]{32}", env["CREDS_IV"])
         for name in ("POSTGRES_PASSWORD", "JWT_SECRET", "JWT_REFRESH_SECRET", "MEILI_MASTER_KEY"):
@@ -562,6 +628,117 @@ class TestInstallScript:
             "http://127.0.0.1:8025",
         ):
             assert url in output
+
+    @staticmethod
+    def answering_proxy(checkout: Path) -> dict[str, str]:
+        """Swap the refusing curl for the recording one; the environment it needs."""
+        (checkout.parent / "bin" / "curl").write_text(fake_curl, encoding="utf-8")
+        return {"FAKE_CURL_LOG": str(checkout.parent / "curl.log")}
+
+    @staticmethod
+    def curl_calls(checkout: Path) -> list[tuple[str, dict[str, list[str]]]]:
+        """Each recorded curl call: its command line, and its stdin config as name -> values."""
+        log = checkout.parent / "curl.log"
+        calls: list[tuple[str, dict[str, list[str]]]] = []
+        for block in log.read_text(encoding="utf-8").split("END\n") if log.exists() else []:
+            if not block.strip():
+                continue
+            args, *lines = block.splitlines()
+            config: dict[str, list[str]] = {}
+            for line in lines:
+                name, _, value = line.removeprefix("CONF ").partition(" = ")
+                if value:
+                    config.setdefault(name, []).append(curl_config_string(value))
+            calls.append((args.removeprefix("ARGS "), config))
+        return calls
+
+    def test_the_librechat_key_is_registered_by_the_master_key_without_being_shown(self, checkout):
+        """With LibreChat, install.sh asks LiteLLM for /key/generate with the master key and the key
+        of .env, alias librechat, on curl's stdin, never on a command line, and prints no key but the master."""
+        result = self.install(checkout, "--non-interactive", "--with-librechat", **self.answering_proxy(checkout))
+        assert result.returncode == 0, result.stdout + result.stderr
+        env = self.dotenv(checkout)
+        calls = self.curl_calls(checkout)
+        generated = [config for args, config in calls if args.endswith("http://127.0.0.1:4000/key/generate")]
+        assert len(generated) == 1, calls
+        (request,) = generated
+        assert request["header"] == [
+            f"Authorization: Bearer {env['LITELLM_MASTER_KEY']}",
+            "Content-Type: application/json",
+        ]
+        assert [json.loads(body) for body in request["data"]] == [
+            {"key": env["LIBRECHAT_API_KEY"], "key_alias": "librechat", "key_type": "llm_api"}
+        ]
+        for args, _ in calls:
+            assert env["LIBRECHAT_API_KEY"] not in args and env["LITELLM_MASTER_KEY"] not in args, args
+        output = result.stdout + result.stderr
+        assert env["LIBRECHAT_API_KEY"] not in output
+        assert "LibreChat key                registered in LiteLLM (alias librechat)" in result.stdout
+
+    def test_a_librechat_key_that_already_works_is_not_registered_again(self, checkout):
+        """A second run finds the key answering /v1/models (asked with that key) and sends no /key/generate."""
+        result = self.install(
+            checkout, "--non-interactive", "--with-librechat", FAKE_KEY_KNOWN="1", **self.answering_proxy(checkout)
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        calls = self.curl_calls(checkout)
+        checks = [config for args, config in calls if args.endswith("/v1/models")]
+        assert [config["header"] for config in checks] == [
+            [f"Authorization: Bearer {self.dotenv(checkout)['LIBRECHAT_API_KEY']}"]
+        ]
+        assert not [args for args, _ in calls if args.endswith("/key/generate")]
+        assert "LibreChat key                known to LiteLLM (it answers)" in result.stdout
+
+    def test_a_failed_registration_is_reported_and_the_install_goes_on(self, checkout):
+        """LiteLLM refusing the key (e.g. the alias is taken) ends the install normally, the summary saying so."""
+        result = self.install(
+            checkout,
+            "--non-interactive",
+            "--with-librechat",
+            FAKE_GENERATE_STATUS="400",
+            **self.answering_proxy(checkout),
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "LibreChat key                NOT registered (HTTP 400)" in result.stdout
+        assert self.dotenv(checkout)["LIBRECHAT_API_KEY"] not in result.stdout + result.stderr
+
+    def test_without_librechat_its_key_is_made_but_not_registered(self, checkout):
+        """Without the librechat profile .env still gets the key (compose needs it), but LiteLLM is not given it."""
+        result = self.install(checkout, "--non-interactive", **self.answering_proxy(checkout))
+        assert result.returncode == 0, result.stdout + result.stderr
+        key = self.dotenv(checkout)["LIBRECHAT_API_KEY"]
+        assert key.startswith("sk-")
+        calls = self.curl_calls(checkout)
+        assert calls, "install.sh did not check the proxy"
+        for args, config in calls:
+            assert not args.endswith(("/key/generate", "/v1/models")), args
+            assert key not in "\n".join(value for values in config.values() for value in values)
+        assert "LibreChat key" not in result.stdout
+
+    @pytest.mark.parametrize(
+        ("written", "complaint"),
+        [
+            ("librechat", "LIBRECHAT_API_KEY in .env must start with sk-"),
+            ('sk-0123456789abcdef"x', "LIBRECHAT_API_KEY in .env must start with sk-"),
+            ("sk-same-as-the-master-key", "must not be the master key"),
+        ],
+    )
+    def test_a_hand_written_librechat_key_of_the_wrong_shape_stops_the_install(self, checkout, written, complaint):
+        """A LIBRECHAT_API_KEY in .env that LiteLLM would refuse, or that is the master key, stops install.sh."""
+        lines = env_example_path.read_text(encoding="utf-8").splitlines()
+        lines = [
+            "LITELLM_MASTER_KEY=sk-same-as-the-master-key"
+            if line == "LITELLM_MASTER_KEY="
+            else f"LIBRECHAT_API_KEY={written}"
+            if line == "LIBRECHAT_API_KEY="
+            else line
+            for line in lines
+        ]
+        (checkout / ".env").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        result = self.install(checkout, "--non-interactive")
+        assert result.returncode != 0
+        assert complaint in result.stderr
+        assert not (checkout.parent / "docker.log").read_text(encoding="utf-8").count(" up -d")
 
     def test_a_second_run_keeps_the_env_file_and_the_profiles(self, checkout):
         """Re-running without flags leaves .env byte for byte and starts the same profiles."""

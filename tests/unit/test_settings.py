@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from solaris_hooks.exceptions import SettingsError
 from solaris_hooks.settings import Settings, load_settings, settings_from_mapping
@@ -77,9 +78,18 @@ class TestSettings:
         assert load_settings(config, environ={}).default_tokens_per_user == 42
 
     def test_the_shipped_config_is_valid(self):
-        """The repository's litellm-config.yaml passes validation."""
+        """The repository's litellm-config.yaml passes validation, given LibreChat's key."""
         config = repo_dir / "litellm-config.yaml"
-        assert load_settings(config, environ={}).conversion_factor == 0.376
+        assert load_settings(config, environ={"LIBRECHAT_API_KEY": "sk-librechat"}).conversion_factor == 0.376
+
+    def test_the_shipped_config_trusts_librechats_raw_key_from_the_environment(self):
+        """trusted_keys is LIBRECHAT_API_KEY's value, never an alias; unset, the config does not load."""
+        config = repo_dir / "litellm-config.yaml"
+        block = yaml.safe_load(config.read_text(encoding="utf-8"))["solaris_settings"]
+        assert block["trusted_keys"] == ["os.environ/LIBRECHAT_API_KEY"]
+        assert load_settings(config, environ={"LIBRECHAT_API_KEY": "sk-librechat"}).trusted_keys == ["sk-librechat"]
+        with pytest.raises(SettingsError, match=r"trusted_keys\.0: environment variable LIBRECHAT_API_KEY is not set"):
+            load_settings(config, environ={})
 
 
 class TestTrustedKeysSetting:
