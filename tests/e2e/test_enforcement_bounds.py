@@ -18,6 +18,7 @@ import pytest
 
 from tests.support.fake_provider._media import silent_wav, tiny_png
 from tests.support.harness import AdminClient
+from tests.support.proxy_calls import raw_post
 from tests.support.suite import charged, master_key, proxy_of_its_own, record_figure
 
 allowance = 1000
@@ -82,11 +83,6 @@ def assert_charged(admin: AdminClient, user_id: str, before: dict, raw_tokens: i
     assert account["used_tokens"] - before["used_tokens"] == charged(raw_tokens, factor), (account, raw_tokens)
     assert account["used_tokens"] <= account["credited_tokens"], account
     return account
-
-
-def raw_post(base_url: str, path: str, user_id: str, body: dict) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {master_key}", "x-litellm-end-user-id": user_id}
-    return httpx.post(f"{base_url}{path}", json=body, headers=headers, timeout=60)
 
 
 def assert_refused(response: httpx.Response, status: int, code: str) -> dict:

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from solaris_hooks import messages
 from tests.support.harness import AdminClient
-from tests.support.proxy_calls import exhaust, fresh_window
+from tests.support.proxy_calls import exhaust, fresh_window, raw_post
 from tests.support.suite import credits_email, master_key, proxy_of_its_own
 
 allowance = 1000
@@ -62,8 +62,7 @@ def exhausted_refusals(admin: AdminClient) -> float:
 
 
 def post(proxy, path: str, user_id: str, body: dict) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {master_key}", "x-litellm-end-user-id": user_id}
-    return httpx.post(f"{proxy.base_url}{path}", json=body, headers=headers, timeout=60)
+    return raw_post(proxy.base_url, path, user_id, body)
 
 
 def chat_body(**extra) -> dict:

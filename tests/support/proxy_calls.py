@@ -23,6 +23,12 @@ def ask(client: openai.OpenAI, user_id: str, text: str = "olá", model: str = "f
     )
 
 
+def raw_post(base_url: str, path: str, user_id: str, body: dict) -> httpx.Response:
+    """A JSON POST to the proxy with the master key, naming user_id in the identity header."""
+    headers = {"Authorization": f"Bearer {master_key}", "x-litellm-end-user-id": user_id}
+    return httpx.post(f"{base_url}{path}", json=body, headers=headers, timeout=60)
+
+
 def exhaust(client: openai.OpenAI, admin, user_id: str) -> dict:
     """Spend the whole allowance in one call: the hook clamps max_tokens to what is left."""
     ask(client, user_id, "[[tokens=100000]] conte uma história", max_tokens=100000)
