@@ -36,7 +36,9 @@ def refusal_http_error(refusal: Refusal, settings: Settings, answer: Answer | No
         headers = {"x-should-retry": "false"}
     error = {"message": text, "type": refusal.error_type, "code": refusal.message_key}
     refusal_edge.note_refusal(refusal_edge.Refused(status_code, error, headers, answer))
-    return HTTPException(status_code=status_code, detail={"error": error}, headers=headers)
+    # A copy: LiteLLM adds its own headers (call id, cost) to the exception's dict, and the
+    # edge, which keeps LiteLLM's headers too, would send them twice.
+    return HTTPException(status_code=status_code, detail={"error": error}, headers=dict(headers))
 
 
 def unavailable_http_error(settings: Settings) -> HTTPException:
@@ -46,7 +48,7 @@ def unavailable_http_error(settings: Settings) -> HTTPException:
     error = {"message": text, "type": "service_unavailable", "code": "quota_unavailable"}
     headers = {"x-should-retry": "false"}
     refusal_edge.note_refusal(refusal_edge.Refused(503, error, headers))
-    return HTTPException(status_code=503, detail={"error": error}, headers=headers)
+    return HTTPException(status_code=503, detail={"error": error}, headers=dict(headers))
 
 
 class SolarisCallback(CustomLogger):

@@ -149,10 +149,13 @@ class TestAnonymousCalls:
 
     @pytest.mark.parametrize("headers", [{"x-litellm-end-user-id": ""}, {"x-litellm-customer-id": ""}])
     def test_a_blank_identity_is_refused_not_passed_over(self, client, headers):
-        """A blank header means a misconfigured client: 400, not charged to the body's user."""
+        """A blank header means a misconfigured client: 400 naming the header that came
+        empty, not charged to the body's user."""
         with pytest.raises(openai.BadRequestError) as refused:
             ask(client, headers, user=f"body-{uuid.uuid4().hex[:8]}@example.com")
-        assert "x-litellm-end-user-id" in refused.value.body["message"]
+        (header,) = headers
+        assert refused.value.body["code"] == "identity_header_empty"
+        assert header in refused.value.body["message"]
 
 
 class TestAdminsFindAccountsByAnySpelling:

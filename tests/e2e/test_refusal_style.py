@@ -79,6 +79,8 @@ class TestRefusalAsError:
         assert refused.json()["error"]["message"] == exhausted_notice()
         assert refused.headers["x-solaris-refusal"] == "quota_exhausted"
         assert refused.headers["x-should-retry"] == "false"
+        names = [name.lower() for name, _ in refused.headers.raw]
+        assert len(names) == len(set(names)), names  # LiteLLM's call id once, not joined with itself
 
 
 class TestRefusalAsMessage:
