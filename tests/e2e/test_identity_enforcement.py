@@ -3,6 +3,7 @@ no anonymous shared account, admins finding and merging accounts; personal keys 
 
 from __future__ import annotations
 
+import base64
 import concurrent.futures
 import json
 import logging
@@ -391,7 +392,8 @@ def chat_request(headers: dict[str, str] | None = None, **body) -> dict:
 
 class TestPersonalKeys:
     def test_a_personal_key_naming_someone_else_is_refused_with_a_readable_403(self, database_url, http, caplog):
-        """Header, LiteLLM's header or body `user` naming another person: 403, nobody charged, the key logged."""
+        """Header (plain or LibreChat's `b64:`), LiteLLM's header or body `user` naming another
+        person: 403, nobody charged, the key logged."""
         caplog.set_level(logging.WARNING, logger="solaris_hooks")
         victim = f"victim-{uuid.uuid4().hex[:8]}@example.com"
         bob = UserAPIKeyAuth(api_key="sk-personal-" + uuid.uuid4().hex, user_id=f"bob-{uuid.uuid4().hex[:8]}")
@@ -399,6 +401,7 @@ class TestPersonalKeys:
             chat_request({"x-litellm-end-user-id": victim}),
             chat_request(user=victim),
             chat_request({"x-litellm-customer-id": victim.upper()}),
+            chat_request({"x-litellm-end-user-id": "b64:" + base64.b64encode(victim.encode()).decode()}),
         ):
             refused = run_hook(database_url, bob, request)
             assert isinstance(refused, HTTPException) and refused.status_code == 403
@@ -411,7 +414,7 @@ class TestPersonalKeys:
             for record in caplog.records
             if '"identity_forbidden"' in record.getMessage()
         ]
-        assert len(warnings) == 3 and {line["key_user_id"] for line in warnings} == {bob.user_id}
+        assert len(warnings) == 4 and {line["key_user_id"] for line in warnings} == {bob.user_id}
         assert victim not in caplog.text and victim.upper() not in caplog.text
 
     def test_a_personal_key_pays_for_itself_named_or_not(self, database_url):

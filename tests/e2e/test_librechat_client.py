@@ -233,6 +233,8 @@ class TestServedCalls:
         assert paths_and_statuses(sent) == [("/v1/chat/completions", 200)] * 2
         summary_request, chat_request = (exchange["body"] for exchange in sent)
         assert "checkpoint" in summary_request["messages"][-1]["content"]
+        # Streamed like the turn, so metered too: LibreChat's only unstreamed call is the title.
+        assert summary_request["stream"] is True and "max_tokens" not in summary_request
         assert chat_request["messages"][0]["content"].startswith("<summary>\n" + answer(12))
         assert result["parts"] == [{"type": "summary", "summary": answer(12)}, {"type": "text", "text": answer(7)}]
         assert result["shown"] == answer(7)
