@@ -1,7 +1,8 @@
 """What metering streamed calls costs: a metered proxy against one that reserves the worst case.
 
 Since issue 14 a streamed chat call reserves its prompt and a first chunk of completion
-(`stream_chunk_tokens`), counts every chunk's tokens as it passes, and grows its reservation
+(`stream_chunk_tokens`), counts every chunk as it passes (by its UTF-8 length while it fits in
+what is held, by the tokenizer near it), and grows its reservation
 (one conditional UPDATE, awaited) before delivering beyond it. `stream_chunk_tokens: 0`
 turns that off: the call reserves its worst case (prompt + `completion_tokens_default`) up
 front, as before. Two solaris proxies, alike but for that setting and each on a database of
@@ -116,7 +117,7 @@ async def run(server_url: str, quick: bool, work_dir: Path) -> dict:
         ledgers = {variant: await _ledger_per_call(urls[variant], marks[variant]) for variant in variants}
         findings = {variant: await asyncio.to_thread(diagnose, url) for variant, url in urls.items()}
     defaults = Settings.model_fields
-    count_us = chunk_count_us(200 if quick else 5000)
+    count_us, bound_us = chunk_count_us(200 if quick else 5000)
     return {
         "mode": "quick" if quick else "full",
         "answer_tokens": mode.answer_tokens,
@@ -129,6 +130,7 @@ async def run(server_url: str, quick: bool, work_dir: Path) -> dict:
         "scenarios": results,
         "ledger": ledgers,
         "chunk_count_us": count_us,
+        "chunk_bound_us": bound_us,
         "doctor_findings": {variant: [finding.invariant for finding in found] for variant, found in findings.items()},
     }
 
@@ -139,16 +141,21 @@ def proxy_cpu_s(proxy: ProxyProcess) -> float:
     return sum(sum(process.cpu_times()[:2]) for process in (parent, *parent.children(recursive=True)))
 
 
-def chunk_count_us(samples: int) -> float:
-    """What counting one streamed chunk's tokens costs, as the stream wrapper does for every
-    chunk of a metered stream (one token per chunk here), timed in this process."""
+def chunk_count_us(samples: int) -> tuple[float, float]:
+    """What the two ways of counting one streamed chunk cost (one token per chunk here), timed
+    in this process: the tokenizer, and the UTF-8 bound the stream wrapper uses while the
+    chunk fits in what is held (quota.stream_meter)."""
+    from solaris_hooks.quota.stream_meter import byte_bound
     from solaris_hooks.quota.usage import count_text_tokens
 
     count_text_tokens(" ok", "fake-model")  # loads LiteLLM's tokenizer
     started = time.perf_counter()
     for _ in range(samples):
         count_text_tokens(" ok", "fake-model")
-    return (time.perf_counter() - started) / samples * 1e6
+    counted = time.perf_counter()
+    for _ in range(samples):
+        byte_bound(" ok")
+    return (counted - started) / samples * 1e6, (time.perf_counter() - counted) / samples * 1e6
 
 
 async def _settled(connection: AsyncConnection, wait_s: float = 60) -> None:
@@ -247,9 +254,10 @@ def rows(figures: dict) -> list[tuple[str, str, str]]:
         )
     table.append(
         (
-            "counting one chunk's tokens (count_text_tokens, in the bench process)",
-            f"{figures['chunk_count_us']:.0f} µs; {figures['chunk_count_us'] * figures['answer_tokens'] / 1000:.0f} ms"
-            f" per {figures['answer_tokens']:,}-chunk answer",
+            "counting one chunk, tokenizer / UTF-8 bound (in the bench process)",
+            f"{figures['chunk_count_us']:.0f} / {figures['chunk_bound_us']:.2f} µs;"
+            f" {figures['chunk_count_us'] * figures['answer_tokens'] / 1000:.0f} ms per"
+            f" {figures['answer_tokens']:,}-chunk answer if every chunk went through the tokenizer",
             "",
         )
     )

@@ -70,11 +70,17 @@ class CallInFlight:
     # A metered stream: its reservation grows as it delivers (solaris_hooks.quota.streams).
     meter: StreamMeter | None = None
 
+    def count_tokens(self, text: str) -> int:
+        """Raw tokens of text by the tokenizer we count this call's model with."""
+        return count_text_tokens(text, self.model)
+
     def counted_raw_tokens(self, text: str = "") -> int:
         """Our own count of the call: the prompt estimate plus the text delivered, at most what
         the reservation (an upper bound of the call) covers: an estimate never overcharges."""
         if self.meter is not None and not text:
             # Chunk by chunk, as metered: an upper bound of the provider's count of the whole.
+            # What was let through on its byte bound is counted now: bytes are no charge.
+            self.meter.count_uncounted(self.count_tokens)
             counted = self.prompt_tokens + self.meter.completion_tokens
         else:
             counted = self.prompt_tokens + count_text_tokens(text or "".join(self.delivered), self.model)

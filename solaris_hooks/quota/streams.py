@@ -1,8 +1,9 @@
 """Streams: what a streamed call delivers is counted, and its reservation kept ahead of it.
 
 A metered stream (a streamed chat call, see solaris_hooks.quota.reserve) holds its prompt and a
-first chunk of completion. Each chunk's text is counted as it passes (the sum of per-chunk
-counts, an upper bound of what the provider bills), and before a chunk would take the
+first chunk of completion. Each chunk's text is counted as it passes (by its UTF-8 length
+while that fits in what is held, by the tokenizer near it: see quota.stream_meter; either
+way an upper bound of what the provider bills), and before a chunk would take the
 delivered total past what is held, the reservation grows (one conditional update, awaited:
 a chunk is never delivered unpaid). When the allowance is used up the stream ends cleanly: a
 last chunk with a notice in the user's language, a chunk with finish_reason "length", the
@@ -29,7 +30,7 @@ from solaris_hooks.logs import log_event
 from solaris_hooks.quota.calls import CallInFlight
 from solaris_hooks.quota.settle import settle_delivered
 from solaris_hooks.quota.state import QuotaState
-from solaris_hooks.quota.usage import chunk_text, count_text_tokens
+from solaris_hooks.quota.usage import chunk_text
 
 
 async def meter_stream(state: QuotaState, stream: AsyncIterator[object], call_id: str) -> AsyncIterator[object]:
@@ -40,18 +41,19 @@ async def meter_stream(state: QuotaState, stream: AsyncIterator[object], call_id
             yield chunk
         return
     renew_every_s = state.settings.reservation_ttl_s / 3
+    meter = call.meter
     completed = False
     try:
         async for chunk in stream:
             text = chunk_text(chunk)
-            if text and call.meter is not None:
-                chunk_tokens = count_text_tokens(text, call.model)
+            chunk_tokens = meter.admit(text, call.count_tokens) if text and meter is not None else None
+            if chunk_tokens is not None and meter is not None:  # near what is held: paid before delivery
                 if not await _paid_ahead(state, call, call_id, chunk_tokens):
                     completed = True
                     for last in await _cut(state, call_id, stream, chunk):
                         yield last
                     return
-                call.meter.delivered(chunk_tokens)
+                meter.delivered(chunk_tokens)
             if text:
                 call.delivered.append(text)
             if time.monotonic() - call.renewed_at_s > renew_every_s:

@@ -13,6 +13,7 @@ import httpx
 import psycopg
 import pytest
 
+from tests.support.fake_provider import count_prompt_tokens
 from tests.support.harness import AdminClient
 from tests.support.suite import charged, master_key, proxy_of_its_own
 
@@ -236,3 +237,22 @@ def wait_for_lock_waiters(database_url: str, count: int, timeout_s: float = 20) 
                 return True
             time.sleep(0.05)
     return False
+
+
+def test_a_stream_without_usage_is_charged_its_tokens_not_the_bytes_it_was_let_through_on(metered, admin, user_id):
+    """Far from the edge chunks pass on their UTF-8 length (3 bytes a token here); a stream
+    without usage, whole or broken off, is still charged the tokenizer's count of what it
+    delivered, never those bytes."""
+    base_url = metered[0].base_url
+    with_usage = stream_chat(base_url, user_id, "[[tokens=200]] conte")
+    without_usage = stream_chat(base_url, user_id, "[[no_usage]] [[tokens=200]] conte")
+    assert with_usage["content"] == without_usage["content"] and without_usage["usage_chunks"] == 0
+    assert len(without_usage["content"].encode()) >= 3 * 200 - 1
+    broken_text = "[[die_after=150]] [[chunk_sleep=0.005]] [[tokens=200]] conte"
+    broken = stream_chat(base_url, user_id, broken_text)
+    assert broken["chunks"] >= 100
+    admin.settled_account(user_id)
+    reported, counted, counted_broken = (row[2] for row in ledger_rows(metered[1], user_id) if row[0] == "settle")
+    assert 200 < counted <= reported + 5, (reported, counted)
+    prompt = count_prompt_tokens([{"role": "user", "content": broken_text}])
+    assert prompt + 100 <= counted_broken <= prompt + 150 + 5, (prompt, counted_broken)

@@ -68,3 +68,57 @@ def test_only_streamed_chat_calls_of_one_choice_are_metered():
     assert _stream_chunk_tokens({"stream": True}, "acompletion", Plan(20, 4096, factor, choices=2), settings) == 0
     assert _stream_chunk_tokens({"stream": True}, "acompletion", Plan(20, 100, factor), settings) == 0
     assert _stream_chunk_tokens({"stream": True}, "acompletion", plan, Settings(stream_chunk_tokens=0)) == 0
+
+
+def quarter_tokenizer(calls: list[str]):
+    """A byte-level tokenizer stand-in: one token per four bytes, at least one; records its calls."""
+
+    def count(text: str) -> int:
+        calls.append(text)
+        return max(1, -(-len(text.encode()) // 4)) if text else 0
+
+    return count
+
+
+def test_a_chunk_whose_bytes_fit_in_what_is_held_is_not_counted_by_the_tokenizer():
+    calls: list[str] = []
+    stream = meter()  # holds the prompt and 256 tokens of completion
+    for text in ("Olá, ", "tudo ", "bem?"):
+        assert stream.admit(text, quarter_tokenizer(calls)) is None
+    assert calls == [] and stream.completion_tokens == len("Olá, tudo bem?".encode())
+
+
+def test_near_what_is_held_the_text_kept_aside_is_counted_in_one_call_then_the_chunk():
+    calls: list[str] = []
+    stream = meter()
+    kept = ["x" * 100, "y" * 100]
+    for text in kept:
+        assert stream.admit(text, quarter_tokenizer(calls)) is None
+    assert stream.admit("z" * 100, quarter_tokenizer(calls)) == 25  # 300 bytes > 256 held
+    assert calls == ["x" * 100 + "y" * 100, "z" * 100]
+    assert stream.completion_tokens == 50 and stream.uncounted == []
+    assert stream.growth_before(25) is None  # 75 tokens fit: no round trip either
+    stream.delivered(25)
+    assert stream.completion_tokens == 75
+
+
+def test_a_long_stream_on_byte_bounds_stays_covered_and_counts_a_fraction_of_its_chunks():
+    """Chunk after chunk as quota.streams does it, each growth granted in full: what was
+    delivered never passes what is held, and the tokenizer is called for few of the chunks."""
+    calls: list[str] = []
+    count = quarter_tokenizer(calls)
+    stream = meter(chunk=128, chunk_max=2048)
+    chunks = [f"palavra{number % 10} " for number in range(2000)]
+    growths = 0
+    for text in chunks:
+        chunk_tokens = stream.admit(text, count)
+        if chunk_tokens is not None:
+            growth = stream.growth_before(chunk_tokens)
+            if growth is not None:
+                stream.grown(growth.wanted_tokens)
+                growths += 1
+            stream.delivered(chunk_tokens)
+        assert stream.tokens_for(stream.completion_tokens) <= stream.reserved_tokens
+    assert len(calls) < len(chunks) / 10 and growths <= 8
+    stream.count_uncounted(count)
+    assert stream.completion_tokens <= sum(max(1, -(-len(text.encode()) // 4)) for text in chunks)
