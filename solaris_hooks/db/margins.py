@@ -1,6 +1,6 @@
 """Prompt margins: how much more than our estimate a model's provider may count a prompt.
 
-Our prompt estimate uses LiteLLM's tokenizer; a provider with another tokenizer (or its
+Our prompt estimate uses tiktoken (quota.tokenizer); a provider with another tokenizer (or its
 own framing) reports more, and a call clamped to fit the estimate alone would then cost
 more than it reserved. So each model carries two running maxima, learned from the prompt
 tokens providers report and kept in `solaris.model_margins` (shared by replicas):

@@ -1,6 +1,6 @@
 """An upper bound of the input tokens a request is billed for, counting every part of it.
 
-Text is counted with LiteLLM's tokenizer (the UTF-8 length when that fails: an upper
+Text is counted with tiktoken (quota.tokenizer; the UTF-8 length when that fails: an upper
 bound for BPE tokenizers), in pieces, so no merge across pieces lowers the count, plus
 the framing providers add (per message, per tool definition, the reply's priming).
 Parts that are not text have per-model upper bounds from `input_part_bounds`, because we
@@ -17,6 +17,7 @@ from collections.abc import Mapping
 
 from solaris_hooks.exceptions import CallUnbounded
 from solaris_hooks.quota.audio_length import audio_seconds, base64_bytes
+from solaris_hooks.quota.tokenizer import count_tokens
 from solaris_hooks.settings import InputPartBounds
 
 # OpenAI's cookbook: 3 tokens around every chat message (its role is counted as text), 1
@@ -72,14 +73,12 @@ _unbilled_keys = frozenset({"type", "cache_control"})
 
 
 def count_text(text: str, model: str) -> int:
-    """Tokens of a text; its UTF-8 length (an upper bound for BPE tokenizers) when
-    LiteLLM's counter fails, so a LiteLLM internal that changed never fails the call."""
+    """Tokens of a text (quota.tokenizer); its UTF-8 length (an upper bound for BPE
+    tokenizers) when no encoding loads, so that never fails the call."""
     if not text:
         return 0
     try:
-        import litellm  # the proxy has it loaded already; imported here to keep this module light
-
-        return int(litellm.token_counter(model=model, text=text))
+        return count_tokens(text, model)
     except Exception as error:
         from solaris_hooks.quota.degraded import note_degraded
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from solaris_hooks.quota.degraded import note_degraded
+from solaris_hooks.quota.tokenizer import count_tokens
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,8 @@ def count_text_tokens(text: str, model: str | None) -> int:
     if not text:
         return 0
     try:
-        import litellm  # the proxy has it loaded already
-
-        return int(litellm.token_counter(model=model or "", text=text))
-    except Exception as error:  # a LiteLLM internal that changed must not make calls free or fail them
+        return count_tokens(text, model)
+    except Exception as error:  # an encoding that cannot load must not make calls free or fail them
         note_degraded("token_counter", error)
         return len(text.encode("utf-8"))
 

@@ -332,6 +332,21 @@ class TestOversized:
         assert (account["used_tokens"], account["reserved_tokens"]) == (0, 0)
 
 
+    @pytest.mark.parametrize("model", ["llama-3-70b-instruct", "replicate/llama-2-70b"])
+    def test_a_model_name_that_would_make_litellm_fetch_a_tokenizer_is_answered_at_once(self, http, user_id, model):
+        """LiteLLM's token_counter fetches a Hugging Face tokenizer for such names (23 s of
+        retries on a machine without internet, on the event loop, every call); the proxy
+        has no such model, so it must say so before the client's patience runs out."""
+        response = http.post(
+            "/v1/chat/completions",
+            json={"model": model, "messages": [{"role": "user", "content": "oi"}]},
+            headers={identity_header: user_id},
+            timeout=15,
+        )
+        assert 400 <= response.status_code < 500, response.text
+        assert_proxy_up(http)
+
+
 # -- identities ------------------------------------------------------------------------
 
 

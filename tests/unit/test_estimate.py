@@ -540,13 +540,13 @@ class TestInputParts:
             plan_call({"messages": [{"role": "user", "content": content}]}, "anthropic_messages", 1, settings)
 
     def test_a_failing_token_counter_falls_back_to_bytes(self, monkeypatch):
-        """If LiteLLM's counter raises, the UTF-8 length (an upper bound) is used and the call goes on."""
-        import litellm
+        """If no encoding can be counted with, the UTF-8 length (an upper bound) is used and the call goes on."""
+        from solaris_hooks.quota import tokenizer
 
-        def broken(*args, **kwargs):
-            raise NotImplementedError("changed internals")
+        def broken(model: str):
+            raise OSError("no encoding file")
 
-        monkeypatch.setattr(litellm, "token_counter", broken)
+        monkeypatch.setattr(tokenizer, "_encoding_for", broken)
         plan = plan_call({"messages": [{"role": "user", "content": "olá mundo"}]}, "acompletion", 1, settings)
         assert plan.prompt_tokens >= len("olá mundo".encode()) + len("user")
 
