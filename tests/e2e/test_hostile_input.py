@@ -331,7 +331,6 @@ class TestOversized:
         account = http.get(f"/solaris/users/{user_id}").json()
         assert (account["used_tokens"], account["reserved_tokens"]) == (0, 0)
 
-
     @pytest.mark.parametrize("model", ["llama-3-70b-instruct", "replicate/llama-2-70b"])
     def test_a_model_name_that_would_make_litellm_fetch_a_tokenizer_is_answered_at_once(self, http, user_id, model):
         """LiteLLM's token_counter fetches a Hugging Face tokenizer for such names (23 s of
