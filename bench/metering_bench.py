@@ -146,12 +146,12 @@ def chunk_count_us(samples: int) -> tuple[float, float]:
     in this process: the tokenizer, and the UTF-8 bound the stream wrapper uses while the
     chunk fits in what is held (quota.stream_meter)."""
     from solaris_hooks.quota.stream_meter import byte_bound
-    from solaris_hooks.quota.usage import count_text_tokens
+    from solaris_hooks.quota.tokenizer import count_tokens
 
-    count_text_tokens(" ok", "fake-model")  # loads LiteLLM's tokenizer
+    count_tokens(" ok", "fake-model")  # loads LiteLLM's tokenizer
     started = time.perf_counter()
     for _ in range(samples):
-        count_text_tokens(" ok", "fake-model")
+        count_tokens(" ok", "fake-model")
     counted = time.perf_counter()
     for _ in range(samples):
         byte_bound(" ok")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from solaris_hooks.logs import log_event
 from solaris_hooks.quota.stream_meter import StreamMeter
-from solaris_hooks.quota.usage import count_text_tokens
+from solaris_hooks.quota.tokenizer import count_tokens
 
 # Calls between their pre-call hook and their success or failure event. Bounded: a call
 # whose events never come must not hold memory for good.
@@ -72,7 +72,7 @@ class CallInFlight:
 
     def count_tokens(self, text: str) -> int:
         """Raw tokens of text by the tokenizer we count this call's model with."""
-        return count_text_tokens(text, self.model)
+        return count_tokens(text, self.model)
 
     def counted_raw_tokens(self, text: str = "") -> int:
         """Our own count of the call: the prompt estimate plus the text delivered, at most what
@@ -83,7 +83,7 @@ class CallInFlight:
             self.meter.count_uncounted(self.count_tokens)
             counted = self.prompt_tokens + self.meter.completion_tokens
         else:
-            counted = self.prompt_tokens + count_text_tokens(text or "".join(self.delivered), self.model)
+            counted = self.prompt_tokens + self.count_tokens(text or "".join(self.delivered))
         if self.reserved_tokens is not None and self.factor > 0:
             counted = min(counted, math.floor(self.reserved_tokens / self.factor))
         return counted

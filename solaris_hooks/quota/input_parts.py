@@ -72,20 +72,6 @@ _client_tool_types = frozenset({None, "function", "custom"})
 _unbilled_keys = frozenset({"type", "cache_control"})
 
 
-def count_text(text: str, model: str) -> int:
-    """Tokens of a text (quota.tokenizer); its UTF-8 length (an upper bound for BPE
-    tokenizers) when no encoding loads, so that never fails the call."""
-    if not text:
-        return 0
-    try:
-        return count_tokens(text, model)
-    except Exception as error:
-        from solaris_hooks.quota.degraded import note_degraded
-
-        note_degraded("token_counter", error)
-        return len(text.encode("utf-8"))
-
-
 class InputCounter:
     """Adds up the raw input tokens of one request, part by part."""
 
@@ -113,7 +99,7 @@ class InputCounter:
             return
         # JSON as it travels (non-ASCII escaped): never fewer tokens than the same text unescaped.
         text = value if isinstance(value, str) else json.dumps(value, default=str)
-        self.tokens += count_text(text, self.model)
+        self.tokens += count_tokens(text, self.model)
 
     def definitions(self, value: object, what: str) -> None:
         """Tool, function or schema definitions: their JSON plus framing, hosted tools refused."""

@@ -12,9 +12,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from solaris_hooks.quota.degraded import note_degraded
-from solaris_hooks.quota.tokenizer import count_tokens
-
 
 @dataclass(frozen=True)
 class Usage:
@@ -44,17 +41,6 @@ def reported_usage(response_obj: object) -> Usage | None:
         # LiteLLM fills in zeros when a provider sent no usage: a served call is never free.
         return None
     return Usage(raw_tokens=total, prompt_tokens=prompt or None)
-
-
-def count_text_tokens(text: str, model: str | None) -> int:
-    """Tokens of a text as we count prompts; the UTF-8 length (an upper bound) if that fails."""
-    if not text:
-        return 0
-    try:
-        return count_tokens(text, model)
-    except Exception as error:  # an encoding that cannot load must not make calls free or fail them
-        note_degraded("token_counter", error)
-        return len(text.encode("utf-8"))
 
 
 def _field(item: object, name: str) -> Any:

@@ -318,13 +318,15 @@ class TestOversized:
         assert accounts_like(http, user_id) == []
         assert_proxy_up(http)
 
-    def test_a_10_mb_prompt_is_refused_by_the_estimate_quickly(self, client, http, user_id):
+    @pytest.mark.parametrize("content", ["palavra " * (10 * 1024 * 1024 // 8), "." * (10 * 1024 * 1024)])
+    def test_a_10_mb_prompt_is_refused_by_the_estimate_quickly(self, client, http, user_id, content):
         """LiteLLM takes a 10 MB chat body; our estimate refuses it as too big for what is left
-        (the user is provisioned with the default allowance, nothing is reserved)."""
+        (the user is provisioned with the default allowance, nothing is reserved). A run of one
+        character is refused readably too (counted in pieces: tests/unit/test_tokenizer.py)."""
         with pytest.raises(openai.RateLimitError) as refused:
-            client.with_options(max_retries=0).chat.completions.create(
+            client.with_options(max_retries=0, timeout=60).chat.completions.create(
                 model="fake-model",
-                messages=[{"role": "user", "content": "palavra " * (10 * 1024 * 1024 // 8)}],
+                messages=[{"role": "user", "content": content}],
                 extra_headers={identity_header: user_id},
             )
         assert "mais curta" in refused.value.body["message"]

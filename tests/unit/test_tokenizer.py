@@ -9,7 +9,7 @@ import tiktoken
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from solaris_hooks.quota.tokenizer import count_tokens, encoding_name
+from solaris_hooks.quota.tokenizer import count_tokens, encoding_name, piece_chars
 
 # Names LiteLLM 1.108 sends to the Hugging Face hub for a tokenizer (a 23 s stall offline).
 hub_names = ["llama-3-70b", "meta-llama/Llama-2-7b-chat-hf", "replicate/anything", "command-r", "my-llama-3.1"]
@@ -70,3 +70,16 @@ def test_no_encoding_makes_more_tokens_than_utf8_bytes(text, model):
 def test_every_bundled_encoding_loads_without_a_download(no_network):
     for name in ("cl100k_base", "o200k_base"):
         assert tiktoken.get_encoding(name).encode_ordinary("ok") == tiktoken.get_encoding(name).encode_ordinary("ok")
+
+
+@pytest.mark.parametrize("text", ["." * 5000, "olá mundo " * 700, "=" * 1025])
+def test_a_long_text_is_counted_piece_by_piece_never_below_its_exact_count(text):
+    """Pieces of piece_chars keep tiktoken linear on runs of one character; each cut can only add a token."""
+    encoding = tiktoken.get_encoding(encoding_name("gpt-4"))
+    pieces = [text[start : start + piece_chars] for start in range(0, len(text), piece_chars)]
+    assert count_tokens(text, "gpt-4") == sum(len(encoding.encode_ordinary(piece)) for piece in pieces)
+    assert (
+        len(encoding.encode_ordinary(text))
+        <= count_tokens(text, "gpt-4")
+        <= len(encoding.encode_ordinary(text)) + len(pieces)
+    )
