@@ -14,6 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from solaris_hooks.logs import log_event
+from solaris_hooks.quota.leases import Lease
 from solaris_hooks.quota.stream_meter import StreamMeter
 from solaris_hooks.quota.tokenizer import count_tokens
 
@@ -69,6 +70,8 @@ class CallInFlight:
     renewed_at_s: float = field(default_factory=time.monotonic)
     # A metered stream: its reservation grows as it delivers (solaris_hooks.quota.streams).
     meter: StreamMeter | None = None
+    # Reserved in memory from this lease (solaris_hooks.quota.leasing), not in the ledger.
+    lease: Lease | None = None
 
     def count_tokens(self, text: str) -> int:
         """Raw tokens of text by the tokenizer we count this call's model with."""
@@ -112,7 +115,17 @@ class CallsInFlight:
         self._calls[call_id] = call
         if len(self._calls) > calls_in_flight_max:
             forgotten_id, forgotten = self._calls.popitem(last=False)
-            if not forgotten.metered:
+            if forgotten.lease is not None:
+                # Its worst case stays taken from the lease until the lease is returned; a
+                # late success of the call goes uncharged (no reservation names it).
+                log_event(
+                    "leased_call_forgotten",
+                    logging.ERROR,
+                    call_id=forgotten_id,
+                    user_id=forgotten.user_id,
+                    calls_in_flight_max=calls_in_flight_max,
+                )
+            elif not forgotten.metered:
                 log_event(
                     "unmetered_call_forgotten",
                     logging.WARNING,

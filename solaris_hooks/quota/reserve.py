@@ -28,6 +28,7 @@ from solaris_hooks.quota.calls import CallInFlight, adopt_call_id, keep_our_call
 from solaris_hooks.quota.estimate import plan_call
 from solaris_hooks.quota.identity import resolve_identity
 from solaris_hooks.quota.learned_margins import teaches_margin
+from solaris_hooks.quota.leasing import reserve_from_lease
 from solaris_hooks.quota.plan import Plan, platform_tokens
 from solaris_hooks.quota.rate_limits import CountingCache
 from solaris_hooks.quota.state import QuotaState
@@ -114,23 +115,17 @@ async def _reserve_call(
         )
         raise
     chunk_tokens = _stream_chunk_tokens(data, call_type, plan, settings)
+    # A busy user's unstreamed call is reserved in memory from this process's lease, far from
+    # the edge of the allowance; else (near it, a stream, leases off) in the ledger. Streams
+    # keep reservations of their own: one that dies with its process is charged what it held.
+    lease = None
+    if settings.leases and not data.get("stream") and plan.wanted_tokens > 0:
+        lease = await reserve_from_lease(state, user_id, plan.wanted_tokens)
     try:
-        async with state.database.connection() as connection:
-            reservation = await ledger.reserve(
-                connection,
-                user_id=user_id,
-                call_id=call_id,
-                wanted_tokens=plan.wanted_tokens
-                if not chunk_tokens
-                else platform_tokens(plan.prompt_bound_tokens + chunk_tokens, plan.factor),
-                minimum_tokens=plan.minimum_tokens,
-                default_tokens=settings.default_tokens_per_user,
-                ttl_s=settings.reservation_ttl_s,
-                model=model,
-                factor=plan.factor,
-                thresholds=settings.alert_thresholds,
-                metered=bool(chunk_tokens),
-            )
+        if lease is not None:
+            reservation = ledger.Reservation("reserved", plan.wanted_tokens, 0, 0, 0)
+        else:
+            reservation = await _reserve_in_ledger(state, user_id, call_id, model, plan, chunk_tokens)
     except DatabaseUnavailable as error:
         if settings.fail_mode == "open":
             log_event("fail_open", logging.WARNING, user_id=user_id, call_id=call_id, error=str(error))
@@ -173,9 +168,33 @@ async def _reserve_call(
             learns_margin=teaches_margin(call_type) and not free,
             charge_raw_tokens=plan.settle_raw_tokens(reservation.reserved),
             meter=meter,
+            lease=lease,
         ),
     )
     return user_id
+
+
+async def _reserve_in_ledger(
+    state: QuotaState, user_id: str, call_id: str, model: str | None, plan: Plan, chunk_tokens: int
+) -> ledger.Reservation:
+    """The call's own reservation: its worst case, or a metered stream's prompt and first chunk."""
+    settings = state.settings
+    async with state.database.connection() as connection:
+        return await ledger.reserve(
+            connection,
+            user_id=user_id,
+            call_id=call_id,
+            wanted_tokens=plan.wanted_tokens
+            if not chunk_tokens
+            else platform_tokens(plan.prompt_bound_tokens + chunk_tokens, plan.factor),
+            minimum_tokens=plan.minimum_tokens,
+            default_tokens=settings.default_tokens_per_user,
+            ttl_s=settings.reservation_ttl_s,
+            model=model,
+            factor=plan.factor,
+            thresholds=settings.alert_thresholds,
+            metered=bool(chunk_tokens),
+        )
 
 
 def _stream_chunk_tokens(data: dict, call_type: str, plan: Plan, settings: Settings) -> int:

@@ -19,8 +19,9 @@ from psycopg import AsyncConnection
 from solaris_hooks.db import ledger
 from solaris_hooks.db.database import Database
 from solaris_hooks.exceptions import DatabaseUnavailable
-from solaris_hooks.quota import reserve, settle, streams, sweeper
+from solaris_hooks.quota import leasing, reserve, settle, streams, sweeper
 from solaris_hooks.quota.rate_limits import CountingCache
+from solaris_hooks.quota.settle_batches import SettleBatches, SettleJournal
 from solaris_hooks.quota.spool import Spool, SpoolEntry
 from solaris_hooks.quota.state import QuotaState
 from solaris_hooks.settings import Settings
@@ -32,8 +33,11 @@ class QuotaService(QuotaState):
             settings=settings,
             database=Database(database_url, settings, on_first_use=self._start_background),
             spool=Spool(settings.spool_path().resolve()),
+            settle_batches=SettleBatches(SettleJournal(settings.spool_path().resolve())),
         )
         self._settings_listeners: list[Callable[[Settings], None]] = [partial(setattr, self.database, "settings")]
+        # Always running, idle unless leases are on (a settings reload may switch them on).
+        self.run_in_background(partial(leasing.flush_forever, self))
 
     def reload(self, settings: Settings) -> None:
         """Use new settings from the next call on (and tell whoever asked to know)."""
@@ -65,6 +69,7 @@ class QuotaService(QuotaState):
 
     async def close(self) -> None:
         await self.tasks.close()
+        await leasing.return_leases(self)
         await self.database.close()
 
     def connection(self) -> AbstractAsyncContextManager[AsyncConnection]:

@@ -7,13 +7,17 @@ idempotent per call id).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from psycopg import AsyncConnection
 
 from solaris_hooks.db import ledger
+from solaris_hooks.db.leases import LeasedCall, settle_leased
 from solaris_hooks.exceptions import DatabaseUnavailable
 from solaris_hooks.logs import log_event
+from solaris_hooks.quota.calls import CallInFlight
+from solaris_hooks.quota.leasing import release_leased_call, settle_leased_call
 from solaris_hooks.quota.plan import platform_tokens
 from solaris_hooks.quota.spool import SpoolEntry
 from solaris_hooks.quota.state import QuotaState
@@ -57,6 +61,10 @@ async def settle_call(
     """Charge a call that succeeded. None: the database is unreachable and the usage
     went to the spool, to be charged by the replay (never lost, never charged twice)."""
     call = state.calls.pop(call_id)
+    if call is not None and call.lease is not None:
+        if reported_prompt_tokens is not None and call.learns_margin:
+            state.tasks.spawn(_learn_margin(state, call, reported_prompt_tokens))
+        return settle_leased_call(state, call_id, call, raw_tokens, model, cost_usd)
     entry = SpoolEntry(
         call_id=call_id,
         raw_tokens=raw_tokens,
@@ -120,6 +128,13 @@ async def _cover_reported_usage(
         )
 
 
+async def _learn_margin(state: QuotaState, call: CallInFlight, reported_prompt_tokens: int) -> None:
+    """A leased call's settle waits for no database: what it teaches is written beside it."""
+    with contextlib.suppress(DatabaseUnavailable):
+        async with state.database.connection() as connection:
+            await state.margins.learn(connection, call, reported_prompt_tokens)
+
+
 async def settle_delivered(state: QuotaState, call_id: str) -> ledger.Resolution | None:
     """A call that ended without a result after delivering content (a stream that broke or
     was abandoned): charged our count of its prompt and of what it delivered."""
@@ -140,6 +155,8 @@ async def settle_delivered(state: QuotaState, call_id: str) -> ledger.Resolution
 
 async def charge_spooled(state: QuotaState, entry: SpoolEntry) -> ledger.Resolution:
     """Charge usage that was not charged when it happened; idempotent per call id."""
+    if entry.lease_id is not None:
+        return await _charge_journaled(state, entry)
     async with state.database.connection() as connection:
         resolution = await ledger.settle_spooled(
             connection,
@@ -160,6 +177,20 @@ async def charge_spooled(state: QuotaState, entry: SpoolEntry) -> ledger.Resolut
     return resolution
 
 
+async def _charge_journaled(state: QuotaState, entry: SpoolEntry) -> ledger.Resolution:
+    """A leased call from a journal its process left behind (killed before the batch)."""
+    call = LeasedCall(
+        entry.call_id, str(entry.lease_id), entry.raw_tokens, entry.factor or 0.0, entry.model, entry.cost_usd
+    )
+    async with state.database.connection() as connection:
+        [lease] = await settle_leased(
+            connection, [call], ttl_s=state.settings.lease_ttl_s, thresholds=state.settings.alert_thresholds
+        )
+    if lease.charged_tokens:
+        state.metrics.charged_tokens.labels(model=entry.model or "unknown").inc(lease.charged_tokens)
+    return ledger.Resolution(state="settled", charged_tokens=lease.charged_tokens)
+
+
 async def release_call(state: QuotaState, call_id: str) -> ledger.Resolution:
     """Return the reservation of a call that failed, or charge what it delivered before."""
     call = state.calls.get(call_id)
@@ -174,5 +205,7 @@ async def release_call(state: QuotaState, call_id: str) -> ledger.Resolution:
         # It failed after content reached the client: what was delivered is owed.
         return await settle_delivered(state, call_id) or ledger.Resolution(state="unknown", charged_tokens=0)
     state.calls.pop(call_id)
+    if call.lease is not None:
+        return release_leased_call(state, call)
     async with state.database.connection() as connection:
         return await ledger.resolve(connection, call_id=call_id, kind="release")

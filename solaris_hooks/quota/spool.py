@@ -53,6 +53,9 @@ class SpoolEntry:
     user_id: str | None = None
     factor: float | None = None
     spooled_at: str = ""
+    # A call a lease covered (solaris_hooks.quota.leases): charged from that lease if it is
+    # still held, else late, from the account.
+    lease_id: str | None = None
 
     def to_line(self) -> bytes:
         fields = asdict(self)
@@ -130,19 +133,9 @@ class Spool:
         return True
 
     def _open_segment(self) -> int:
-        if self._segment is not None:
-            return self._segment
-        self.directory.mkdir(parents=True, exist_ok=True)
-        name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}{segment_suffix}"
-        # Locked under a temporary name first: a replay in another process must never take
-        # a segment between its creation and its writer's lock.
-        temporary = self.directory / (name + ".new")
-        segment = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        fcntl.flock(segment, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.rename(temporary, self.directory / name)
-        _fsync_directory(self.directory)
-        self._segment, self._segment_path = segment, self.directory / name
-        return segment
+        if self._segment is None:
+            self._segment, self._segment_path = open_segment(self.directory, os.O_WRONLY | os.O_APPEND)
+        return self._segment
 
     def seal(self) -> None:
         """Stop appending to the current segment (releasing its lock) so it can be replayed."""
@@ -216,6 +209,21 @@ class Spool:
             rejected.write(entry.to_line())
             rejected.flush()
             os.fsync(rejected.fileno())
+
+
+def open_segment(directory: Path, flags: int) -> tuple[int, Path]:
+    """A new segment of this process, opened with `flags` and exclusively flocked: no replay
+    takes it while its writer lives, and every replay may once the writer is gone."""
+    directory.mkdir(parents=True, exist_ok=True)
+    name = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}{segment_suffix}"
+    # Locked under a temporary name first: a replay in another process must never take
+    # a segment between its creation and its writer's lock.
+    temporary = directory / (name + ".new")
+    segment = os.open(temporary, flags | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fcntl.flock(segment, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.rename(temporary, directory / name)
+    _fsync_directory(directory)
+    return segment, directory / name
 
 
 def _fsync_directory(directory: Path) -> None:

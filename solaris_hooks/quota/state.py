@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from solaris_hooks.db.database import Database
 from solaris_hooks.quota.calls import CallsInFlight
 from solaris_hooks.quota.learned_margins import LearnedMargins
+from solaris_hooks.quota.leases import Leases
 from solaris_hooks.quota.metrics import Metrics
+from solaris_hooks.quota.settle_batches import SettleBatches
 from solaris_hooks.quota.spool import Spool
 from solaris_hooks.quota.tasks import BackgroundTasks
 from solaris_hooks.settings import Settings
@@ -25,8 +27,12 @@ class QuotaState:
     settings: Settings  # replaced on a reload: read it per call, never keep it
     database: Database
     spool: Spool  # usage the database could not take, charged once it is back
+    settle_batches: SettleBatches  # leased calls charged in memory, waiting for the next batch
     metrics: Metrics = field(default_factory=Metrics)
     calls: CallsInFlight = field(default_factory=CallsInFlight)
     margins: LearnedMargins = field(default_factory=LearnedMargins)
     tasks: BackgroundTasks = field(default_factory=BackgroundTasks)
     replay_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one replay at a time in this process
+    leases: Leases = field(default_factory=Leases)  # slices of users' allowances this process holds
+    lease_takes: dict[str, asyncio.Future] = field(default_factory=dict)  # a user's lease being taken
+    flush_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one batch at a time

@@ -51,6 +51,19 @@ class Settings(BaseModel):
     # 0: streams reserve the worst case, as other calls do.
     stream_chunk_tokens: int = Field(128, ge=0, le=1_000_000)
     stream_chunk_tokens_max: int = Field(2048, ge=1, le=1_000_000)
+    # Leases: a proxy process holds a slice of a busy user's allowance (lease_calls worst cases
+    # of the call that took it, at most lease_share of what the user has free) and reserves
+    # their unstreamed calls from it in memory, with no database round trip; the settles are
+    # written in batches every settle_batch_interval_ms, kept in the spool until then. Near
+    # the edge of an allowance (no lease of two worst cases fits) calls are reserved one by
+    # one in Postgres, as with leases off. A lease unused for lease_idle_s is returned; one
+    # whose process died expires after lease_ttl_s.
+    leases: bool = False
+    lease_calls: int = Field(32, ge=2, le=10_000)
+    lease_share: float = Field(0.25, gt=0, le=1)
+    lease_ttl_s: int = Field(60, ge=5, le=3600)
+    lease_idle_s: float = Field(10, gt=0, le=3600)
+    settle_batch_interval_ms: int = Field(20, ge=1, le=5000)
     # Every route has a rule: `charge` (bounded before the call, charged after; only the
     # routes solaris_hooks can bound), `free` (no reservation, no charge) or `refuse` (403
     # naming the route and this setting). Merged over the defaults: chat, completions,

@@ -1,0 +1,215 @@
+"""Calls reserved from leases: the request path's side, and the loop that writes their charges.
+
+reserve_from_lease is the pre-call hook's fast path (settings.leases): a user's first call
+takes a lease in one round trip, later ones reserve from it in memory. settle_leased_call
+charges a call in memory and journals it; flush_forever writes the journal to the ledger in
+batches and keeps the leases: tops up those half used, renews those in use, returns those
+idle, gives up those the ledger no longer holds (returned, expired, account blocked).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+
+from solaris_hooks.db import ledger
+from solaris_hooks.db.leases import LeasedCall, settle_leased, take_lease
+from solaris_hooks.exceptions import DatabaseUnavailable
+from solaris_hooks.logs import log_event
+from solaris_hooks.quota.calls import CallInFlight
+from solaris_hooks.quota.leases import Lease
+from solaris_hooks.quota.spool import SpoolEntry
+from solaris_hooks.quota.state import QuotaState
+
+# How often the batch loop looks for work while leases are off.
+idle_interval_s = 1.0
+# A user for whom no lease fits (near the edge of the allowance) is asked again after this.
+lease_retry_s = 5.0
+
+
+async def reserve_from_lease(state: QuotaState, user_id: str, tokens: int) -> Lease | None:
+    """Reserve `tokens` for a call from the user's lease, taking one if this process holds
+    none; None: reserve this call in Postgres (no lease fits, or the database is down)."""
+    lease = state.leases.reserve(user_id, tokens)
+    if lease is not None or not state.leases.may_take(user_id):
+        return lease
+    taking = state.lease_takes.get(user_id)
+    if taking is None:
+        taking = asyncio.ensure_future(_take(state, user_id, tokens))
+        state.lease_takes[user_id] = taking
+        taking.add_done_callback(lambda _: state.lease_takes.pop(user_id, None))
+    # Concurrent first calls of one user wait for one take, then reserve from it.
+    await asyncio.shield(taking)
+    return state.leases.reserve(user_id, tokens)
+
+
+async def _take(state: QuotaState, user_id: str, call_tokens: int) -> None:
+    settings = state.settings
+    lease_id = state.leases.new_lease_id()
+    size_tokens = settings.lease_calls * call_tokens
+    try:
+        async with state.database.connection() as connection:
+            taken = await take_lease(
+                connection,
+                user_id=user_id,
+                lease_id=lease_id,
+                owner=state.leases.owner,
+                wanted_tokens=size_tokens,
+                minimum_tokens=2 * call_tokens,
+                share=settings.lease_share,
+                default_tokens=settings.default_tokens_per_user,
+                ttl_s=settings.lease_ttl_s,
+            )
+    except DatabaseUnavailable:
+        return  # the call's own reservation meets the outage and answers it
+    if taken.outcome != "reserved":
+        state.leases.refused(user_id, lease_retry_s)
+        return
+    state.leases.held(Lease(lease_id, user_id, size_tokens, free_tokens=taken.reserved, call_tokens=call_tokens))
+    log_event("lease_taken", user_id=user_id, lease_id=lease_id, tokens=taken.reserved)
+
+
+def settle_leased_call(
+    state: QuotaState, call_id: str, call: CallInFlight, raw_tokens: int, model: str | None, cost_usd: float | None
+) -> ledger.Resolution:
+    """Charge a leased call in memory; its journal line now, its ledger row with the next batch."""
+    lease = call.lease
+    assert lease is not None and call.reserved_tokens is not None
+    charged_tokens = math.ceil(max(raw_tokens, 0) * call.factor)
+    leased = LeasedCall(call_id, lease.lease_id, raw_tokens, call.factor, model, cost_usd)
+    entry = SpoolEntry(call_id, raw_tokens, model, cost_usd, call.user_id, call.factor, lease_id=lease.lease_id)
+    try:
+        state.settle_batches.add(leased, lease, entry)
+    except OSError as error:
+        # No journal (a full or read-only disk): the batch still writes it, unless the
+        # process dies first. Said loudly, as the spool says usage it cannot keep.
+        log_event("journal_unwritable", logging.ERROR, call_id=call_id, user_id=call.user_id, error=str(error))
+        state.settle_batches.add_unjournaled(leased, lease)
+    state.leases.ended(lease, call.reserved_tokens, charged_tokens)
+    return ledger.Resolution(state="settled", charged_tokens=charged_tokens)
+
+
+def release_leased_call(state: QuotaState, call: CallInFlight) -> ledger.Resolution:
+    """A leased call that failed before delivering anything: its worst case is free again."""
+    assert call.lease is not None and call.reserved_tokens is not None
+    state.leases.ended(call.lease, call.reserved_tokens, None)
+    return ledger.Resolution(state="released", charged_tokens=0)
+
+
+async def flush_once(state: QuotaState) -> int:
+    """Write the calls waiting (in slices), then keep the leases; returns the calls written.
+    Raises DatabaseUnavailable with the calls still waiting, and journaled."""
+    async with state.flush_lock:
+        written = await _write_batches(state)
+        await _keep_leases(state)
+    return written
+
+
+async def _write_batches(state: QuotaState) -> int:
+    written = 0
+    while batch := state.settle_batches.next_batch():
+        async with state.database.connection() as connection:
+            lease_states = await settle_leased(
+                connection,
+                [waiting.call for waiting in batch],
+                ttl_s=state.settings.lease_ttl_s,
+                thresholds=state.settings.alert_thresholds,
+            )
+        state.settle_batches.written(batch)
+        written += len(batch)
+        now_s = time.monotonic()
+        for waiting in batch:
+            state.leases.written(waiting.lease, 1)
+            waiting.lease.renewed_at_s = now_s
+            state.metrics.charged_tokens.labels(model=waiting.call.model or "unknown").inc(
+                math.ceil(max(waiting.call.raw_tokens, 0) * waiting.call.factor)
+            )
+        by_id = {waiting.lease.lease_id: waiting.lease for waiting in batch}
+        for lease_state in lease_states:
+            if lease_state.lease_state != "pending" or lease_state.status != "active":
+                _give_up(state, by_id[lease_state.lease_id], lease_state.lease_state, lease_state.status)
+    return written
+
+
+async def _keep_leases(state: QuotaState) -> None:
+    settings = state.settings
+    now_s = time.monotonic()
+    for lease in state.leases:
+        if lease.idle(now_s, settings.lease_idle_s):
+            state.leases.give_up(lease)
+            log_event("lease_returned", user_id=lease.user_id, lease_id=lease.lease_id, reason="idle")
+        elif lease.needs_top_up():
+            lease.topping_up = True
+            state.tasks.spawn(_top_up(state, lease))
+        elif now_s - lease.renewed_at_s >= settings.lease_ttl_s / 3:
+            # Calls in flight keep their lease from expiring under them.
+            async with state.database.connection() as connection:
+                held = await ledger.extend_reservation(connection, lease.lease_id, settings.lease_ttl_s)
+            lease.renewed_at_s = now_s
+            if not held:
+                _give_up(state, lease, "not pending", "unknown")
+    for lease in state.leases.drained():
+        # What its calls did not use goes back to the account (nothing if it was no longer held).
+        async with state.database.connection() as connection:
+            await ledger.resolve(connection, call_id=lease.lease_id, kind="release")
+
+
+async def _top_up(state: QuotaState, lease: Lease) -> None:
+    settings = state.settings
+    try:
+        async with state.database.connection() as connection:
+            taken = await take_lease(
+                connection,
+                user_id=lease.user_id,
+                lease_id=lease.lease_id,
+                owner=state.leases.owner,
+                wanted_tokens=lease.size_tokens - lease.free_tokens,
+                minimum_tokens=lease.call_tokens,
+                share=settings.lease_share,
+                default_tokens=settings.default_tokens_per_user,
+                ttl_s=settings.lease_ttl_s,
+            )
+    except DatabaseUnavailable:
+        return
+    finally:
+        lease.topping_up = False
+    if taken.outcome == "reserved":
+        lease.free_tokens += taken.reserved
+        lease.renewed_at_s = time.monotonic()
+    elif taken.outcome != "exhausted":
+        _give_up(state, lease, taken.outcome, taken.outcome)
+
+
+def _give_up(state: QuotaState, lease: Lease, lease_state: str, status: str) -> None:
+    """Reserve nothing more from a lease the ledger no longer holds or whose account cannot
+    spend; it is returned once its calls have ended and are written."""
+    if not lease.given_up:
+        state.leases.give_up(lease)
+        log_event(
+            "lease_given_up", user_id=lease.user_id, lease_id=lease.lease_id, lease_state=lease_state, status=status
+        )
+
+
+async def flush_forever(state: QuotaState) -> None:
+    while True:
+        leasing = state.settings.leases or len(state.settle_batches) or any(True for _ in state.leases)
+        await asyncio.sleep(state.settings.settle_batch_interval_ms / 1000 if leasing else idle_interval_s)
+        try:
+            await flush_once(state)
+        except DatabaseUnavailable:
+            await state.database.wait_recovered(state.settings.replay_interval_s)
+        except Exception as error:  # a loop that dies silently would leave calls uncharged
+            log_event("settle_batch_failed", logging.ERROR, error=repr(error))
+
+
+async def return_leases(state: QuotaState) -> None:
+    """At close: write what waits, return every lease; what cannot be is left to expire."""
+    for lease in state.leases:
+        state.leases.give_up(lease)
+    try:
+        await flush_once(state)
+    except DatabaseUnavailable:
+        log_event("leases_left_to_expire", logging.WARNING, ttl_s=state.settings.lease_ttl_s)
+    state.settle_batches.journal.close()

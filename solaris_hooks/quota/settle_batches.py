@@ -1,0 +1,99 @@
+"""Group commit: the charges of leased calls, written to the ledger a batch at a time.
+
+A call a lease covered is charged in memory when it ends, and its usage is written at once
+to this process's journal, a spool segment (quota/spool.py) that only this process holds
+while it lives. Every settle_batch_interval_ms the calls waiting are written in one
+transaction (solaris.settle_leased: still one 'settle' row per call), and only then leave
+the journal. A process killed between the two leaves its journal behind, and the spool
+replay of the next process to start (or of another replica) charges it, exactly once
+per call id. The journal is written without fsync, so nothing is lost when the process
+dies; only a crash of the machine itself can lose the last batch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from solaris_hooks.db.leases import LeasedCall
+from solaris_hooks.quota.leases import Lease
+from solaris_hooks.quota.spool import SpoolEntry, open_segment
+
+# Calls per transaction: a backlog after an outage is written in slices this big.
+batch_calls_max = 2000
+
+
+@dataclass(frozen=True)
+class WaitingCall:
+    call: LeasedCall
+    lease: Lease
+    journal_end: int  # the journal's length once this call's line was written
+
+
+class SettleJournal:
+    """This process's journal segment: append-only while calls wait, cut once they are written."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._segment: int | None = None
+        self.length = 0
+
+    def append(self, entry: SpoolEntry) -> int:
+        """Write one line (not fsync'd: it outlives the process, not the machine); returns the
+        journal's length after it. Raises OSError when the disk refuses it."""
+        if self._segment is None:
+            self._segment, _ = open_segment(self.directory, os.O_RDWR)
+        line = entry.to_line()
+        os.pwrite(self._segment, line, self.length)
+        self.length += len(line)
+        return self.length
+
+    def written_up_to(self, end: int) -> None:
+        """The lines before `end` are in the ledger: keep only those after it. A crash halfway
+        leaves a line or two of written calls, which a replay charges nothing more for."""
+        if self._segment is None:
+            return
+        rest = os.pread(self._segment, self.length - end, end) if self.length > end else b""
+        if rest:
+            os.pwrite(self._segment, rest, 0)
+        os.ftruncate(self._segment, len(rest))
+        self.length = len(rest)
+
+    def close(self) -> None:
+        """Stop appending; a journal with lines left is replayed like any spool segment."""
+        if self._segment is not None:
+            os.close(self._segment)
+            self._segment = None
+
+
+class SettleBatches:
+    """Leased calls charged in memory and waiting for the next batch, oldest first."""
+
+    def __init__(self, journal: SettleJournal) -> None:
+        self.journal = journal
+        self._waiting: list[WaitingCall] = []
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def add(self, call: LeasedCall, lease: Lease, entry: SpoolEntry) -> None:
+        """Keep a call for the next batch; its journal line first. Raises OSError."""
+        end = self.journal.append(entry)
+        self._waiting.append(WaitingCall(call, lease, end))
+
+    def add_unjournaled(self, call: LeasedCall, lease: Lease) -> None:
+        """Keep a call whose journal line could not be written (it covers no journal bytes)."""
+        self._waiting.append(WaitingCall(call, lease, self._waiting[-1].journal_end if self._waiting else 0))
+
+    def next_batch(self) -> list[WaitingCall]:
+        return self._waiting[:batch_calls_max]
+
+    def written(self, batch: list[WaitingCall]) -> None:
+        """`batch` (the oldest waiting calls) is in the ledger: drop it here and in the journal."""
+        del self._waiting[: len(batch)]
+        end = batch[-1].journal_end
+        self.journal.written_up_to(end)
+        self._waiting = [
+            WaitingCall(waiting.call, waiting.lease, waiting.journal_end - end) for waiting in self._waiting
+        ]

@@ -1,0 +1,164 @@
+"""Calls reserved from leases (issue 16) through the hooks, in-process: no round trip per call,
+one settle row per call, nothing overspent, nothing lost when the process dies."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import psycopg
+import pytest
+from fastapi import HTTPException
+
+from solaris_hooks.quota import leasing
+from tests.integration.test_hooks import key, model_response
+from tests.support.event_loop import run_with_callback
+from tests.support.payloads import request_data
+
+
+@pytest.fixture
+def user_id() -> str:
+    return f"leased-{uuid.uuid4().hex}"
+
+
+def lease_settings(spool_dir, **overrides) -> dict:
+    return {"leases": True, "spool_dir": str(spool_dir), "settle_batch_interval_ms": 5, **overrides}
+
+
+async def call(callback, user_id: str, prompt_tokens: int = 100, completion_tokens: int | None = 50) -> str:
+    """One call; completion_tokens None: the provider answers all the hook let it (max_tokens)."""
+    data = request_data(user_id, uuid.uuid4().hex, max_tokens=100)
+    await callback.async_pre_call_hook(key, None, data, "acompletion")
+    if completion_tokens is None:
+        completion_tokens = data["max_tokens"]
+    kwargs = {"litellm_call_id": data["litellm_call_id"], "model": data["model"]}
+    await callback.async_log_success_event(kwargs, model_response(prompt_tokens, completion_tokens), None, None)
+    return data["litellm_call_id"]
+
+
+def rows(database_url: str, query: str, *params) -> list[tuple]:
+    with psycopg.connect(database_url) as connection:
+        return connection.execute(query, params).fetchall()
+
+
+def account(database_url: str, user_id: str) -> tuple[int, int, int]:
+    [row] = rows(
+        database_url,
+        "SELECT credited_tokens, debited_tokens, reserved_tokens FROM solaris.accounts WHERE user_id = %s",
+        user_id,
+    )
+    return row
+
+
+class TestLeasedCalls:
+    def test_calls_are_reserved_from_one_lease_and_settled_one_row_each(self, own_database, user_id, tmp_path):
+        async def scenario(callback, service):
+            call_ids = [await call(callback, user_id) for _ in range(20)]
+            await leasing.flush_once(service)
+            held = account(own_database, user_id)
+            return call_ids, held
+
+        call_ids, held = run_with_callback(
+            own_database, scenario, **lease_settings(tmp_path, default_tokens_per_user=100_000)
+        )
+        charged = 57  # ceil(150 × 0.376)
+        credited, debited, reserved = held
+        assert (credited, debited) == (100_000, 20 * charged)
+        assert reserved > 0  # the lease, still held while the service ran
+        leases = rows(own_database, "SELECT call_id, state FROM solaris.reservations WHERE user_id = %s", user_id)
+        assert len(leases) == 1 and leases[0][1] == "released"  # one lease, returned at close
+        settles = rows(
+            own_database,
+            "SELECT call_id, lease_id, tokens FROM solaris.ledger WHERE user_id = %s AND kind = 'settle' ORDER BY id",
+            user_id,
+        )
+        assert settles == [(call_id, leases[0][0], charged) for call_id in call_ids]
+        assert account(own_database, user_id) == (100_000, 20 * charged, 0)
+
+    def test_near_the_edge_calls_are_reserved_one_by_one(self, own_database, user_id, tmp_path):
+        """No lease of two worst cases fits in a quarter of 300 tokens: the ledger reserves each call."""
+
+        async def scenario(callback, service):
+            return await call(callback, user_id)
+
+        call_id = run_with_callback(own_database, scenario, **lease_settings(tmp_path, default_tokens_per_user=300))
+        assert rows(own_database, "SELECT state FROM solaris.reservations WHERE call_id = %s", call_id) == [
+            ("settled",)
+        ]
+        assert rows(own_database, "SELECT count(*) FROM solaris.reservations WHERE user_id = %s", user_id) == [(1,)]
+
+    def test_concurrent_calls_never_spend_more_than_the_allowance(self, own_database, user_id, tmp_path):
+        """200 calls at once, each using all it may: what leases and per-call reservations
+        let through together stays within the allowance."""
+
+        async def one(callback) -> bool:
+            try:
+                # The provider reports the whole bound: our prompt count and the max_tokens it got.
+                await call(callback, user_id, prompt_tokens=9, completion_tokens=None)
+            except HTTPException:
+                return False
+            return True
+
+        async def scenario(callback, service):
+            served = await asyncio.gather(*(one(callback) for _ in range(200)))
+            await leasing.flush_once(service)
+            return sum(served)
+
+        served = run_with_callback(own_database, scenario, **lease_settings(tmp_path, default_tokens_per_user=5_000))
+        credited, debited, reserved = account(own_database, user_id)
+        assert debited <= credited
+        assert served < 200 and reserved == 0
+        assert debited > credited - 41  # all of it spent but less than one call: none refused in vain
+
+    def test_a_blocked_account_gets_no_more_calls_from_its_lease(self, own_database, user_id, tmp_path):
+        async def scenario(callback, service):
+            await call(callback, user_id)
+            with psycopg.connect(own_database, autocommit=True) as connection:
+                connection.execute("UPDATE solaris.accounts SET status = 'blocked' WHERE user_id = %s", (user_id,))
+            await call(callback, user_id)  # served from the lease: its batch learns of the block
+            await leasing.flush_once(service)
+            with pytest.raises(HTTPException) as refused:
+                await call(callback, user_id)
+            return refused.value
+
+        refusal = run_with_callback(own_database, scenario, **lease_settings(tmp_path, default_tokens_per_user=100_000))
+        assert "account_blocked" in str(refusal.detail)
+        assert account(own_database, user_id)[2] == 0
+
+
+class TestCrash:
+    def test_calls_charged_in_memory_survive_the_process_and_are_charged_once(self, own_database, user_id, tmp_path):
+        """A process killed between a call's success and its batch: the next one replays its journal."""
+
+        async def killed(callback, service):
+            call_ids = [await call(callback, user_id) for _ in range(5)]
+            # What kill -9 leaves: the journal on disk, its lock gone, no batch written.
+            service.settle_batches.journal.close()
+            service.settle_batches = type(service.settle_batches)(type(service.settle_batches.journal)(tmp_path / "x"))
+            service.leases = type(service.leases)()
+            return call_ids
+
+        call_ids = run_with_callback(
+            own_database,
+            killed,
+            **lease_settings(tmp_path, default_tokens_per_user=100_000, settle_batch_interval_ms=5000),
+        )
+        assert account(own_database, user_id)[1] == 0  # nothing written yet
+
+        async def next_process(callback, service):
+            await service.replay_once()
+            await service.replay_once()  # a second replay charges nothing more
+
+        run_with_callback(own_database, next_process, **lease_settings(tmp_path, default_tokens_per_user=100_000))
+        settles = rows(
+            own_database, "SELECT call_id FROM solaris.ledger WHERE kind = 'settle' AND user_id = %s", user_id
+        )
+        assert sorted(settles) == sorted((call_id,) for call_id in call_ids)
+        credited, debited, reserved = account(own_database, user_id)
+        assert debited == 5 * 57
+        # The dead process's lease is still held until it expires (lease_ttl_s).
+        assert reserved > 0
+        with psycopg.connect(own_database, autocommit=True) as connection:
+            connection.execute("UPDATE solaris.reservations SET expires_at = now() WHERE user_id = %s", (user_id,))
+            connection.execute("SELECT solaris.expire_due(100)")
+        assert account(own_database, user_id) == (100_000, 5 * 57, 0)
