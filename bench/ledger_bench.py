@@ -40,7 +40,7 @@ spread_users_count = 1000
 target_ratio = 0.45
 # With leases (settings.leases) a call costs no transaction of its own: it is reserved in
 # memory and settled in a batch (solaris.settle_leased). A batch holds the calls that ended
-# in one settle_batch_interval_ms (20 ms): 8 is what a proxy serving 400 calls/s writes, a
+# in one settle_batch_interval_ms (50 ms): 8 is what a proxy serving 160 calls/s writes, a
 # small batch for a busy proxy. Target (issue 16): settled calls/s ≥ 2 × the UPDATE ceiling.
 leased_batch_calls = 8
 leased_target_ratio = 2.0

@@ -110,13 +110,15 @@ def write_markdown(path: Path, figures: dict, sections: dict[str, list[tuple[str
         "```",
         "",
         "What runs: an OpenAI-compatible fake provider on loopback (`tests.support.fake_provider --fast`);",
-        "two LiteLLM proxies started alike, one with a no-op callback (`bench/noop_callback.py`, the",
-        "baseline) and one with `solaris_hooks`; the same load on both in alternating rounds, from an",
+        "three LiteLLM proxies started alike, one with a no-op callback (`bench/noop_callback.py`, the",
+        "baseline), one with `solaris_hooks` as shipped and one with `leases: true` (unstreamed calls",
+        "only, the ones leases cover); the same load on each in alternating rounds, from an",
         "aiohttp client in the benchmark process. Metered streams: two `solaris_hooks` proxies alike but",
         "for `stream_chunk_tokens` (the default, metered; 0, the worst case reserved up front), each on",
         "a database of its own, the same long streamed answers in alternating rounds; their ledgers",
         "counted after (`bench/metering_bench.py`, which also runs alone). Ledger pairs run straight",
-        "against Postgres beside the ceiling of a single conditional `UPDATE … RETURNING`. Reports run",
+        "against Postgres beside the ceiling of a single conditional `UPDATE … RETURNING`, and so do",
+        "leased calls settled in batches of 8 (`solaris.settle_leased`). Reports run",
         "over 1,000,000 generated rows.",
         "",
         "What the figures mean, which targets are missed and why: [performance.md](performance.md).",
@@ -186,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         "Proxy overhead (solaris_hooks / no-op callback)": proxy_bench.rows(figures["proxy"]),
         # Absent from figures of runs before metered streams (--report-only).
         **({metering_bench.title: metering_bench.rows(figures["metering"])} if "metering" in figures else {}),
-        "Ledger (reserve + settle pairs / single-UPDATE ceiling)": ledger_bench.rows(figures["ledger"]),
+        "Ledger (reserve + settle pairs, and leased calls in batches / single-UPDATE ceiling)": ledger_bench.rows(
+            figures["ledger"]
+        ),
         "Reports": reports_bench.rows(figures["reports"]),
     }
     print_table(sections)

@@ -90,8 +90,9 @@ async def settle_leased(
     connection: AsyncConnection, calls: Sequence[LeasedCall], *, ttl_s: int, thresholds: Sequence[float] = ()
 ) -> list[LeaseState]:
     """Charge a batch of leased calls in one transaction (idempotent per call id) and renew
-    the leases still held; returns every lease the batch named."""
-    async with connection.transaction(), connection.cursor(row_factory=class_row(LeaseState)) as cursor:
+    the leases still held; returns every lease the batch named. One function call in
+    autocommit is its own transaction: no BEGIN and COMMIT round trips around it."""
+    async with connection.cursor(row_factory=class_row(LeaseState)) as cursor:
         await cursor.execute(
             sql("db/settle_leased"),
             {

@@ -63,7 +63,7 @@ class Settings(BaseModel):
     lease_share: float = Field(0.25, gt=0, le=1)
     lease_ttl_s: int = Field(60, ge=5, le=3600)
     lease_idle_s: float = Field(10, gt=0, le=3600)
-    settle_batch_interval_ms: int = Field(20, ge=1, le=5000)
+    settle_batch_interval_ms: int = Field(50, ge=1, le=5000)
     # Every route has a rule: `charge` (bounded before the call, charged after; only the
     # routes solaris_hooks can bound), `free` (no reservation, no charge) or `refuse` (403
     # naming the route and this setting). Merged over the defaults: chat, completions,

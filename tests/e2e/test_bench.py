@@ -50,7 +50,11 @@ class TestBenchSmoke:
             assert scenario["noop"]["requests"] > 0 and scenario["solaris"]["requests"] > 0
             assert scenario["noop"]["errors"] == 0 and scenario["solaris"]["errors"] == 0
             assert scenario["throughput_ratio"] > 0
+            # Leases cover unstreamed calls: the proxy with leases on is measured on those.
+            if not scenario["stream"]:
+                assert scenario["leased"]["requests"] > 0 and scenario["leased"]["errors"] == 0
         assert figures["proxy"]["memory"]["solaris"]["rss_end_mb"] > 0
+        assert figures["proxy"]["memory"]["leased"]["rss_end_mb"] > 0
         assert figures["metering"] and figures["ledger"] and figures["reports"]
         assert all(part in stdout for part in ("Proxy overhead", "Metered streams", "Ledger", "Reports"))
 
