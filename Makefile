@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run-stamp
 DEV_STAMP := $(VENV)/.installed-dev-stamp
 
-.PHONY: install run lint check test bench soak lock clean
+.PHONY: install run lint check test bench profile soak lock clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "solaris-hooks needs Python 3.11 or newer")'
@@ -61,6 +61,11 @@ test: lint $(LIBRECHAT_STAMP)
 # Several minutes: proxy overhead, ledger and reports figures; rewrites docs/benchmarks.md.
 bench: $(DEV_STAMP)
 	$(BIN)/python -m bench.run
+
+# Where a proxy's CPU goes per call, ours against a no-op callback's (py-spy, about a minute).
+profile: $(DEV_STAMP)
+	$(BIN)/python -m pip install -q "py-spy>=0.3,<1"
+	$(BIN)/python -m bench.profile_proxy
 
 # Five minutes of load on two proxies while Postgres stops every minute and one proxy is
 # killed; checks the ledger, mail and logs after. Not in `make test`: too long.

@@ -13,8 +13,12 @@ import os
 import socket
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+
+# Users whose last call is remembered (to tell busy users): the oldest are forgotten past it.
+users_remembered_max = 100_000
 
 
 @dataclass(eq=False)
@@ -49,6 +53,10 @@ class Leases:
         self._retiring: list[Lease] = []
         # A user for whom no lease could be taken (near the edge) is not asked again until then.
         self._retry_at_s: dict[str, float] = {}
+        # When each user last called, most recent last: a lease is for a user who calls again
+        # within lease_idle_s. One taken for a user seen once would be returned unused, a
+        # round trip more than the call's own reservation.
+        self._last_call_s: OrderedDict[str, float] = OrderedDict()
 
     def __iter__(self) -> Iterator[Lease]:
         return iter(list(self._by_user.values()))
@@ -73,8 +81,16 @@ class Leases:
         lease.used_at_s = time.monotonic()
         return lease
 
-    def may_take(self, user_id: str) -> bool:
-        return user_id not in self._by_user and time.monotonic() >= self._retry_at_s.get(user_id, 0.0)
+    def may_take(self, user_id: str, idle_s: float) -> bool:
+        """Whether to take a lease for this call's user: one who called within idle_s before,
+        holds none, and was not refused one lately. Notes the call either way."""
+        now_s = time.monotonic()
+        last_s = self._last_call_s.pop(user_id, None)
+        self._last_call_s[user_id] = now_s
+        if len(self._last_call_s) > users_remembered_max:
+            self._last_call_s.popitem(last=False)
+        busy = last_s is not None and now_s - last_s < idle_s
+        return busy and user_id not in self._by_user and now_s >= self._retry_at_s.get(user_id, 0.0)
 
     def new_lease_id(self) -> str:
         return f"lease-{uuid.uuid4().hex}"

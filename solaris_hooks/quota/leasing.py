@@ -1,7 +1,8 @@
 """Calls reserved from leases: the request path's side, and the loop that writes their charges.
 
-reserve_from_lease is the pre-call hook's fast path (settings.leases): a user's first call
-takes a lease in one round trip, later ones reserve from it in memory. settle_leased_call
+reserve_from_lease is the pre-call hook's fast path (settings.leases): a busy user's call (one
+who called within lease_idle_s before) takes a lease in one round trip, later ones reserve
+from it in memory. settle_leased_call
 charges a call in memory and journals it; flush_forever writes the journal to the ledger in
 batches and keeps the leases: tops up those half used, renews those in use, returns those
 idle, gives up those the ledger no longer holds (returned, expired, account blocked).
@@ -33,7 +34,7 @@ async def reserve_from_lease(state: QuotaState, user_id: str, tokens: int) -> Le
     """Reserve `tokens` for a call from the user's lease, taking one if this process holds
     none; None: reserve this call in Postgres (no lease fits, or the database is down)."""
     lease = state.leases.reserve(user_id, tokens)
-    if lease is not None or not state.leases.may_take(user_id):
+    if lease is not None or not state.leases.may_take(user_id, state.settings.lease_idle_s):
         return lease
     taking = state.lease_takes.get(user_id)
     if taking is None:

@@ -49,7 +49,7 @@ def leased_settles(url: str, user_id: str) -> dict[str, int]:
 
 
 class TestLeasedReplicas:
-    calls = 500
+    calls = 300
 
     def test_two_replicas_with_leases_spend_the_allowance_and_not_a_token_more(
         self, own_database, fake_provider, tmp_path
@@ -143,7 +143,9 @@ class TestLeasedCrash:
                 first.stop()
                 outcomes = [call.result(timeout=60) for call in hanging]
             assert all(isinstance(outcome, openai.APIConnectionError) for outcome in outcomes), outcomes
-            assert account_row(own_database, user_id)["used_tokens"] == 0  # nothing written before the kill
+            # Only the first call is in the ledger: it was reserved on its own (a lease is for a
+            # user who calls again), the leased ones were to be written by a batch.
+            assert account_row(own_database, user_id)["used_tokens"] == charged(served[0].usage.total_tokens)
 
             second = own_proxy(
                 "leases-crash-second", own_database, fake_provider.base_url, settings, tmp_path / "second"
@@ -154,7 +156,7 @@ class TestLeasedCrash:
                 account = wait_for(
                     lambda: (
                         (row := account_row(own_database, user_id))["reserved_tokens"] == 0
-                        and row["used_tokens"] > 0
+                        and row["used_tokens"] > charged(served[0].usage.total_tokens)
                         and row
                     ),
                     60,
@@ -167,13 +169,14 @@ class TestLeasedCrash:
             kill_tree(trees)
             first.stop()
         assert account["used_tokens"] == sum(charged(response.usage.total_tokens) for response in served)
-        assert leased_settles(own_database, user_id) == {next(iter(leased_settles(own_database, user_id))): 12}
+        settles = leased_settles(own_database, user_id)
+        assert settles.pop("none") == 1 and list(settles.values()) == [self.served_calls - 1], settles
         assert '"event": "spool_replayed"' in second.log() or '"event": "database_recovered"' in second.log()
         assert_ledger_consistent(own_database)
         doctor = solaris_cli("doctor", database_url=own_database)
         assert doctor.returncode == 0 and "FAIL" not in doctor.stdout, doctor.stdout + doctor.stderr
         record_figure(
-            f"leases crash: kill -9 with {self.served_calls} served calls' charges in memory and "
-            f"{self.in_flight} calls in flight: all {self.served_calls} charged once by the restart's replay; "
+            f"leases crash: kill -9 with {self.served_calls - 1} served calls' charges in memory and "
+            f"{self.in_flight} calls in flight: all charged once by the restart's replay; "
             f"the lease expired and returned the rest"
         )

@@ -65,27 +65,35 @@ class TestLeasedCalls:
         credited, debited, reserved = held
         assert (credited, debited) == (100_000, 20 * charged)
         assert reserved > 0  # the lease, still held while the service ran
-        leases = rows(own_database, "SELECT call_id, state FROM solaris.reservations WHERE user_id = %s", user_id)
-        assert len(leases) == 1 and leases[0][1] == "released"  # one lease, returned at close
+        # The first call is reserved on its own: a lease is for a user who calls again.
+        reservations = rows(
+            own_database,
+            "SELECT call_id, state FROM solaris.reservations WHERE user_id = %s ORDER BY created_at",
+            user_id,
+        )
+        assert reservations[0] == (call_ids[0], "settled")
+        [(lease_id, lease_state)] = reservations[1:]
+        assert lease_state == "released"  # one lease, returned at close
         settles = rows(
             own_database,
             "SELECT call_id, lease_id, tokens FROM solaris.ledger WHERE user_id = %s AND kind = 'settle' ORDER BY id",
             user_id,
         )
-        assert settles == [(call_id, leases[0][0], charged) for call_id in call_ids]
+        assert settles == [(call_ids[0], None, charged)] + [(call_id, lease_id, charged) for call_id in call_ids[1:]]
         assert account(own_database, user_id) == (100_000, 20 * charged, 0)
 
     def test_near_the_edge_calls_are_reserved_one_by_one(self, own_database, user_id, tmp_path):
         """No lease of two worst cases fits in a quarter of 300 tokens: the ledger reserves each call."""
 
         async def scenario(callback, service):
-            return await call(callback, user_id)
+            return [await call(callback, user_id) for _ in range(3)]
 
-        call_id = run_with_callback(own_database, scenario, **lease_settings(tmp_path, default_tokens_per_user=300))
-        assert rows(own_database, "SELECT state FROM solaris.reservations WHERE call_id = %s", call_id) == [
-            ("settled",)
-        ]
-        assert rows(own_database, "SELECT count(*) FROM solaris.reservations WHERE user_id = %s", user_id) == [(1,)]
+        call_ids = run_with_callback(own_database, scenario, **lease_settings(tmp_path, default_tokens_per_user=300))
+        assert rows(
+            own_database,
+            "SELECT call_id, state FROM solaris.reservations WHERE user_id = %s ORDER BY created_at",
+            user_id,
+        ) == [(call_id, "settled") for call_id in call_ids]
 
     def test_concurrent_calls_never_spend_more_than_the_allowance(self, own_database, user_id, tmp_path):
         """200 calls at once, each using all it may: what leases and per-call reservations
@@ -113,6 +121,7 @@ class TestLeasedCalls:
     def test_a_blocked_account_gets_no_more_calls_from_its_lease(self, own_database, user_id, tmp_path):
         async def scenario(callback, service):
             await call(callback, user_id)
+            await call(callback, user_id)  # a busy user: a lease, reserved from by the next call
             with psycopg.connect(own_database, autocommit=True) as connection:
                 connection.execute("UPDATE solaris.accounts SET status = 'blocked' WHERE user_id = %s", (user_id,))
             await call(callback, user_id)  # served from the lease: its batch learns of the block
@@ -143,7 +152,7 @@ class TestCrash:
             killed,
             **lease_settings(tmp_path, default_tokens_per_user=100_000, settle_batch_interval_ms=5000),
         )
-        assert account(own_database, user_id)[1] == 0  # nothing written yet
+        assert account(own_database, user_id)[1] == 57  # the first call only, reserved on its own
 
         async def next_process(callback, service):
             await service.replay_once()

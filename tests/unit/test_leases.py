@@ -51,6 +51,15 @@ class TestLeases:
         assert leases.drained() == [lease]
         assert leases.drained() == []
 
+    def test_a_lease_is_taken_for_a_user_who_calls_again_soon(self):
+        leases = Leases()
+        assert not leases.may_take("ana@example.com", idle_s=10)  # her first call
+        assert leases.may_take("ana@example.com", idle_s=10)
+        assert not leases.may_take("bia@example.com", idle_s=0)  # too long ago, whenever it was
+        assert not leases.may_take("bia@example.com", idle_s=0)
+        held_lease(leases)
+        assert not leases.may_take("ana@example.com", idle_s=10)  # she holds one
+
     def test_half_used_leases_are_topped_up(self):
         leases = Leases()
         lease = held_lease(leases, free_tokens=100)
