@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 
 from solaris_hooks.db import ledger
@@ -21,6 +20,7 @@ from solaris_hooks.exceptions import DatabaseUnavailable
 from solaris_hooks.logs import log_event
 from solaris_hooks.quota.calls import CallInFlight
 from solaris_hooks.quota.leases import Lease
+from solaris_hooks.quota.plan import platform_tokens
 from solaris_hooks.quota.spool import SpoolEntry
 from solaris_hooks.quota.state import QuotaState
 
@@ -47,22 +47,10 @@ async def reserve_from_lease(state: QuotaState, user_id: str, tokens: int) -> Le
 
 
 async def _take(state: QuotaState, user_id: str, call_tokens: int) -> None:
-    settings = state.settings
     lease_id = state.leases.new_lease_id()
-    size_tokens = settings.lease_calls * call_tokens
+    size_tokens = state.settings.lease_calls * call_tokens
     try:
-        async with state.database.connection() as connection:
-            taken = await take_lease(
-                connection,
-                user_id=user_id,
-                lease_id=lease_id,
-                owner=state.leases.owner,
-                wanted_tokens=size_tokens,
-                minimum_tokens=2 * call_tokens,
-                share=settings.lease_share,
-                default_tokens=settings.default_tokens_per_user,
-                ttl_s=settings.lease_ttl_s,
-            )
+        taken = await _take_lease(state, user_id, lease_id, size_tokens, minimum_tokens=2 * call_tokens)
     except DatabaseUnavailable:
         return  # the call's own reservation meets the outage and answers it
     if taken.outcome != "reserved":
@@ -72,22 +60,48 @@ async def _take(state: QuotaState, user_id: str, call_tokens: int) -> None:
     log_event("lease_taken", user_id=user_id, lease_id=lease_id, tokens=taken.reserved)
 
 
+async def _take_lease(
+    state: QuotaState, user_id: str, lease_id: str, wanted_tokens: int, minimum_tokens: int
+) -> ledger.Reservation:
+    """Take the lease `lease_id`, or top it up when the ledger holds it already."""
+    settings = state.settings
+    async with state.database.connection() as connection:
+        return await take_lease(
+            connection,
+            user_id=user_id,
+            lease_id=lease_id,
+            owner=state.leases.owner,
+            wanted_tokens=wanted_tokens,
+            minimum_tokens=minimum_tokens,
+            share=settings.lease_share,
+            default_tokens=settings.default_tokens_per_user,
+            ttl_s=settings.lease_ttl_s,
+        )
+
+
+def leased_call(entry: SpoolEntry) -> LeasedCall:
+    """A leased call's charge as the ledger takes it, from its journal line."""
+    return LeasedCall(
+        entry.call_id, str(entry.lease_id), entry.raw_tokens, entry.factor or 0.0, entry.model, entry.cost_usd
+    )
+
+
 def settle_leased_call(
     state: QuotaState, call_id: str, call: CallInFlight, raw_tokens: int, model: str | None, cost_usd: float | None
 ) -> ledger.Resolution:
     """Charge a leased call in memory; its journal line now, its ledger row with the next batch."""
     lease = call.lease
     assert lease is not None and call.reserved_tokens is not None
-    charged_tokens = math.ceil(max(raw_tokens, 0) * call.factor)
-    leased = LeasedCall(call_id, lease.lease_id, raw_tokens, call.factor, model, cost_usd)
+    # As solaris.settle_leased charges it, so the lease's free tokens match the ledger's.
+    charged_tokens = platform_tokens(max(raw_tokens, 0), call.factor)
     entry = SpoolEntry(call_id, raw_tokens, model, cost_usd, call.user_id, call.factor, lease_id=lease.lease_id)
     try:
-        state.settle_batches.add(leased, lease, entry)
+        state.settle_batches.add(leased_call(entry), lease, charged_tokens, entry)
     except OSError as error:
         # No journal (a full or read-only disk): the batch still writes it, unless the
         # process dies first. Said loudly, as the spool says usage it cannot keep.
         log_event("journal_unwritable", logging.ERROR, call_id=call_id, user_id=call.user_id, error=str(error))
-        state.settle_batches.add_unjournaled(leased, lease)
+        state.settle_batches.add_unjournaled(leased_call(entry), lease, charged_tokens)
     state.leases.ended(lease, call.reserved_tokens, charged_tokens)
     return ledger.Resolution(state="settled", charged_tokens=charged_tokens)
 
@@ -124,9 +138,7 @@ async def _write_batches(state: QuotaState) -> int:
         for waiting in batch:
             state.leases.written(waiting.lease, 1)
             waiting.lease.renewed_at_s = now_s
-            state.metrics.charged_tokens.labels(model=waiting.call.model or "unknown").inc(
-                math.ceil(max(waiting.call.raw_tokens, 0) * waiting.call.factor)
-            )
+            state.metrics.charged_tokens.labels(model=waiting.call.model or "unknown").inc(waiting.charged_tokens)
         by_id = {waiting.lease.lease_id: waiting.lease for waiting in batch}
         for lease_state in lease_states:
             if lease_state.lease_state != "pending" or lease_state.status != "active":
@@ -158,20 +170,14 @@ async def _keep_leases(state: QuotaState) -> None:
 
 
 async def _top_up(state: QuotaState, lease: Lease) -> None:
-    settings = state.settings
     try:
-        async with state.database.connection() as connection:
-            taken = await take_lease(
-                connection,
-                user_id=lease.user_id,
-                lease_id=lease.lease_id,
-                owner=state.leases.owner,
-                wanted_tokens=lease.size_tokens - lease.free_tokens,
-                minimum_tokens=lease.call_tokens,
-                share=settings.lease_share,
-                default_tokens=settings.default_tokens_per_user,
-                ttl_s=settings.lease_ttl_s,
-            )
+        taken = await _take_lease(
+            state,
+            lease.user_id,
+            lease.lease_id,
+            wanted_tokens=lease.size_tokens - lease.free_tokens,
+            minimum_tokens=lease.call_tokens,
+        )
     except DatabaseUnavailable:
         return
     finally:

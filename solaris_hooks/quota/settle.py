@@ -13,11 +13,11 @@ import logging
 from psycopg import AsyncConnection
 
 from solaris_hooks.db import ledger
-from solaris_hooks.db.leases import LeasedCall, settle_leased
+from solaris_hooks.db.leases import settle_leased
 from solaris_hooks.exceptions import DatabaseUnavailable
 from solaris_hooks.logs import log_event
 from solaris_hooks.quota.calls import CallInFlight
-from solaris_hooks.quota.leasing import release_leased_call, settle_leased_call
+from solaris_hooks.quota.leasing import leased_call, release_leased_call, settle_leased_call
 from solaris_hooks.quota.plan import platform_tokens
 from solaris_hooks.quota.spool import SpoolEntry
 from solaris_hooks.quota.state import QuotaState
@@ -179,12 +179,12 @@ async def charge_spooled(state: QuotaState, entry: SpoolEntry) -> ledger.Resolut
 
 async def _charge_journaled(state: QuotaState, entry: SpoolEntry) -> ledger.Resolution:
     """A leased call from a journal its process left behind (killed before the batch)."""
-    call = LeasedCall(
-        entry.call_id, str(entry.lease_id), entry.raw_tokens, entry.factor or 0.0, entry.model, entry.cost_usd
-    )
     async with state.database.connection() as connection:
         [lease] = await settle_leased(
-            connection, [call], ttl_s=state.settings.lease_ttl_s, thresholds=state.settings.alert_thresholds
+            connection,
+            [leased_call(entry)],
+            ttl_s=state.settings.lease_ttl_s,
+            thresholds=state.settings.alert_thresholds,
         )
     if lease.charged_tokens:
         state.metrics.charged_tokens.labels(model=entry.model or "unknown").inc(lease.charged_tokens)

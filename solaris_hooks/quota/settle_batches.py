@@ -28,37 +28,42 @@ batch_calls_max = 2000
 class WaitingCall:
     call: LeasedCall
     lease: Lease
-    journal_end: int  # the journal's length once this call's line was written
+    charged_tokens: int  # what the batch charges it: ceil(raw tokens × factor)
+    journal_end: int  # bytes ever appended to the journal once this call's line was
 
 
 class SettleJournal:
-    """This process's journal segment: append-only while calls wait, cut once they are written."""
+    """This process's journal segment: append-only while calls wait, cut once they are written.
+
+    Positions are counted in bytes ever appended, so a cut moves the file's start and no
+    waiting call's position."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._segment: int | None = None
-        self.length = 0
+        self.appended = 0  # bytes ever appended
+        self._cut = 0  # bytes ever cut from the front: the file starts at this position
 
     def append(self, entry: SpoolEntry) -> int:
         """Write one line (not fsync'd: it outlives the process, not the machine); returns the
-        journal's length after it. Raises OSError when the disk refuses it."""
+        position after it. Raises OSError when the disk refuses it."""
         if self._segment is None:
             self._segment, _ = open_segment(self.directory, os.O_RDWR)
         line = entry.to_line()
-        os.pwrite(self._segment, line, self.length)
-        self.length += len(line)
-        return self.length
+        os.pwrite(self._segment, line, self.appended - self._cut)
+        self.appended += len(line)
+        return self.appended
 
     def written_up_to(self, end: int) -> None:
-        """The lines before `end` are in the ledger: keep only those after it. A crash halfway
-        leaves a line or two of written calls, which a replay charges nothing more for."""
+        """The lines before position `end` are in the ledger: keep only those after it. A crash
+        halfway leaves a line or two of written calls, which a replay charges nothing more for."""
         if self._segment is None:
             return
-        rest = os.pread(self._segment, self.length - end, end) if self.length > end else b""
+        rest = os.pread(self._segment, self.appended - end, end - self._cut) if self.appended > end else b""
         if rest:
             os.pwrite(self._segment, rest, 0)
         os.ftruncate(self._segment, len(rest))
-        self.length = len(rest)
+        self._cut = end
 
     def close(self) -> None:
         """Stop appending; a journal with lines left is replayed like any spool segment."""
@@ -77,14 +82,14 @@ class SettleBatches:
     def __len__(self) -> int:
         return len(self._waiting)
 
-    def add(self, call: LeasedCall, lease: Lease, entry: SpoolEntry) -> None:
+    def add(self, call: LeasedCall, lease: Lease, charged_tokens: int, entry: SpoolEntry) -> None:
         """Keep a call for the next batch; its journal line first. Raises OSError."""
         end = self.journal.append(entry)
-        self._waiting.append(WaitingCall(call, lease, end))
+        self._waiting.append(WaitingCall(call, lease, charged_tokens, end))
 
-    def add_unjournaled(self, call: LeasedCall, lease: Lease) -> None:
+    def add_unjournaled(self, call: LeasedCall, lease: Lease, charged_tokens: int) -> None:
         """Keep a call whose journal line could not be written (it covers no journal bytes)."""
-        self._waiting.append(WaitingCall(call, lease, self._waiting[-1].journal_end if self._waiting else 0))
+        self._waiting.append(WaitingCall(call, lease, charged_tokens, self.journal.appended))
 
     def next_batch(self) -> list[WaitingCall]:
         return self._waiting[:batch_calls_max]
@@ -92,8 +97,4 @@ class SettleBatches:
     def written(self, batch: list[WaitingCall]) -> None:
         """`batch` (the oldest waiting calls) is in the ledger: drop it here and in the journal."""
         del self._waiting[: len(batch)]
-        end = batch[-1].journal_end
-        self.journal.written_up_to(end)
-        self._waiting = [
-            WaitingCall(waiting.call, waiting.lease, waiting.journal_end - end) for waiting in self._waiting
-        ]
+        self.journal.written_up_to(batch[-1].journal_end)

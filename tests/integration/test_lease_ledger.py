@@ -10,6 +10,7 @@ import pytest
 from solaris_hooks.db import leases, ledger
 from solaris_hooks.db.leases import LeasedCall
 from tests.support.event_loop import run_with_connection
+from tests.support.ledger_sql import account_balances
 
 
 @pytest.fixture
@@ -31,16 +32,6 @@ def take(connection, user_id: str, lease_id: str, wanted: int, minimum: int = 1,
     )
 
 
-def account(database_url: str, user_id: str) -> tuple[int, int, int]:
-    with psycopg.connect(database_url) as connection:
-        row = connection.execute(
-            "SELECT credited_tokens, debited_tokens, reserved_tokens FROM solaris.accounts WHERE user_id = %s",
-            (user_id,),
-        ).fetchone()
-    assert row is not None
-    return row
-
-
 def ledger_rows(database_url: str, user_id: str) -> list[tuple]:
     with psycopg.connect(database_url) as connection:
         return connection.execute(
@@ -58,7 +49,7 @@ class TestTakeLease:
         taken = run_with_connection(own_database, scenario)
         # 1,000 free, 30 % kept for others: 700 leased, not the 900 asked for.
         assert (taken.outcome, taken.reserved) == ("reserved", 700)
-        assert account(own_database, user_id) == (1000, 0, 700)
+        assert account_balances(own_database, user_id) == (1000, 0, 700)
         assert ledger_rows(own_database, user_id) == [("reserve", "lease-a", "lease-a", 700, 0, 700)]
 
     def test_no_lease_is_taken_near_the_edge(self, own_database, user_id):
@@ -67,7 +58,7 @@ class TestTakeLease:
 
         taken = run_with_connection(own_database, scenario)
         assert (taken.outcome, taken.reserved) == ("exhausted", 0)
-        assert account(own_database, user_id) == (1000, 0, 0)
+        assert account_balances(own_database, user_id) == (1000, 0, 0)
 
     def test_a_top_up_adds_to_the_held_lease_with_an_extend_row(self, own_database, user_id):
         async def scenario(connection):
@@ -76,7 +67,7 @@ class TestTakeLease:
 
         topped = run_with_connection(own_database, scenario)
         assert (topped.outcome, topped.reserved) == ("reserved", 300)
-        assert account(own_database, user_id) == (1000, 0, 500)
+        assert account_balances(own_database, user_id) == (1000, 0, 500)
 
     def test_a_returned_lease_cannot_be_topped_up(self, own_database, user_id):
         async def scenario(connection):
@@ -85,7 +76,7 @@ class TestTakeLease:
             return await take(connection, user_id, "lease-d", wanted=300)
 
         assert run_with_connection(own_database, scenario).outcome == "lost"
-        assert account(own_database, user_id) == (1000, 0, 0)
+        assert account_balances(own_database, user_id) == (1000, 0, 0)
 
 
 class TestSettleLeased:
@@ -100,7 +91,7 @@ class TestSettleLeased:
         charged = [38, 76, 113]  # ceil(100 × 0.376), ceil(200 × 0.376), ceil(300 × 0.376)
         assert (state.lease_state, state.lease_tokens, state.status) == ("pending", 600 - sum(charged), "active")
         assert state.charged_tokens == sum(charged)
-        assert account(own_database, user_id) == (1000, sum(charged), 600 - sum(charged))
+        assert account_balances(own_database, user_id) == (1000, sum(charged), 600 - sum(charged))
         settles = [row for row in ledger_rows(own_database, user_id) if row[0] == "settle"]
         assert settles == [
             ("settle", call.call_id, "lease-e", tokens, tokens, -tokens)
@@ -117,7 +108,7 @@ class TestSettleLeased:
 
         [state] = run_with_connection(own_database, scenario)
         assert state.charged_tokens == 0
-        assert account(own_database, user_id) == (1000, 500, 400)
+        assert account_balances(own_database, user_id) == (1000, 500, 400)
 
     def test_a_call_whose_lease_was_returned_is_charged_late_from_the_account(self, own_database, user_id):
         """The replay of a dead process's spool after its lease expired: owed all the same."""
@@ -130,7 +121,7 @@ class TestSettleLeased:
 
         [state] = run_with_connection(own_database, scenario)
         assert (state.lease_state, state.charged_tokens) == ("expired", 500)
-        assert account(own_database, user_id) == (1000, 500, 0)
+        assert account_balances(own_database, user_id) == (1000, 500, 0)
         assert ledger_rows(own_database, user_id)[-1] == ("settle", call.call_id, "lease-g", 500, 500, 0)
 
     def test_a_batch_names_a_blocked_account_so_its_lease_is_given_up(self, own_database, user_id):
@@ -159,7 +150,7 @@ class TestSettleLeased:
         assert sorted(state.lease_id for state in states) == sorted(f"lease-{user}" for user in users)
         assert {state.lease_tokens for state in states} == {70}
         for user in users:
-            assert account(own_database, user) == (1000, 30, 70)
+            assert account_balances(own_database, user) == (1000, 30, 70)
 
     def test_a_returned_lease_gives_back_only_what_its_calls_did_not_use(self, own_database, user_id):
         call = LeasedCall(f"call-{user_id}", "lease-i", raw_tokens=100, factor=1)
@@ -170,5 +161,5 @@ class TestSettleLeased:
             return await ledger.resolve(connection, call_id="lease-i", kind="release")
 
         run_with_connection(own_database, scenario)
-        assert account(own_database, user_id) == (1000, 100, 0)
+        assert account_balances(own_database, user_id) == (1000, 100, 0)
         assert ledger_rows(own_database, user_id)[-1] == ("release", "lease-i", None, 400, 0, -400)

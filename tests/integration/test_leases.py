@@ -13,6 +13,7 @@ from fastapi import HTTPException
 from solaris_hooks.quota import leasing
 from tests.integration.test_hooks import key, model_response
 from tests.support.event_loop import run_with_callback
+from tests.support.ledger_sql import account_balances
 from tests.support.payloads import request_data
 
 
@@ -41,21 +42,12 @@ def rows(database_url: str, query: str, *params) -> list[tuple]:
         return connection.execute(query, params).fetchall()
 
 
-def account(database_url: str, user_id: str) -> tuple[int, int, int]:
-    [row] = rows(
-        database_url,
-        "SELECT credited_tokens, debited_tokens, reserved_tokens FROM solaris.accounts WHERE user_id = %s",
-        user_id,
-    )
-    return row
-
-
 class TestLeasedCalls:
     def test_calls_are_reserved_from_one_lease_and_settled_one_row_each(self, own_database, user_id, tmp_path):
         async def scenario(callback, service):
             call_ids = [await call(callback, user_id) for _ in range(20)]
             await leasing.flush_once(service)
-            held = account(own_database, user_id)
+            held = account_balances(own_database, user_id)
             return call_ids, held
 
         call_ids, held = run_with_callback(
@@ -80,7 +72,7 @@ class TestLeasedCalls:
             user_id,
         )
         assert settles == [(call_ids[0], None, charged)] + [(call_id, lease_id, charged) for call_id in call_ids[1:]]
-        assert account(own_database, user_id) == (100_000, 20 * charged, 0)
+        assert account_balances(own_database, user_id) == (100_000, 20 * charged, 0)
 
     def test_near_the_edge_calls_are_reserved_one_by_one(self, own_database, user_id, tmp_path):
         """No lease of two worst cases fits in a quarter of 300 tokens: the ledger reserves each call."""
@@ -113,7 +105,7 @@ class TestLeasedCalls:
             return sum(served)
 
         served = run_with_callback(own_database, scenario, **lease_settings(tmp_path, default_tokens_per_user=5_000))
-        credited, debited, reserved = account(own_database, user_id)
+        credited, debited, reserved = account_balances(own_database, user_id)
         assert debited <= credited
         assert served < 200 and reserved == 0
         assert debited > credited - 41  # all of it spent but less than one call: none refused in vain
@@ -132,7 +124,7 @@ class TestLeasedCalls:
 
         refusal = run_with_callback(own_database, scenario, **lease_settings(tmp_path, default_tokens_per_user=100_000))
         assert "account_blocked" in str(refusal.detail)
-        assert account(own_database, user_id)[2] == 0
+        assert account_balances(own_database, user_id)[2] == 0
 
 
 class TestCrash:
@@ -152,7 +144,7 @@ class TestCrash:
             killed,
             **lease_settings(tmp_path, default_tokens_per_user=100_000, settle_batch_interval_ms=5000),
         )
-        assert account(own_database, user_id)[1] == 57  # the first call only, reserved on its own
+        assert account_balances(own_database, user_id)[1] == 57  # the first call only, reserved on its own
 
         async def next_process(callback, service):
             await service.replay_once()
@@ -163,11 +155,11 @@ class TestCrash:
             own_database, "SELECT call_id FROM solaris.ledger WHERE kind = 'settle' AND user_id = %s", user_id
         )
         assert sorted(settles) == sorted((call_id,) for call_id in call_ids)
-        credited, debited, reserved = account(own_database, user_id)
+        credited, debited, reserved = account_balances(own_database, user_id)
         assert debited == 5 * 57
         # The dead process's lease is still held until it expires (lease_ttl_s).
         assert reserved > 0
         with psycopg.connect(own_database, autocommit=True) as connection:
             connection.execute("UPDATE solaris.reservations SET expires_at = now() WHERE user_id = %s", (user_id,))
             connection.execute("SELECT solaris.expire_due(100)")
-        assert account(own_database, user_id) == (100_000, 5 * 57, 0)
+        assert account_balances(own_database, user_id) == (100_000, 5 * 57, 0)

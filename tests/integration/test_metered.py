@@ -9,6 +9,7 @@ import pytest
 
 from solaris_hooks.db import ledger
 from tests.support.event_loop import run_with_connection
+from tests.support.ledger_sql import account_balances
 
 
 @pytest.fixture
@@ -31,16 +32,6 @@ def reserve_metered(connection, user_id: str, call_id: str, wanted: int):
     )
 
 
-def account(database_url: str, user_id: str) -> tuple[int, int, int]:
-    with psycopg.connect(database_url) as connection:
-        row = connection.execute(
-            "SELECT credited_tokens, debited_tokens, reserved_tokens FROM solaris.accounts WHERE user_id = %s",
-            (user_id,),
-        ).fetchone()
-    assert row is not None
-    return row
-
-
 def test_growth_takes_only_what_is_free_and_writes_one_extend_row_each(database_url, user_id):
     call_id = uuid.uuid4().hex
 
@@ -56,7 +47,7 @@ def test_growth_takes_only_what_is_free_and_writes_one_extend_row_each(database_
     assert reservation.outcome == "reserved"
     # 100 held, +200, then only the 700 left (less than wanted, more than the minimum), then refused.
     assert grown == [200, 700, 0]
-    assert account(database_url, user_id) == (1000, 0, 1000)
+    assert account_balances(database_url, user_id) == (1000, 0, 1000)
     with psycopg.connect(database_url) as connection:
         rows = connection.execute(
             "SELECT kind, reserved_delta FROM solaris.ledger WHERE call_id = %s ORDER BY id", (call_id,)
@@ -73,7 +64,7 @@ def test_a_settle_charges_at_most_what_the_metered_reservation_holds(database_ur
 
     resolution = run_with_connection(database_url, scenario)
     assert resolution.charged_tokens == 100
-    assert account(database_url, user_id) == (1000, 100, 0)
+    assert account_balances(database_url, user_id) == (1000, 100, 0)
 
 
 def test_an_expired_metered_reservation_is_charged_what_it_held(database_url, user_id):
@@ -107,4 +98,4 @@ def test_an_expired_metered_reservation_is_charged_what_it_held(database_url, us
     assert expired >= 2
     assert late.charged_tokens == 0
     # The metered one's 150 is charged; the plain one's 70 is returned.
-    assert account(database_url, user_id) == (1000, 150, 0)
+    assert account_balances(database_url, user_id) == (1000, 150, 0)

@@ -20,6 +20,17 @@ def execute(url: str, *statements: tuple[str, tuple]) -> None:
             connection.execute(query, params)
 
 
+def account_balances(url: str, user_id: str) -> tuple[int, int, int]:
+    """An account's credited, debited and reserved tokens, as the ledger holds them."""
+    with psycopg.connect(url) as connection:
+        row = connection.execute(
+            "SELECT credited_tokens, debited_tokens, reserved_tokens FROM solaris.accounts WHERE user_id = %s",
+            (user_id,),
+        ).fetchone()
+    assert row is not None, f"no account {user_id}"
+    return row
+
+
 def unmetered(user_id: str, call_id: str, raw_tokens: int) -> tuple[str, tuple]:
     """A call served while the database was down (fail_mode: open), charged from the spool:
     never reserved, so it can take the account past its allowance."""

@@ -73,16 +73,24 @@ class TestSettleJournal:
     def test_lines_written_to_the_ledger_leave_the_journal_and_the_rest_stays(self, tmp_path):
         batches = SettleBatches(SettleJournal(tmp_path))
         lease = Lease("lease-1", "ana@example.com", 100, 100, 10)
-        for number in range(3):
-            call_id = f"call-{number}"
-            batches.add(
-                LeasedCall(call_id, "lease-1", 10, 0.5), lease, SpoolEntry(call_id, 10, lease_id="lease-1", factor=0.5)
-            )
+
+        def add(*numbers: int) -> None:
+            for number in numbers:
+                call_id = f"call-{number}"
+                entry = SpoolEntry(call_id, 10, lease_id="lease-1", factor=0.5)
+                batches.add(LeasedCall(call_id, "lease-1", 10, 0.5), lease, 5, entry)
+
+        add(0, 1, 2)
         first_two = batches.next_batch()[:2]
         batches.written(first_two)
         [segment] = tmp_path.glob("*.spool")
         assert [entry.call_id for entry in read_entries(segment)] == ["call-2"]
-        assert [waiting.call.call_id for waiting in batches.next_batch()] == ["call-2"]
+        # Calls that end after a cut are appended behind what stayed, and cut in their turn.
+        add(3, 4)
+        assert [entry.call_id for entry in read_entries(segment)] == ["call-2", "call-3", "call-4"]
+        batches.written(batches.next_batch()[:2])
+        assert [entry.call_id for entry in read_entries(segment)] == ["call-4"]
+        assert [waiting.call.call_id for waiting in batches.next_batch()] == ["call-4"]
         batches.written(batches.next_batch())
         assert segment.stat().st_size == 0
         batches.journal.close()
