@@ -15,22 +15,39 @@ and each figure is the median of its rounds.
 from __future__ import annotations
 
 import asyncio
-import itertools
+import json
 import math
 import statistics
 import sys
-import time
 import uuid
+from asyncio.subprocess import PIPE, Process
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from decimal import Decimal
+from pathlib import Path
 
 from psycopg import AsyncConnection
 from psycopg.conninfo import make_conninfo
 
+from bench.ledger_operations import (
+    Operation,
+    allowance_tokens,
+    ceiling_update,
+    cost_usd,
+    factor,
+    leased_batch,
+    ledger_pair,
+    model,
+    ops_per_s,
+    raw_tokens,
+    take_lease,
+    take_leases,
+    ttl_s,
+    wanted_tokens,
+)
 from solaris_hooks.admin.doctor import diagnose
-from solaris_hooks.db import leases, ledger
+from solaris_hooks.db import ledger
 from solaris_hooks.db.migrations import migrate
 
 concurrencies = (1, 8, 32)
@@ -40,27 +57,18 @@ spread_users_count = 1000
 target_ratio = 0.45
 # With leases (settings.leases) a call costs no transaction of its own: it is reserved in
 # memory and settled in a batch (solaris.settle_leased). A batch holds the calls that ended
-# in one settle_batch_interval_ms (50 ms): 8 is what a proxy serving 160 calls/s writes, a
-# small batch for a busy proxy. Target (issue 16): settled calls/s ≥ 2 × the UPDATE ceiling.
-leased_batch_calls = 8
+# in one settle_batch_interval_ms (50 ms), so its size is the load: a proxy process serving
+# R leased calls/s writes batches of R / 20. The target rows use 32 (a process at 640
+# calls/s; at the 2 × ceiling they are held to, 4,000-5,000 calls/s here, batches would hold
+# 100-250); one row of 8 (160 calls/s, a light load) shows the ledger with small batches.
+# Target (issue 16): settled calls/s ≥ 2 × the UPDATE ceiling.
+leased_batch_calls = 32
+light_batch_calls = 8
 leased_target_ratio = 2.0
-
-# A realistic call: 500 prompt tokens + max_tokens 1024 at the default factor 0.376,
-# ~800 raw tokens used. The allowance is so large that no reservation is ever refused
-# and no alert threshold is ever crossed: every pair does the same work.
-factor = 0.376
-wanted_tokens = 573  # ceil((500 + 1024) × 0.376)
-minimum_tokens = 189  # ceil((500 + 1) × 0.376)
-default_tokens = 1000
-ttl_s = 900
-model = "gpt-4o-mini"
-raw_tokens = 812
-cost_usd = 0.000487
-thresholds = (0.8, 0.95)
-allowance_tokens = 10**15
-
-ceiling_limit = 2**62  # the `x < limit` of the ceiling UPDATE: checked, never reached
-_ceiling_update = "UPDATE bench_ceiling SET x = x + 1 WHERE id = %s AND x < %s RETURNING x"
+# The same with two proxy processes on one Postgres (issue 16): each writes its own lease's
+# batches, both lock the one account row. Concurrencies are the two processes' sum.
+two_processes_concurrencies = (8, 32)
+repo = Path(__file__).resolve().parents[1]  # where `python -m bench.…` finds the bench package
 
 
 @dataclass(frozen=True)
@@ -92,116 +100,6 @@ async def scratch_database(server_url: str, prefix: str) -> AsyncIterator[str]:
     finally:
         async with await AsyncConnection.connect(server_url, autocommit=True) as admin:
             await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-
-
-# -- the two kinds of operation ----------------------------------------------------------
-
-
-Operation = Callable[[AsyncConnection, int], Awaitable[None]]  # (connection, sequence number)
-
-
-def ledger_pair(user_ids: list[str]) -> Operation:
-    async def pair(connection: AsyncConnection, number: int) -> None:
-        user_id = user_ids[number % len(user_ids)]  # round-robin over the users
-        call_id = str(uuid.uuid4())  # as LiteLLM's litellm_call_id
-        reservation = await ledger.reserve(
-            connection,
-            user_id=user_id,
-            call_id=call_id,
-            wanted_tokens=wanted_tokens,
-            minimum_tokens=minimum_tokens,
-            default_tokens=default_tokens,
-            ttl_s=ttl_s,
-            model=model,
-            factor=factor,
-            thresholds=thresholds,
-        )
-        if reservation.outcome != "reserved":
-            raise RuntimeError(f"reserve for {user_id} was {reservation.outcome}, the benchmark expects none refused")
-        resolution = await ledger.resolve(
-            connection,
-            call_id=call_id,
-            kind="settle",
-            raw_tokens=raw_tokens,
-            model=model,
-            cost_usd=cost_usd,
-            thresholds=thresholds,
-        )
-        if resolution.state != "settled":
-            raise RuntimeError(f"settle of {call_id} was {resolution.state}")
-
-    return pair
-
-
-def leased_batch(user_ids: list[str], lease_ids: dict[str, str]) -> Operation:
-    """One batch of leased calls, round-robin over the users, each from its user's lease."""
-
-    async def batch(connection: AsyncConnection, number: int) -> None:
-        calls = [
-            leases.LeasedCall(
-                str(uuid.uuid4()),
-                lease_ids[user_ids[(number * leased_batch_calls + index) % len(user_ids)]],
-                raw_tokens,
-                factor,
-                model,
-                cost_usd,
-            )
-            for index in range(leased_batch_calls)
-        ]
-        states = await leases.settle_leased(connection, calls, ttl_s=ttl_s, thresholds=thresholds)
-        if sum(state.charged_tokens for state in states) != leased_batch_calls * math.ceil(raw_tokens * factor):
-            raise RuntimeError("a leased call was not charged")
-
-    return batch
-
-
-async def take_leases(connection: AsyncConnection, user_ids: list[str]) -> dict[str, str]:
-    """A lease per user, as the one proxy process serving them would hold."""
-    lease_ids = {}
-    for user_id in user_ids:
-        lease_id = f"bench-lease-{uuid.uuid4().hex}"
-        taken = await leases.take_lease(
-            connection,
-            user_id=user_id,
-            lease_id=lease_id,
-            owner="bench",
-            wanted_tokens=allowance_tokens // 2,
-            minimum_tokens=1,
-            share=0.5,
-            default_tokens=default_tokens,
-            ttl_s=3600,
-        )
-        if taken.outcome != "reserved":
-            raise RuntimeError(f"no lease for {user_id}: {taken.outcome}")
-        lease_ids[user_id] = lease_id
-    return lease_ids
-
-
-def ceiling_update(rows_count: int) -> Operation:
-    async def update(connection: AsyncConnection, number: int) -> None:
-        cursor = await connection.execute(_ceiling_update, (number % rows_count + 1, ceiling_limit))
-        if await cursor.fetchone() is None:
-            raise RuntimeError("the ceiling UPDATE matched no row")
-
-    return update
-
-
-async def ops_per_s(connections: list[AsyncConnection], operation: Operation, duration_s: float) -> float:
-    """Operations completed per second by one worker per connection, for duration_s."""
-    numbers = itertools.count()  # shared, so the workers together go round the users/rows
-    deadline = time.perf_counter() + duration_s
-
-    async def worker(connection: AsyncConnection) -> int:
-        done = 0
-        while time.perf_counter() < deadline:
-            await operation(connection, next(numbers))
-            done += 1
-        return done
-
-    started = time.perf_counter()
-    counts = await asyncio.gather(*(worker(connection) for connection in connections))
-    # The last operations end a little after the deadline: divide by the time really taken.
-    return sum(counts) / (time.perf_counter() - started)
 
 
 # -- setup ---------------------------------------------------------------------------------
@@ -284,15 +182,69 @@ async def _measure_case(
 ) -> dict:
     await ops_per_s(connections, pair, mode.warmup_s)
     await ops_per_s(connections, update, mode.warmup_s)
+
+    async def pairs_per_s() -> float:
+        return calls_per_op * await ops_per_s(connections, pair, mode.duration_s)
+
+    return await _rounds(pairs_per_s, lambda: ops_per_s(connections, update, mode.duration_s), mode.rounds)
+
+
+async def _measure_two_processes(url: str, user_id: str, concurrency: int, mode: Mode) -> dict:
+    """Leased calls of one hot user settled by two processes at once, each with its own lease
+    of that user and half the connections, as two proxy replicas do; beside the ceiling
+    UPDATE run the same way (two processes, one row)."""
+    async with await AsyncConnection.connect(url, autocommit=True) as connection:
+        lease_ids = [await take_lease(connection, user_id, owner=f"bench-process-{number}") for number in (1, 2)]
+    command = [sys.executable, "-m", "bench.ledger_processes", url, user_id]
+    settings = [str(leased_batch_calls), str(concurrency // 2), str(mode.duration_s), str(mode.warmup_s)]
+    workers = [
+        await asyncio.create_subprocess_exec(*command, lease_id, *settings, stdin=PIPE, stdout=PIPE, cwd=repo)
+        for lease_id in lease_ids
+    ]
+
+    async def answer(worker: Process) -> str:
+        assert worker.stdout is not None
+        line = (await worker.stdout.readline()).decode()
+        if not line:
+            raise RuntimeError(f"a ledger bench process ended with {await worker.wait()}")
+        return line
+
+    async def both(kind: str) -> float:
+        for worker in workers:
+            assert worker.stdin is not None
+            worker.stdin.write(f"{kind}\n".encode())
+        answers = await asyncio.gather(*(answer(worker) for worker in workers))
+        return sum(json.loads(line)["ops_per_s"] for line in answers)
+
+    try:
+        await asyncio.gather(*(answer(worker) for worker in workers))  # "ready"
+
+        async def calls_per_s() -> float:
+            return leased_batch_calls * await both("leased")
+
+        return await _rounds(calls_per_s, lambda: both("ceiling"), mode.rounds)
+    finally:
+        for worker in workers:
+            if worker.returncode is None:
+                worker.kill()
+            await worker.wait()
+        async with await AsyncConnection.connect(url, autocommit=True) as connection:
+            for lease_id in lease_ids:
+                await ledger.resolve(connection, call_id=lease_id, kind="release")
+
+
+async def _rounds(
+    pairs_per_s: Callable[[], Awaitable[float]], updates_per_s: Callable[[], Awaitable[float]], rounds: int
+) -> dict:
     pairs_per_s_rounds, updates_per_s_rounds = [], []
-    for round_number in range(mode.rounds):
+    for round_number in range(rounds):
         # ABBA…: each kind runs first every other round, so neither always follows the other.
         if round_number % 2 == 0:
-            pairs_per_s_rounds.append(calls_per_op * await ops_per_s(connections, pair, mode.duration_s))
-            updates_per_s_rounds.append(await ops_per_s(connections, update, mode.duration_s))
+            pairs_per_s_rounds.append(await pairs_per_s())
+            updates_per_s_rounds.append(await updates_per_s())
         else:
-            updates_per_s_rounds.append(await ops_per_s(connections, update, mode.duration_s))
-            pairs_per_s_rounds.append(calls_per_op * await ops_per_s(connections, pair, mode.duration_s))
+            updates_per_s_rounds.append(await updates_per_s())
+            pairs_per_s_rounds.append(await pairs_per_s())
     # The ratio of each round's neighbouring runs, so slow drift of the machine cancels out.
     ratios = [pairs / updates for pairs, updates in zip(pairs_per_s_rounds, updates_per_s_rounds, strict=False)]
     return {
@@ -322,7 +274,9 @@ async def run(database_url: str, quick: bool) -> dict:
                             f"{scenario}{' leased' if leased else ''}: {len(user_ids)} user(s) vs {rows_count} row(s),"
                             f" concurrency {concurrency}"
                         )
-                        operation = leased_batch(user_ids, lease_ids) if leased else ledger_pair(user_ids)
+                        operation = (
+                            leased_batch(user_ids, lease_ids, leased_batch_calls) if leased else ledger_pair(user_ids)
+                        )
                         measured = await _measure_case(
                             connections[:concurrency],
                             operation,
@@ -337,9 +291,44 @@ async def run(database_url: str, quick: bool) -> dict:
                                 "users": len(user_ids),
                                 "rows": rows_count,
                                 "concurrency": concurrency,
+                                **({"batch_calls": leased_batch_calls} if leased else {}),
                                 **measured,
                             }
                         )
+            _progress(f"hot leased in batches of {light_batch_calls}: concurrency 1")
+            measured = await _measure_case(
+                connections[:1],
+                leased_batch(hot_users, lease_ids, light_batch_calls),
+                ceiling_update(1),
+                mode,
+                light_batch_calls,
+            )
+            cases.append(
+                {
+                    "scenario": "hot",
+                    "leased": True,
+                    "batch_calls": light_batch_calls,
+                    "users": 1,
+                    "rows": 1,
+                    "concurrency": 1,
+                    **measured,
+                }
+            )
+            for concurrency in two_processes_concurrencies:
+                _progress(f"hot leased from two processes: concurrency {concurrency // 2} each")
+                measured = await _measure_two_processes(url, hot_users[0], concurrency, mode)
+                cases.append(
+                    {
+                        "scenario": "hot",
+                        "leased": True,
+                        "processes": 2,
+                        "batch_calls": leased_batch_calls,
+                        "users": 1,
+                        "rows": 1,
+                        "concurrency": concurrency,
+                        **measured,
+                    }
+                )
             async with connections[0].transaction():
                 for lease_id in lease_ids.values():
                     await ledger.resolve(connections[0], call_id=lease_id, kind="release")
@@ -356,7 +345,11 @@ async def run(database_url: str, quick: bool) -> dict:
             cursor = await connection.execute("SELECT version()")
             (server_version,) = await cursor.fetchone()
     hot_ratios = [case["ratio"] for case in cases if case["scenario"] == "hot" and not case["leased"]]
-    leased_hot_ratios = [case["ratio"] for case in cases if case["scenario"] == "hot" and case["leased"]]
+    leased_hot_ratios = [
+        case["ratio"]
+        for case in cases
+        if case["scenario"] == "hot" and case["leased"] and case["batch_calls"] == leased_batch_calls
+    ]
     return {
         "mode": "quick" if quick else "full",
         "duration_s": mode.duration_s,
@@ -368,8 +361,10 @@ async def run(database_url: str, quick: bool) -> dict:
         "target_ratio": target_ratio,
         "target_met": min(hot_ratios) >= target_ratio,
         "leased_batch_calls": leased_batch_calls,
+        "light_batch_calls": light_batch_calls,
         "leased_target_ratio": leased_target_ratio,
         "leased_target_met": min(leased_hot_ratios) >= leased_target_ratio,
+        "two_processes_concurrencies": list(two_processes_concurrencies),
         "cases": cases,
         "pairs_total": pairs_total,
         "ledger_consistent": not findings,
@@ -384,9 +379,21 @@ def rows(figures: dict) -> list[tuple[str, str, str]]:
     table = []
     for case in figures["cases"]:
         leased = case.get("leased", False)
-        kind = f"leased calls in batches of {figures.get('leased_batch_calls', 8)}" if leased else "ledger pairs"
+        batch_calls = case.get("batch_calls", figures.get("leased_batch_calls", 8))
+        kind = f"leased calls in batches of {batch_calls}" if leased else "ledger pairs"
         target = figures["leased_target_ratio"] if leased else figures["target_ratio"]
-        if case["scenario"] == "hot":
+        light = leased and batch_calls == figures.get("light_batch_calls")
+        if case.get("processes", 1) == 2:
+            measure = (
+                f"{kind}, 1 hot user ÷ UPDATE on 1 row, two processes, concurrency {case['concurrency']}"
+                f" ({case['concurrency'] // 2} each)"
+            )
+            ok = case["ratio"] >= target
+            verdict = f"≥ {target:.2f}: {'met' if ok else 'MISSED'}"
+        elif case["scenario"] == "hot" and light:
+            measure = f"{kind}, 1 hot user ÷ UPDATE on 1 row, concurrency {case['concurrency']}"
+            verdict = "(no target: small batches, a light load)"
+        elif case["scenario"] == "hot":
             measure = f"{kind}, 1 hot user ÷ UPDATE on 1 row, concurrency {case['concurrency']}"
             ok = case["ratio"] >= target
             verdict = f"≥ {target:.2f}: {'met' if ok else 'MISSED'}"
