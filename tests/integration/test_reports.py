@@ -212,6 +212,23 @@ class TestStats:
         series = stats_of(scenario, *march_range, group_by).series
         assert [(str(p.period_start), p.tokens_charged, p.requests, p.active_users) for p in series] == expected
 
+    def test_a_range_of_more_than_64_periods_counts_each_period_and_user_once(self, scenario):
+        """91 days by day: the active users of each period are kept 64 periods to a word, and
+        Ana, active on both sides of day 64 (March 6th), is still one user with three calls."""
+        stats = stats_of(scenario, "2025-01-01", "2025-04-01", "day")
+        assert [(str(p.period_start), p.tokens_charged, p.requests, p.active_users) for p in stats.series] == [
+            ("2025-02-28", 10, 1, 1),
+            ("2025-03-03", 751, 2, 1),
+            ("2025-03-04", 100, 1, 1),
+            ("2025-03-05", -30, 0, 0),
+            ("2025-03-10", 200, 1, 1),
+            ("2025-03-20", 40, 1, 1),
+            ("2025-03-31", 1500, 1, 1),
+            ("2025-04-01", 20, 1, 1),
+        ]
+        assert stats.totals.active_users == 5
+        assert [(u.user_id, u.tokens_charged, u.requests) for u in stats.top_users][:2] == [(dora, 1500, 1), (ana, 951, 3)]
+
     def test_a_datetime_to_is_exclusive(self, scenario):
         """to=2025-04-01T00:00:00 leaves out Eva's call at that instant; a second later includes it."""
         assert stats_of(scenario, "2025-03-01", "2025-04-01T00:00:00").totals.requests == 6
