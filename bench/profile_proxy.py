@@ -49,6 +49,10 @@ def inclusive_per_call(path: Path, calls: int) -> dict[str, float]:
     return {frame: count / calls for frame, count in samples.items()}
 
 
+def all_per_call(path: Path, calls: int) -> float:
+    return sum(count for _, count in _stacks(path)) / calls
+
+
 def ours_per_call(path: Path, calls: int) -> dict[str, float]:
     """Samples whose deepest solaris_hooks frame calls no request handling of the proxy's."""
     samples: collections.Counter[str] = collections.Counter()
@@ -104,7 +108,13 @@ async def profile(work: Path, duration_s: float) -> dict[str, tuple[Path, int]]:
 def report(profiles: dict[str, tuple[Path, int]], lines_max: int = 30) -> str:
     noop = inclusive_per_call(*profiles["noop"])
     ours = inclusive_per_call(*profiles["solaris"])
-    out = [f"calls profiled: no-op {profiles['noop'][1]}, solaris_hooks {profiles['solaris'][1]}", ""]
+    out = [f"calls profiled: no-op {profiles['noop'][1]}, solaris_hooks {profiles['solaris'][1]}"]
+    totals = {variant: all_per_call(*profile) for variant, profile in profiles.items()}
+    out += [
+        f"samples per call, all: no-op {totals['noop']:.3f}, solaris_hooks {totals['solaris']:.3f}"
+        f" ({totals['solaris'] / totals['noop'] - 1:+.1%})",
+        "",
+    ]
     out.append("samples per call, inclusive: solaris_hooks - no-op, no-op, solaris_hooks, function")
     for frame in sorted(set(noop) | set(ours), key=lambda f: ours.get(f, 0) - noop.get(f, 0), reverse=True)[:lines_max]:
         out.append(
@@ -121,8 +131,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration-s", type=float, default=14.0)
     arguments = parser.parse_args()
+    # The raw samples are kept (py-spy's "raw" format: a stack and its count per line).
+    kept = Path(__file__).resolve().parent / "results" / "profile"
+    shutil.rmtree(kept, ignore_errors=True)
+    kept.mkdir(parents=True)
     with tempfile.TemporaryDirectory() as work:
-        print(report(asyncio.run(profile(Path(work), arguments.duration_s))))
+        profiles = asyncio.run(profile(Path(work), arguments.duration_s))
+        for variant, (path, calls) in profiles.items():
+            profiles[variant] = (Path(shutil.copy(path, kept / path.name)), calls)
+    print(report(profiles))
 
 
 if __name__ == "__main__":

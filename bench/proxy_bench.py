@@ -157,7 +157,9 @@ def write_config(path: Path, variant: str, provider_url: str, settings: dict | N
     return path
 
 
-def start_proxy(config: Path, database_url: str, data_dir: Path) -> ProxyProcess:
+def start_proxy(
+    config: Path, database_url: str, data_dir: Path, extra_env: dict[str, str] | None = None
+) -> ProxyProcess:
     """`solaris run` with config on database_url; its data in data_dir, its log beside it."""
     env: dict[str, str | None] = {
         "SOLARIS_DATABASE_URL": database_url,
@@ -169,6 +171,8 @@ def start_proxy(config: Path, database_url: str, data_dir: Path) -> ProxyProcess
         "DEFAULT_TOKENS_PER_USER": None,
         "CONVERSION_FACTOR": None,
         "SOLARIS_DATA_DIR": str(data_dir),
+        "NUM_WORKERS": None,  # one process, unless extra_env says otherwise
+        **(extra_env or {}),
     }
     return ProxyProcess(config, env, data_dir.with_suffix(".log"))
 

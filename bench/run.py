@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 import psycopg
 
-from bench import ledger_bench, metering_bench, proxy_bench, reports_bench
+from bench import ledger_bench, metering_bench, proxy_bench, reports_bench, workers_bench
 from tests.support.harness import scratch_database
 
 repo = Path(__file__).resolve().parent.parent
@@ -160,6 +160,9 @@ async def run_all(server_url: str, quick: bool) -> dict:
     with scratch_database(server_url) as url:
         print("bench: proxy overhead …", file=sys.stderr, flush=True)
         figures["proxy"] = await proxy_bench.run(url, quick, work)
+        print("bench: proxies with two workers …", file=sys.stderr, flush=True)
+        (work / "workers").mkdir()
+        figures["workers"] = await workers_bench.run(url, quick, work / "workers")
     print("bench: metered streams …", file=sys.stderr, flush=True)
     (work / "metering").mkdir()
     figures["metering"] = await metering_bench.run(server_url, quick, work / "metering")
@@ -187,6 +190,12 @@ def main(argv: list[str] | None = None) -> int:
             figures = asyncio.run(run_all(server_url, args.quick))
     sections = {
         "Proxy overhead (solaris_hooks / no-op callback)": proxy_bench.rows(figures["proxy"]),
+        # Absent from figures of runs before it was measured (--report-only).
+        **(
+            {"Proxies with --num_workers 2 (unstreamed calls)": workers_bench.rows(figures["workers"])}
+            if "workers" in figures
+            else {}
+        ),
         # Absent from figures of runs before metered streams (--report-only).
         **({metering_bench.title: metering_bench.rows(figures["metering"])} if "metering" in figures else {}),
         "Ledger (reserve + settle pairs, and leased calls in batches / single-UPDATE ceiling)": ledger_bench.rows(
