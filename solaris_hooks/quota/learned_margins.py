@@ -51,14 +51,21 @@ class LearnedMargins:
         for model, margin in learned.items():
             self._by_model[model] = self.for_model(model).widened(margin)
 
+    def widens(self, call: CallInFlight, reported_tokens: int) -> bool:
+        """Whether the provider's prompt count for this call teaches the model a wider margin:
+        it rarely does, and checking needs no database connection."""
+        if not call.learns_margin or not call.model or call.prompt_tokens <= 0:
+            return False
+        if reported_tokens <= call.prompt_bound_tokens:
+            return False
+        return not self.for_model(call.model).covers(call.prompt_tokens, reported_tokens)
+
     async def learn(self, connection: AsyncConnection, call: CallInFlight, reported_tokens: int) -> None:
         """A provider that counted more prompt tokens than the reservation allowed for widens the
         model's margin (running maxima, persisted), so the next reservations bound it too."""
-        if not call.learns_margin or not call.model or call.prompt_tokens <= 0:
+        if call.model is None or not self.widens(call, reported_tokens):
             return
         learned = self.for_model(call.model)
-        if reported_tokens <= call.prompt_bound_tokens or learned.covers(call.prompt_tokens, reported_tokens):
-            return
         margin = await ledger.learn_margin(connection, call.model, reported_tokens, call.prompt_tokens)
         self._by_model[call.model] = widened = learned.widened(margin)
         log_event(

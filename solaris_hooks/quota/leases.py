@@ -33,11 +33,18 @@ class Lease:
     used_at_s: float = field(default_factory=time.monotonic)
     renewed_at_s: float = field(default_factory=time.monotonic)
     topping_up: bool = False
+    # After a top-up found nothing more to take (near the edge), none is tried before then.
+    top_up_after_s: float = 0.0
     # The lease was returned, expired, or its account blocked: nothing more is reserved from it.
     given_up: bool = False
 
     def needs_top_up(self) -> bool:
-        return not self.given_up and not self.topping_up and self.free_tokens < self.size_tokens // 2
+        return (
+            not self.given_up
+            and not self.topping_up
+            and self.free_tokens < self.size_tokens // 2
+            and time.monotonic() >= self.top_up_after_s
+        )
 
     def idle(self, now_s: float, idle_s: float) -> bool:
         return self.calls_in_flight == 0 and self.unwritten_calls == 0 and now_s - self.used_at_s >= idle_s

@@ -34,6 +34,11 @@ async def reserve_from_lease(state: QuotaState, user_id: str, tokens: int) -> Le
     """Reserve `tokens` for a call from the user's lease, taking one if this process holds
     none; None: reserve this call in Postgres (no lease fits, or the database is down)."""
     lease = state.leases.reserve(user_id, tokens)
+    held = lease or state.leases.get(user_id)
+    if held is not None and held.needs_top_up():
+        # At once, not with the next batch: a busy user would drain the lease between two
+        # batches, and the calls after it would each take a round trip of their own.
+        start_top_up(state, held)
     if lease is not None or not state.leases.may_take(user_id, state.settings.lease_idle_s):
         return lease
     taking = state.lease_takes.get(user_id)
@@ -154,8 +159,7 @@ async def _keep_leases(state: QuotaState) -> None:
             state.leases.give_up(lease)
             log_event("lease_returned", user_id=lease.user_id, lease_id=lease.lease_id, reason="idle")
         elif lease.needs_top_up():
-            lease.topping_up = True
-            state.tasks.spawn(_top_up(state, lease))
+            start_top_up(state, lease)
         elif now_s - lease.renewed_at_s >= settings.lease_ttl_s / 3:
             # Calls in flight keep their lease from expiring under them.
             async with state.database.connection() as connection:
@@ -169,6 +173,11 @@ async def _keep_leases(state: QuotaState) -> None:
             await ledger.resolve(connection, call_id=lease.lease_id, kind="release")
 
 
+def start_top_up(state: QuotaState, lease: Lease) -> None:
+    lease.topping_up = True
+    state.tasks.spawn(_top_up(state, lease))
+
+
 async def _top_up(state: QuotaState, lease: Lease) -> None:
     try:
         taken = await _take_lease(
@@ -179,13 +188,17 @@ async def _top_up(state: QuotaState, lease: Lease) -> None:
             minimum_tokens=lease.call_tokens,
         )
     except DatabaseUnavailable:
+        lease.top_up_after_s = time.monotonic() + lease_retry_s
         return
     finally:
         lease.topping_up = False
     if taken.outcome == "reserved":
         lease.free_tokens += taken.reserved
         lease.renewed_at_s = time.monotonic()
-    elif taken.outcome != "exhausted":
+    elif taken.outcome == "exhausted":
+        # Near the edge: the lease serves what it has, calls beyond it reserve per call.
+        lease.top_up_after_s = time.monotonic() + lease_retry_s
+    else:
         _give_up(state, lease, taken.outcome, taken.outcome)
 
 

@@ -62,7 +62,7 @@ async def settle_call(
     went to the spool, to be charged by the replay (never lost, never charged twice)."""
     call = state.calls.pop(call_id)
     if call is not None and call.lease is not None:
-        if reported_prompt_tokens is not None and call.learns_margin:
+        if reported_prompt_tokens is not None and state.margins.widens(call, reported_prompt_tokens):
             state.tasks.spawn(_learn_margin(state, call, reported_prompt_tokens))
         return settle_leased_call(state, call_id, call, raw_tokens, model, cost_usd)
     entry = SpoolEntry(

@@ -33,9 +33,13 @@ class BackgroundTasks:
         self._side_tasks.add(task)  # held until done: the loop keeps only weak references
         task.add_done_callback(self._side_tasks.discard)
 
+    async def side_tasks_done(self) -> None:
+        """Wait for the one-off side tasks started so far."""
+        await asyncio.gather(*self._side_tasks, return_exceptions=True)
+
     async def close(self) -> None:
         # Charges of abandoned streams and reservation extensions finish first.
-        await asyncio.gather(*self._side_tasks, return_exceptions=True)
+        await self.side_tasks_done()
         for task in self._running:
             task.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)

@@ -74,6 +74,49 @@ class TestLeasedCalls:
         assert settles == [(call_ids[0], None, charged)] + [(call_id, lease_id, charged) for call_id in call_ids[1:]]
         assert account_balances(own_database, user_id) == (100_000, 20 * charged, 0)
 
+    def test_a_lease_half_used_is_topped_up_at_once_not_by_the_next_batch(self, own_database, user_id, tmp_path):
+        """No batch runs (one in 5 s, after the calls): the call that leaves a lease less than half free starts
+        its top-up, so every call after the first is still reserved from the lease."""
+
+        async def scenario(callback, service):
+            for _ in range(16):
+                await call(callback, user_id)
+                await service.tasks.side_tasks_done()  # the top-up, when one started
+            count = "SELECT count(*) FROM solaris.{} WHERE user_id = %s AND {}"
+            [(per_call,)] = rows(own_database, count.format("reservations", "lease_owner IS NULL"), user_id)
+            [(top_ups,)] = rows(own_database, count.format("ledger", "kind = 'extend'"), user_id)
+            [(settles,)] = rows(own_database, count.format("ledger", "kind = 'settle'"), user_id)
+            return per_call, top_ups, settles
+
+        per_call, top_ups, settles = run_with_callback(
+            own_database,
+            scenario,
+            **lease_settings(tmp_path, default_tokens_per_user=100_000, lease_calls=4, settle_batch_interval_ms=5000),
+        )
+        assert per_call == 1  # the first call: a lease is for a user who calls again
+        assert top_ups >= 3
+        assert settles == 1  # the leased calls wait for a batch, which never came
+
+    def test_a_leased_call_whose_provider_counted_more_prompt_teaches_the_margin(self, own_database, user_id, tmp_path):
+        """The provider reports 100 prompt tokens for a prompt we bound far lower: the model's
+        margin is learned from a leased call too, and only the first such call writes it."""
+
+        async def scenario(callback, service):
+            await call(callback, user_id, prompt_tokens=5)  # the first call, on its own reservation
+            await call(callback, user_id, prompt_tokens=5)  # leased; nothing to learn
+            await service.tasks.side_tasks_done()
+            before = rows(own_database, "SELECT count(*) FROM solaris.model_margins")
+            await call(callback, user_id, prompt_tokens=100)  # leased
+            await service.tasks.side_tasks_done()
+            return before, rows(own_database, "SELECT excess_tokens FROM solaris.model_margins")
+
+        before, after = run_with_callback(
+            own_database, scenario, **lease_settings(tmp_path, default_tokens_per_user=100_000)
+        )
+        assert before == [(0,)]
+        [(excess_tokens,)] = after
+        assert excess_tokens > 0
+
     def test_near_the_edge_calls_are_reserved_one_by_one(self, own_database, user_id, tmp_path):
         """No lease of two worst cases fits in a quarter of 300 tokens: the ledger reserves each call."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from solaris_hooks.db.leases import LeasedCall
 from solaris_hooks.quota.leases import Lease, Leases
 from solaris_hooks.quota.settle_batches import SettleBatches, SettleJournal
@@ -66,6 +68,16 @@ class TestLeases:
         leases.reserve("ana@example.com", 50)
         assert not lease.needs_top_up()
         leases.reserve("ana@example.com", 1)
+        assert lease.needs_top_up()
+
+    def test_a_lease_that_found_nothing_more_to_take_is_not_topped_up_again_until_later(self):
+        """Near the edge every call would otherwise ask the ledger once more, in vain."""
+        leases = Leases()
+        lease = held_lease(leases, free_tokens=100)
+        leases.reserve("ana@example.com", 90)
+        lease.top_up_after_s = time.monotonic() + 60
+        assert not lease.needs_top_up()
+        lease.top_up_after_s = time.monotonic() - 1
         assert lease.needs_top_up()
 
 
