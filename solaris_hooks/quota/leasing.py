@@ -15,6 +15,7 @@ import logging
 import time
 
 from solaris_hooks.db import ledger
+from solaris_hooks.db.batched_settles import BatchedSettle, settle_batch
 from solaris_hooks.db.leases import LeasedCall, settle_leased, take_lease
 from solaris_hooks.exceptions import DatabaseUnavailable
 from solaris_hooks.logs import log_event
@@ -100,15 +101,33 @@ def settle_leased_call(
     # As solaris.settle_leased charges it, so the lease's free tokens match the ledger's.
     charged_tokens = platform_tokens(max(raw_tokens, 0), call.factor)
     entry = SpoolEntry(call_id, raw_tokens, model, cost_usd, call.user_id, call.factor, lease_id=lease.lease_id)
+    _wait_for_batch(state, leased_call(entry), lease, charged_tokens, entry)
+    state.leases.ended(lease, call.reserved_tokens, charged_tokens)
+    return ledger.Resolution(state="settled", charged_tokens=charged_tokens)
+
+
+def settle_in_next_batch(
+    state: QuotaState, call_id: str, call: CallInFlight, raw_tokens: int, model: str | None, cost_usd: float | None
+) -> ledger.Resolution:
+    """With leases on, a call on a reservation of its own is settled by the next batch too:
+    its journal line now, its ledger row (solaris.resolve's) within settle_batch_interval_ms.
+    Until then its reservation holds its whole worst case, so nothing more can be spent."""
+    charged_tokens = platform_tokens(max(raw_tokens, 0), call.factor)
+    entry = SpoolEntry(call_id, raw_tokens, model, cost_usd, call.user_id, call.factor)
+    _wait_for_batch(state, BatchedSettle(call_id, raw_tokens, model, cost_usd), None, charged_tokens, entry)
+    return ledger.Resolution(state="settled", charged_tokens=charged_tokens)
+
+
+def _wait_for_batch(
+    state: QuotaState, call: LeasedCall | BatchedSettle, lease: Lease | None, charged_tokens: int, entry: SpoolEntry
+) -> None:
     try:
-        state.settle_batches.add(leased_call(entry), lease, charged_tokens, entry)
+        state.settle_batches.add(call, lease, charged_tokens, entry)
     except OSError as error:
         # No journal (a full or read-only disk): the batch still writes it, unless the
         # process dies first. Said loudly, as the spool says usage it cannot keep.
-        log_event("journal_unwritable", logging.ERROR, call_id=call_id, user_id=call.user_id, error=str(error))
-        state.settle_batches.add_unjournaled(leased_call(entry), lease, charged_tokens)
-    state.leases.ended(lease, call.reserved_tokens, charged_tokens)
-    return ledger.Resolution(state="settled", charged_tokens=charged_tokens)
+        log_event("journal_unwritable", logging.ERROR, call_id=entry.call_id, user_id=entry.user_id, error=str(error))
+        state.settle_batches.add_unjournaled(call, lease, charged_tokens)
 
 
 def release_leased_call(state: QuotaState, call: CallInFlight) -> ledger.Resolution:
@@ -130,21 +149,31 @@ async def flush_once(state: QuotaState) -> int:
 async def _write_batches(state: QuotaState) -> int:
     written = 0
     while batch := state.settle_batches.next_batch():
+        leased = [waiting.call for waiting in batch if isinstance(waiting.call, LeasedCall)]
+        own = [waiting.call for waiting in batch if isinstance(waiting.call, BatchedSettle)]
         async with state.database.connection() as connection:
-            lease_states = await settle_leased(
-                connection,
-                [waiting.call for waiting in batch],
-                ttl_s=state.settings.lease_ttl_s,
-                thresholds=state.settings.alert_thresholds,
+            lease_states = (
+                await settle_leased(
+                    connection, leased, ttl_s=state.settings.lease_ttl_s, thresholds=state.settings.alert_thresholds
+                )
+                if leased
+                else []
             )
+            settled = await settle_batch(connection, own, thresholds=state.settings.alert_thresholds) if own else []
         state.settle_batches.written(batch)
         written += len(batch)
         now_s = time.monotonic()
         for waiting in batch:
-            state.leases.written(waiting.lease, 1)
-            waiting.lease.renewed_at_s = now_s
-            state.metrics.charged_tokens.labels(model=waiting.call.model or "unknown").inc(waiting.charged_tokens)
-        by_id = {waiting.lease.lease_id: waiting.lease for waiting in batch}
+            if waiting.lease is not None:
+                state.leases.written(waiting.lease, 1)
+                waiting.lease.renewed_at_s = now_s
+                state.metrics.charged_tokens.labels(model=waiting.call.model or "unknown").inc(waiting.charged_tokens)
+        models = {call.call_id: call.model for call in own}
+        for result in settled:
+            state.metrics.charged_tokens.labels(model=models[result.call_id] or "unknown").inc(result.charged_tokens)
+            if result.state != "settled":
+                log_event("settle_ignored", logging.WARNING, call_id=result.call_id, state=result.state)
+        by_id = {waiting.lease.lease_id: waiting.lease for waiting in batch if waiting.lease is not None}
         for lease_state in lease_states:
             if lease_state.lease_state != "pending" or lease_state.status != "active":
                 _give_up(state, by_id[lease_state.lease_id], lease_state.lease_state, lease_state.status)

@@ -17,7 +17,7 @@ from solaris_hooks.db.leases import settle_leased
 from solaris_hooks.exceptions import DatabaseUnavailable
 from solaris_hooks.logs import log_event
 from solaris_hooks.quota.calls import CallInFlight
-from solaris_hooks.quota.leasing import leased_call, release_leased_call, settle_leased_call
+from solaris_hooks.quota.leasing import leased_call, release_leased_call, settle_in_next_batch, settle_leased_call
 from solaris_hooks.quota.plan import platform_tokens
 from solaris_hooks.quota.spool import SpoolEntry
 from solaris_hooks.quota.state import QuotaState
@@ -61,10 +61,14 @@ async def settle_call(
     """Charge a call that succeeded. None: the database is unreachable and the usage
     went to the spool, to be charged by the replay (never lost, never charged twice)."""
     call = state.calls.pop(call_id)
-    if call is not None and call.lease is not None:
+    # With leases on, a call with a reservation (its lease's or its own) and no stream meter
+    # waits for the next batch; a metered stream settles here, after covering its usage.
+    if call is not None and call.metered and call.meter is None and state.settings.leases:
         if reported_prompt_tokens is not None and state.margins.widens(call, reported_prompt_tokens):
             state.tasks.spawn(_learn_margin(state, call, reported_prompt_tokens))
-        return settle_leased_call(state, call_id, call, raw_tokens, model, cost_usd)
+        if call.lease is not None:
+            return settle_leased_call(state, call_id, call, raw_tokens, model, cost_usd)
+        return settle_in_next_batch(state, call_id, call, raw_tokens, model, cost_usd)
     entry = SpoolEntry(
         call_id=call_id,
         raw_tokens=raw_tokens,
@@ -129,7 +133,7 @@ async def _cover_reported_usage(
 
 
 async def _learn_margin(state: QuotaState, call: CallInFlight, reported_prompt_tokens: int) -> None:
-    """A leased call's settle waits for no database: what it teaches is written beside it."""
+    """A settle left to the next batch waits for no database: what it teaches is written beside it."""
     with contextlib.suppress(DatabaseUnavailable):
         async with state.database.connection() as connection:
             await state.margins.learn(connection, call, reported_prompt_tokens)

@@ -1,10 +1,11 @@
-"""Group commit: the charges of leased calls, written to the ledger a batch at a time.
+"""Group commit: the charges of calls, written to the ledger a batch at a time (settings.leases).
 
-A call a lease covered is charged in memory when it ends, and its usage is written at once
-to this process's journal, a spool segment (quota/spool.py) that only this process holds
-while it lives. Every settle_batch_interval_ms the calls waiting are written in one
-transaction (solaris.settle_leased: still one 'settle' row per call), and only then leave
-the journal. A process killed between the two leaves its journal behind, and the spool
+A call a lease covered is charged in memory when it ends, and so is a call on a reservation
+of its own; the usage of either is written at once to this process's journal, a spool
+segment (quota/spool.py) that only this process holds while it lives. Every
+settle_batch_interval_ms the calls waiting are written in one transaction per kind
+(solaris.settle_leased and solaris.settle_batch: still one 'settle' row per call), and only
+then leave the journal. A process killed between the two leaves its journal behind, and the spool
 replay of the next process to start (or of another replica) charges it, exactly once
 per call id. The journal is written without fsync, so nothing is lost when the process
 dies; only a crash of the machine itself can lose the last batch.
@@ -16,6 +17,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from solaris_hooks.db.batched_settles import BatchedSettle
 from solaris_hooks.db.leases import LeasedCall
 from solaris_hooks.quota.leases import Lease
 from solaris_hooks.quota.spool import SpoolEntry, open_segment
@@ -26,8 +28,8 @@ batch_calls_max = 2000
 
 @dataclass(frozen=True)
 class WaitingCall:
-    call: LeasedCall
-    lease: Lease
+    call: LeasedCall | BatchedSettle  # from a lease, or on a reservation of its own
+    lease: Lease | None
     charged_tokens: int  # what the batch charges it: ceil(raw tokens × factor)
     journal_end: int  # bytes ever appended to the journal once this call's line was
 
@@ -73,7 +75,7 @@ class SettleJournal:
 
 
 class SettleBatches:
-    """Leased calls charged in memory and waiting for the next batch, oldest first."""
+    """Calls charged in memory and waiting for the next batch, oldest first."""
 
     def __init__(self, journal: SettleJournal) -> None:
         self.journal = journal
@@ -82,12 +84,14 @@ class SettleBatches:
     def __len__(self) -> int:
         return len(self._waiting)
 
-    def add(self, call: LeasedCall, lease: Lease, charged_tokens: int, entry: SpoolEntry) -> None:
+    def add(
+        self, call: LeasedCall | BatchedSettle, lease: Lease | None, charged_tokens: int, entry: SpoolEntry
+    ) -> None:
         """Keep a call for the next batch; its journal line first. Raises OSError."""
         end = self.journal.append(entry)
         self._waiting.append(WaitingCall(call, lease, charged_tokens, end))
 
-    def add_unjournaled(self, call: LeasedCall, lease: Lease, charged_tokens: int) -> None:
+    def add_unjournaled(self, call: LeasedCall | BatchedSettle, lease: Lease | None, charged_tokens: int) -> None:
         """Keep a call whose journal line could not be written (it covers no journal bytes)."""
         self._waiting.append(WaitingCall(call, lease, charged_tokens, self.journal.appended))
 

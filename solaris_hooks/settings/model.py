@@ -56,8 +56,8 @@ class Settings(BaseModel):
     # their unstreamed calls from it in memory, with no database round trip; the settles are
     # written in batches every settle_batch_interval_ms, kept in the spool until then. Near
     # the edge of an allowance (no lease of two worst cases fits) calls are reserved one by
-    # one in Postgres, as with leases off. A lease unused for lease_idle_s is returned; one
-    # whose process died expires after lease_ttl_s.
+    # one in Postgres, as with leases off, but their settles wait for the same batches. A
+    # lease unused for lease_idle_s is returned; one whose process died expires after lease_ttl_s.
     leases: bool = False
     lease_calls: int = Field(32, ge=2, le=10_000)
     lease_share: float = Field(0.25, gt=0, le=1)

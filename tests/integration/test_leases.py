@@ -95,7 +95,7 @@ class TestLeasedCalls:
         )
         assert per_call == 1  # the first call: a lease is for a user who calls again
         assert top_ups >= 3
-        assert settles == 1  # the leased calls wait for a batch, which never came
+        assert settles == 0  # every settle waits for a batch, which never came: the first call's too
 
     def test_a_leased_call_whose_provider_counted_more_prompt_teaches_the_margin(self, own_database, user_id, tmp_path):
         """The provider reports 100 prompt tokens for a prompt we bound far lower: the model's
@@ -187,7 +187,8 @@ class TestCrash:
             killed,
             **lease_settings(tmp_path, default_tokens_per_user=100_000, settle_batch_interval_ms=5000),
         )
-        assert account_balances(own_database, user_id)[1] == 57  # the first call only, reserved on its own
+        # Nothing written: every settle waited for the batch, the first call's (reserved on its own) too.
+        assert account_balances(own_database, user_id)[1] == 0
 
         async def next_process(callback, service):
             await service.replay_once()
@@ -198,6 +199,8 @@ class TestCrash:
             own_database, "SELECT call_id FROM solaris.ledger WHERE kind = 'settle' AND user_id = %s", user_id
         )
         assert sorted(settles) == sorted((call_id,) for call_id in call_ids)
+        first = rows(own_database, "SELECT state FROM solaris.reservations WHERE call_id = %s", call_ids[0])
+        assert first == [("settled",)]  # its own reservation, settled by the replay as the batch would have
         credited, debited, reserved = account_balances(own_database, user_id)
         assert debited == 5 * 57
         # The dead process's lease is still held until it expires (lease_ttl_s).
