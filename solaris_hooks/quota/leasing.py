@@ -2,10 +2,11 @@
 
 reserve_from_lease is the pre-call hook's fast path (settings.leases): a busy user's call (one
 who called within lease_idle_s before) takes a lease in one round trip, later ones reserve
-from it in memory. settle_leased_call
-charges a call in memory and journals it; flush_forever writes the journal to the ledger in
-batches and keeps the leases: tops up those half used, renews those in use, returns those
-idle, gives up those the ledger no longer holds (returned, expired, account blocked).
+from it in memory. settle_leased_call charges a call in memory and journals it, and so does
+settle_in_next_batch for a call on a reservation of its own; flush_forever writes the journal
+to the ledger in batches and keeps the leases: tops up those half used (the request path
+starts that too), renews those in use, returns those idle, gives up those the ledger no
+longer holds (returned, expired, account blocked).
 """
 
 from __future__ import annotations
