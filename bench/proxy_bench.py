@@ -51,10 +51,14 @@ class Tally:
     errors: int = 0
     elapsed_s: float = 0.0
     latencies_ms: list[float] = field(default_factory=list)
+    # Why calls failed (a status and the start of its body, or the client's exception), at
+    # most a few: a failed benchmark says what went wrong, not only that something did.
+    error_reasons: list[str] = field(default_factory=list)
 
     def add(self, other: Tally) -> None:
         self.requests += other.requests
         self.errors += other.errors
+        self.error_reasons += other.error_reasons[: max(0, 5 - len(self.error_reasons))]
         self.elapsed_s += other.elapsed_s
         self.latencies_ms += other.latencies_ms
 
@@ -63,6 +67,7 @@ class Tally:
         return {
             "requests": self.requests,
             "errors": self.errors,
+            "error_reasons": self.error_reasons,
             "requests_per_s": self.requests / self.elapsed_s if self.elapsed_s else 0.0,
             "p50_ms": ordered[len(ordered) // 2],
             "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
@@ -111,15 +116,17 @@ async def _drive(
                     json=body,
                     headers={"Authorization": f"Bearer {master_key}", "x-litellm-end-user-id": user},
                 ) as response:
-                    await response.read()
-                    ok = response.status == 200
-            except aiohttp.ClientError:
-                ok = False
-            if ok:
+                    body = await response.read()
+                    reason = "" if response.status == 200 else f"{response.status}: {body[:300]!r}"
+            except aiohttp.ClientError as error:
+                reason = f"{type(error).__name__}: {error}"
+            if not reason:
                 tally.requests += 1
                 tally.latencies_ms.append((time.perf_counter() - started) * 1000)
             else:
                 tally.errors += 1
+                if len(tally.error_reasons) < 5:
+                    tally.error_reasons.append(f"{user}: {reason}")
 
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(scenario.concurrency)))

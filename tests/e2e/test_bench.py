@@ -15,6 +15,9 @@ import pytest
 
 from tests.support.suite import repo_dir
 
+# Where bench.run keeps its proxies' logs after a quick run.
+proxy_logs_dir = repo_dir / "bench" / "results" / "proxies-quick"
+
 
 @pytest.fixture(scope="module")
 def quick_bench(database_url, tmp_path_factory) -> tuple[dict, str]:
@@ -34,6 +37,18 @@ def quick_bench(database_url, tmp_path_factory) -> tuple[dict, str]:
     return json.loads(output.read_text()), result.stdout
 
 
+def errors_in_proxy_logs(limit: int = 40) -> str:
+    """The error lines of the quick run's proxy logs: with the calls' own error reasons, what a
+    failed smoke run prints, so that a rare failure in CI can be understood after the fact."""
+    lines = [
+        f"{path.relative_to(proxy_logs_dir)}: {line}"
+        for path in sorted(proxy_logs_dir.rglob("*.log"))
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
+        if "error" in line.lower() or "Traceback" in line
+    ]
+    return "\n".join(lines[:limit])
+
+
 class TestBenchSmoke:
     def test_the_quick_benchmark_measures_every_part(self, quick_bench):
         """Proxy overhead, memory, metered streams, ledger pairs with their ceiling, and reports:
@@ -48,11 +63,17 @@ class TestBenchSmoke:
         }
         for scenario in scenarios:
             assert scenario["noop"]["requests"] > 0 and scenario["solaris"]["requests"] > 0
-            assert scenario["noop"]["errors"] == 0 and scenario["solaris"]["errors"] == 0
+            for variant in ("noop", "solaris"):
+                assert scenario[variant]["errors"] == 0, (
+                    f"{scenario[variant]['error_reasons']}\n{errors_in_proxy_logs()}"
+                )
             assert scenario["throughput_ratio"] > 0
             # Leases cover unstreamed calls: the proxy with leases on is measured on those.
             if not scenario["stream"]:
-                assert scenario["leased"]["requests"] > 0 and scenario["leased"]["errors"] == 0
+                assert scenario["leased"]["requests"] > 0
+                assert scenario["leased"]["errors"] == 0, (
+                    f"{scenario['leased']['error_reasons']}\n{errors_in_proxy_logs()}"
+                )
         assert figures["proxy"]["memory"]["solaris"]["rss_end_mb"] > 0
         assert figures["proxy"]["memory"]["leased"]["rss_end_mb"] > 0
         assert figures["metering"] and figures["ledger"] and figures["reports"]
@@ -66,7 +87,10 @@ class TestBenchSmoke:
         assert [scenario["concurrency"] for scenario in figures["scenarios"]] == [1, 16]
         for scenario in figures["scenarios"]:
             for variant in ("metered", "worst"):
-                assert scenario[variant]["requests"] > 0 and scenario[variant]["errors"] == 0
+                assert scenario[variant]["requests"] > 0
+                assert scenario[variant]["errors"] == 0, (
+                    f"{scenario['scenario']}, {variant}: {scenario[variant]['error_reasons']}\n{errors_in_proxy_logs()}"
+                )
         metered, worst = figures["ledger"]["metered"], figures["ledger"]["worst"]
         assert metered["calls"] > 0 and worst["calls"] > 0
         assert metered["rows_per_call_by_kind"]["reserve"] == metered["rows_per_call_by_kind"]["settle"] == 1
