@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg
 
 from solaris_hooks.db import migrations
+from solaris_hooks.db.connection import one_command_prepare_threshold
 from solaris_hooks.db.queries import sql
 
 # Accounts a report names, and calls it names for each: enough to start looking, bounded
@@ -142,7 +143,9 @@ def invariant_rows(connection: psycopg.Connection) -> list[Finding]:
 
 def diagnose(url: str) -> list[Finding]:
     """The invariants that do not hold, each with up to finding_rows_max offending rows."""
-    with psycopg.connect(url, connect_timeout=10, autocommit=True) as connection:
+    with psycopg.connect(
+        url, connect_timeout=10, autocommit=True, prepare_threshold=one_command_prepare_threshold
+    ) as connection:
         return [finding for finding in invariant_rows(connection) if finding.rows]
 
 
@@ -234,7 +237,9 @@ def _check_migrations(connection: psycopg.Connection) -> CheckResult:
 def run_checks(url_source: Callable[[], str], config: Path | None = None) -> list[CheckResult]:
     results = [_check_config(config)]
     try:
-        with psycopg.connect(url_source(), connect_timeout=10, autocommit=True) as connection:
+        with psycopg.connect(
+            url_source(), connect_timeout=10, autocommit=True, prepare_threshold=one_command_prepare_threshold
+        ) as connection:
             results.append(CheckResult("database", True, "reachable"))
             results += _database_checks(connection)
     except Exception as error:  # any reason the database cannot be checked is the finding itself

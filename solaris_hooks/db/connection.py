@@ -18,6 +18,13 @@ from solaris_hooks.settings import Environment, Settings
 
 url_variables = ("SOLARIS_DATABASE_URL", "DATABASE_URL")
 
+# For a connection that serves one command (the CLI, migrations, the doctor): it runs each
+# statement a few times at most, so preparing it on the server would save nothing, and behind
+# a PgBouncer older than 1.21 in transaction mode a statement prepared on one server
+# connection is missing on the next (or already there for another client). These never
+# prepare, whatever db_prepare_threshold says: the CLI works without the proxy's config.
+one_command_prepare_threshold: int | None = None
+
 
 def database_url(environ: Mapping[str, str] = os.environ) -> str:
     environment = Environment.read(environ)
@@ -44,7 +51,11 @@ def connection_pool(
         max_size=settings.db_pool_size_max,
         timeout=settings.db_timeout_s,
         # Each ledger operation is one function call, its own transaction.
-        kwargs={"autocommit": True, "connect_timeout": max(1, int(settings.db_timeout_s))},
+        kwargs={
+            "autocommit": True,
+            "connect_timeout": max(1, int(settings.db_timeout_s)),
+            "prepare_threshold": settings.db_prepare_threshold,
+        },
         check=check,
         # While Postgres is down the pool retries a connection with exponential backoff
         # (1, 2, 4 … s) until reconnect_timeout, and no request starts another attempt

@@ -20,6 +20,7 @@ from importlib import resources
 
 import psycopg
 
+from solaris_hooks.db.connection import one_command_prepare_threshold
 from solaris_hooks.db.queries import sql
 from solaris_hooks.exceptions import MigrationChanged, MigrationError
 
@@ -81,7 +82,9 @@ def migrate(url: str, connect_timeout_s: int = 10) -> list[int]:
 
     MigrationChanged (and nothing applied) when an applied migration's file changed."""
     try:
-        connection = psycopg.connect(url, connect_timeout=connect_timeout_s)
+        connection = psycopg.connect(
+            url, connect_timeout=connect_timeout_s, prepare_threshold=one_command_prepare_threshold
+        )
     except psycopg.OperationalError as error:
         raise MigrationError(f"cannot connect to the database to migrate: {error}") from None
     applied_now = []

@@ -162,6 +162,13 @@ class Settings(BaseModel):
     admin_session_ttl_s: int = Field(8 * 3600, ge=60, le=30 * 86_400)
     db_pool_size_max: int = Field(10, ge=1, le=200)
     db_timeout_s: float = Field(5, gt=0, le=120)
+    # psycopg's prepare_threshold for the proxy's pool, read at start: a statement run this
+    # many times on one connection is prepared on the server (psycopg's default, 5). null:
+    # never. A prepared statement lives on one server connection, and a PgBouncer in
+    # transaction mode hands the next transaction another one, unless it is 1.21 or newer with
+    # max_prepared_statements set; with null any version works. Connections that serve one
+    # command (the CLI, migrations, the doctor) never prepare: solaris_hooks.db.connection.
+    db_prepare_threshold: int | None = Field(5, ge=0, le=1_000_000)
 
     @field_validator("title_prompt_patterns")
     @classmethod
@@ -182,6 +189,14 @@ class Settings(BaseModel):
     @classmethod
     def _sorted_unique(cls, thresholds: list[float]) -> list[float]:
         return sorted(set(thresholds))
+
+    @field_validator("db_prepare_threshold", mode="before")
+    @classmethod
+    def _none_from_text(cls, value: object) -> object:
+        # Through `os.environ/NAME` every value is text: `none` (or `null`) means never prepare.
+        if isinstance(value, str) and value.strip().lower() in ("none", "null"):
+            return None
+        return value
 
     def prompt_margin_for(self, model: str | None) -> float:
         return self.prompt_margins.get(model or "", self.prompt_margins.get("*", 1.0))
