@@ -29,6 +29,8 @@ $(DEV_STAMP): pyproject.toml constraints.txt | $(BIN)/python
 
 install: $(DEV_STAMP)
 
+# The runtime and the embedded Postgres only, no lint or test tool (tests/deploy/test_make_run.py);
+# `solaris run` prints how to call the CLI on the same database.
 run: $(RUN_STAMP)
 	$(BIN)/solaris run
 

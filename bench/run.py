@@ -128,6 +128,7 @@ def write_markdown(path: Path, figures: dict, sections: dict[str, list[tuple[str
     ]
     for title, rows in sections.items():
         lines += section_lines(title, rows)
+    path.parent.mkdir(parents=True, exist_ok=True)  # a --markdown path in a folder not made yet
     path.write_text("\n".join(lines), encoding="utf-8")
 
 
@@ -157,7 +158,7 @@ async def run_all(server_url: str, quick: bool) -> dict:
     # Kept after the run: the proxies' logs are the first place to look when a figure is odd.
     work = repo / "bench" / "results" / ("proxies-quick" if quick else "proxies")
     shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
+    work.mkdir(parents=True)  # with bench/results/, which a fresh clone lacks (git ignores it)
     with scratch_database(server_url) as url:
         print("bench: proxy overhead …", file=sys.stderr, flush=True)
         figures["proxy"] = await proxy_bench.run(url, quick, work)

@@ -96,7 +96,7 @@ def charged(raw_tokens: int, factor: float) -> int:
 
 def record(text: str) -> None:
     """What tests/support/suite.py's record_figure appends, without printing it."""
-    artifacts_dir.mkdir(exist_ok=True)
+    artifacts_dir.mkdir(parents=True, exist_ok=True)
     with (artifacts_dir / "reliability.txt").open("a", encoding="utf-8") as figures:
         figures.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')}  {text}\n")
 
@@ -194,6 +194,8 @@ class Proxy:
                 )
             )
         )
+        # A fresh clone has no test-artifacts/ until something makes it: the proxy's log opens there.
+        artifacts_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = artifacts_dir / f"soak-{name}.log"
         self.log_path.unlink(missing_ok=True)
         self.process: ProxyProcess | None = None

@@ -9,8 +9,9 @@
     solaris mail flush            send the alert e-mails that are due, now
 
 Every command but `run` talks to the database directly (SOLARIS_DATABASE_URL,
-DATABASE_URL, or the embedded Postgres in SOLARIS_DATA_DIR), so it works while the proxy
-is stopped.
+DATABASE_URL, or the embedded Postgres in SOLARIS_DATA_DIR, found as `run` finds it and
+named on stderr), so it works while the proxy is stopped; only `run` creates an embedded
+Postgres (solaris_hooks.cli.database).
 """
 
 from __future__ import annotations
@@ -18,13 +19,20 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
 from collections.abc import MutableMapping
 from pathlib import Path
 
-from solaris_hooks.cli.database import cli_database_url, data_dir
+from solaris_hooks.cli.database import (
+    cli_database_url,
+    data_dir,
+    deployment_database_url,
+    require_deployment,
+    url_source,
+)
 from solaris_hooks.cli.report import add_report_command
 from solaris_hooks.cli.users import add_user_commands
 from solaris_hooks.db.connection import url_variables
@@ -55,6 +63,25 @@ def default_librechat_key(environ: MutableMapping[str, str], key: str) -> None:
     """Put `key` in LIBRECHAT_API_KEY when that is unset or blank; a given key is kept."""
     if not environ.get(librechat_key_variable, "").strip():
         environ[librechat_key_variable] = key
+
+
+def cli_hint(directory: Path) -> str:
+    """How to call this CLI against the database `solaris run` is using, from another terminal:
+    the README's first question from people who met `solaris: command not found`."""
+    executable = Path(sys.executable).with_name("solaris")
+    if shutil.which("solaris") == str(executable):
+        shown = "solaris"
+    elif executable.is_relative_to(Path.cwd()):
+        shown = str(executable.relative_to(Path.cwd()))
+    else:
+        shown = str(executable)
+    source = url_source()
+    where = (
+        f"with the same {source}"
+        if source
+        else f"from this directory, or from anywhere with SOLARIS_DATA_DIR={directory}"
+    )
+    return f"CLI: {shown} users list  ({where})"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -109,6 +136,7 @@ def run(args: argparse.Namespace) -> int:
             ),
             flush=True,
         )
+    print(f"solaris: {cli_hint(directory)}", flush=True)
     child = subprocess.Popen(command, env=environ)
 
     forwarded: list[int] = []
@@ -124,10 +152,16 @@ def run(args: argparse.Namespace) -> int:
     return 0 if forwarded and code in (0, *(-signum for signum in forwarded)) else code
 
 
+def existing_database_url() -> str:
+    """The deployment's database, migrated or not (for `migrate` and `doctor`), never created."""
+    require_deployment()
+    return cli_database_url()
+
+
 def migrate_command(args: argparse.Namespace) -> int:
     from solaris_hooks.db.migrations import migrate
 
-    applied = migrate(cli_database_url())
+    applied = migrate(existing_database_url())
     print(f"solaris: schema up to date ({len(applied)} migration(s) applied)")
     return 0
 
@@ -135,7 +169,7 @@ def migrate_command(args: argparse.Namespace) -> int:
 def doctor(args: argparse.Namespace) -> int:
     from solaris_hooks.admin.doctor import run_checks
 
-    results = run_checks(cli_database_url, Path(args.config) if args.config else None)
+    results = run_checks(existing_database_url, Path(args.config) if args.config else None)
     for result in results:
         print(f"{'ok  ' if result.ok else 'FAIL'}  {result.name}: {result.detail}")
     failed = sum(not result.ok for result in results)
@@ -158,7 +192,7 @@ def mail_flush(args: argparse.Namespace) -> int:
     settings = load_settings(Path(args.config) if args.config else None)
 
     async def flush():
-        service = QuotaService(settings, cli_database_url())
+        service = QuotaService(settings, deployment_database_url())
         try:
             return await Outbox(service.connection, settings, smtp_settings).flush()
         finally:

@@ -15,7 +15,8 @@ from typing import TextIO
 import psycopg
 
 from solaris_hooks.admin import reports
-from solaris_hooks.cli.database import cli_database_url
+from solaris_hooks.cli.database import deployment_database_url
+from solaris_hooks.db.connection import one_command_prepare_threshold
 from solaris_hooks.exceptions import DatabaseUnavailable
 
 # A terminal table longer than this is unreadable; --csv has no such limit.
@@ -49,14 +50,16 @@ def add_report_command(subparsers: argparse._SubParsersAction) -> None:
 def report(args: argparse.Namespace) -> int:
     """Print the report; bad dates and an unreachable database raise SolarisError for `solaris` to print."""
     start, end = reports.parse_range(args.from_date, args.to_date)
-    return asyncio.run(_report(cli_database_url(), start, end, args.group_by, args.csv, sys.stdout))
+    return asyncio.run(_report(deployment_database_url(), start, end, args.group_by, args.csv, sys.stdout))
 
 
 async def _report(
     url: str, start: datetime, end: datetime, group_by: reports.GroupBy, as_csv: bool, out: TextIO
 ) -> int:
     try:
-        connection = await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=10)
+        connection = await psycopg.AsyncConnection.connect(
+            url, autocommit=True, connect_timeout=10, prepare_threshold=one_command_prepare_threshold
+        )
     except psycopg.OperationalError as error:
         raise DatabaseUnavailable(f"cannot connect to the database: {error}") from None
     async with connection:

@@ -17,8 +17,9 @@ from typing import TypeVar
 import psycopg
 
 from solaris_hooks.admin import accounts, credits, merges, user_ledger
-from solaris_hooks.cli.database import cli_database_url
+from solaris_hooks.cli.database import deployment_database_url
 from solaris_hooks.cli.output import print_rows
+from solaris_hooks.db.connection import one_command_prepare_threshold
 from solaris_hooks.settings import load_settings
 
 account_columns = (
@@ -46,10 +47,12 @@ T = TypeVar("T")
 
 
 def run_with_connection(work: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
-    url = cli_database_url()
+    url = deployment_database_url()
 
     async def main() -> T:
-        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as connection:
+        async with await psycopg.AsyncConnection.connect(
+            url, autocommit=True, prepare_threshold=one_command_prepare_threshold
+        ) as connection:
             return await work(connection)
 
     return asyncio.run(main())
@@ -144,10 +147,17 @@ def credits_add(args: argparse.Namespace) -> int:
             idempotency_key=args.idempotency_key,
         )
     )
-    account = credit.account
-    note = " (already done with this idempotency key: nothing added)" if credit.replayed else ""
-    print(f"{account['user_id']}: {account['credited_tokens']} credited, {account['remaining_tokens']} left{note}")
+    print(credit_line(args.tokens, credit.account, credit.replayed))
     return 0
+
+
+def credit_line(tokens: int, account: dict, replayed: bool) -> str:
+    """What was added, then the account's totals: "+200 tokens credited to ana; 500 credited in all, 430 left".
+    The totals alone read as the amount added (an operator who added 200 read "500 credited")."""
+    totals = f"{account['credited_tokens']} credited in all, {account['remaining_tokens']} left"
+    if replayed:
+        return f"{account['user_id']}: already done with this idempotency key, nothing added; {totals}"
+    return f"+{tokens} tokens credited to {account['user_id']}; {totals}"
 
 
 def users_merge(args: argparse.Namespace) -> int:

@@ -24,6 +24,11 @@ def check_installed() -> None:
         )
 
 
+def exists(data_dir: Path) -> bool:
+    """Whether `start` has made a server in `data_dir` before (initdb writes PG_VERSION)."""
+    return (data_dir / "pgdata" / "PG_VERSION").is_file()
+
+
 def start(data_dir: Path) -> str:
     """Start (or reuse) the server and return its connection URL."""
     check_installed()

@@ -9,7 +9,7 @@ import os
 import psycopg
 import pytest
 
-from tests.support.cli import cli_env, solaris
+from tests.support.cli import cli_env, solaris, with_password
 from tests.support.suite import repo_dir
 
 
@@ -115,3 +115,52 @@ class TestDoctorChecks:
         """A database never migrated: the migrations line says to run `solaris migrate`."""
         result = solaris("doctor", env=cli_env(empty_database))
         assert "solaris migrate" in result.stdout and result.returncode == 1
+
+
+class TestWhichDatabase:
+    @pytest.mark.parametrize(("variable", "as_url"), [("SOLARIS_DATABASE_URL", True), ("DATABASE_URL", False)])
+    def test_the_configured_database_is_named_on_stderr_with_its_password_hidden(self, own_database, variable, as_url):
+        """The command says which variable and database it used; the password shows as ***."""
+        url, password = with_password(own_database, "s3cret-pw-4f1c", as_url)
+        env = {name: value for name, value in cli_env(url).items() if name != "SOLARIS_DATABASE_URL"}
+        result = solaris("users", "list", env={**env, variable: url})
+        assert result.returncode == 0, result.stderr
+        assert f"solaris: using the database in {variable}: " in result.stderr
+        assert "***" in result.stderr
+        assert password not in result.stderr + result.stdout
+
+    @pytest.mark.parametrize("command", [("users", "list"), ("report",), ("credits", "add", "x", "5", "--reason", "r")])
+    def test_a_database_never_migrated_gets_one_line_saying_to_migrate(self, empty_database, command):
+        """A URL whose database has no `solaris` schema: one line naming it and `solaris migrate`,
+        exit code 2, no traceback, and nothing written."""
+        result = solaris(*command, env=cli_env(empty_database))
+        assert result.returncode == 2
+        assert result.stdout == ""
+        (complaint,) = [line for line in result.stderr.splitlines() if "using the database" not in line]
+        assert "the database in SOLARIS_DATABASE_URL" in complaint and "no `solaris` schema" in complaint
+        assert "`solaris migrate`" in complaint and "SOLARIS_DATABASE_URL" in complaint
+        with psycopg.connect(empty_database) as connection:
+            assert connection.execute("SELECT to_regnamespace('solaris')").fetchone() == (None,)
+
+
+class TestCreditMessage:
+    def test_credits_add_says_what_was_added_then_the_totals(self, own_database):
+        """Adding 200 to an account with 1000 credited and 31 used (80 raw tokens at 0.376) prints +200,
+        then 1200 credited and 1169 left."""
+        with psycopg.connect(own_database, autocommit=True) as connection:
+            connection.execute("SELECT solaris.reserve('ana', 'c1', 100, 1, 1000, 60, 'm', 0.376)")
+            connection.execute("SELECT solaris.resolve('c1', 'settle', 80, 'm', NULL)")
+        result = solaris("credits", "add", "ana", "200", "--reason", "projeto", env=cli_env(own_database))
+        assert result.returncode == 0, result.stderr
+        assert result.stdout == "+200 tokens credited to ana; 1200 credited in all, 1169 left\n"
+
+    def test_a_replayed_credit_says_nothing_was_added(self, own_database):
+        """The same idempotency key again: no `+N`, the words `nothing added`, the same totals."""
+        env = cli_env(own_database)
+        first = solaris("credits", "add", "lia", "70", "--reason", "r", "--idempotency-key", "k-2", env=env)
+        again = solaris("credits", "add", "lia", "70", "--reason", "r", "--idempotency-key", "k-2", env=env)
+        assert first.stdout == "+70 tokens credited to lia; 1070 credited in all, 1070 left\n"
+        assert (
+            again.stdout
+            == "lia: already done with this idempotency key, nothing added; 1070 credited in all, 1070 left\n"
+        )
