@@ -17,6 +17,7 @@ from solaris_hooks.db.connection import database_url
 from solaris_hooks.db.migrations import migrate
 from solaris_hooks.db.refill import refill_forever
 from solaris_hooks.hooks import SolarisCallback
+from solaris_hooks.litellm_proxy import quiet_errors_raised_in
 from solaris_hooks.logs import log_event, logger
 from solaris_hooks.mail.outbox import Outbox
 from solaris_hooks.mail.smtp import smtp_settings_from_env
@@ -37,6 +38,9 @@ def _configure_logging() -> None:
 def build_callback() -> SolarisCallback:
     """Validate settings, migrate, mount the routes: everything the proxy needs from us."""
     _configure_logging()
+    # A refusal is one `refused` line of ours, not also LiteLLM's ERROR line for the
+    # exception the hook raises to refuse (see litellm_proxy.ErrorsRaisedIn).
+    quiet_errors_raised_in(SolarisCallback.async_pre_call_hook)
     settings = load_settings()
     url = database_url()
     applied = migrate(url)

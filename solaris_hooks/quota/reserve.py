@@ -16,11 +16,13 @@ from solaris_hooks.db.margins import PromptMargin
 from solaris_hooks.exceptions import (
     AccountInactive,
     CallConflict,
+    CallUnbounded,
     DatabaseUnavailable,
     IdentityRefused,
     QuotaExhausted,
     RateLimited,
     Refusal,
+    RouteClosed,
 )
 from solaris_hooks.logs import log_event
 from solaris_hooks.quota import rate_limits
@@ -93,10 +95,15 @@ async def _reserve_call(
     if free:
         cap_title_completion(data, settings)
     factor = 0.0 if free else settings.factor_for(model)
-    plan = _plan(data, call_type, factor, margin, settings)
-    if free and plan.prompt_tokens > settings.title_prompt_tokens_max:
-        free, factor = False, settings.factor_for(model)
+    try:
         plan = _plan(data, call_type, factor, margin, settings)
+        if free and plan.prompt_tokens > settings.title_prompt_tokens_max:
+            free, factor = False, settings.factor_for(model)
+            plan = _plan(data, call_type, factor, margin, settings)
+    except (RouteClosed, CallUnbounded) as refusal:
+        # Our one line for it: LiteLLM's own ERROR line for our refusals is filtered out.
+        log_event("refused", user_id=user_id, call_id=call_id, reason=refusal.reason, code=refusal.message_key)
+        raise
     if plan.free:
         # A route the admin opened with `free` (e.g. `routes: {moderations: free}`): nothing
         # to reserve, nothing to charge.

@@ -132,6 +132,54 @@ class TestOneLinePerEvent:
             assert "chefe@example.com" not in json.dumps(line) and "recipients" not in line
 
 
+def lines_naming(proxy, call_id: str) -> list[str]:
+    return [line for line in session_log(proxy).split("\n") if call_id in line]
+
+
+def litellm_error_lines(proxy, call_id: str) -> list[str]:
+    """LiteLLM's lines about a failed request: `… - LiteLLM Proxy:ERROR: … litellm_call_id=<id> …`."""
+    return [line for line in lines_naming(proxy, call_id) if "LiteLLM Proxy:ERROR" in line]
+
+
+def refused_call_id(client: openai.OpenAI, user_id: str, error: type[openai.APIStatusError], **extra: object) -> str:
+    with pytest.raises(error) as refused:
+        client.with_options(max_retries=0).chat.completions.create(
+            model="fake-model",
+            messages=[{"role": "user", "content": "oi"}],
+            extra_headers={"x-litellm-end-user-id": user_id},
+            **extra,  # type: ignore[call-overload]
+        )
+    return refused.value.response.headers["x-litellm-call-id"]
+
+
+class TestLiteLLMsLinesForRefusals:
+    def test_a_refusal_is_our_line_alone_and_a_provider_failure_keeps_litellms_error(
+        self, proxy, client, admin, user_id
+    ):
+        """A call with no bound (400, before any user is charged), used up (429) and an
+        unfilled identity (400): each call is named by our `refused` line and by no LiteLLM
+        ERROR line or traceback. A provider's 500 afterwards still gets
+        LiteLLM's ERROR line with its traceback (and, written after the refusals' lines would
+        have been, shows that they were not)."""
+        refused = [refused_call_id(client, user_id, openai.BadRequestError, n=0)]
+        exhaust(client, admin, user_id)
+        refused += [
+            refused_call_id(client, user_id, openai.RateLimitError),
+            refused_call_id(client, "{{LIBRECHAT_USER_EMAIL}}", openai.BadRequestError),
+        ]
+        with pytest.raises(openai.InternalServerError) as failed:
+            ask(client.with_options(max_retries=0), f"falha-{uuid.uuid4().hex[:8]}@example.com", "[[fail=500]]")
+        failed_call_id = failed.value.response.headers["x-litellm-call-id"]
+        (error_line,) = wait_for(lambda: litellm_error_lines(proxy, failed_call_id), 15, what="LiteLLM's error line")
+        # Its message goes on for a few lines (LiteLLM adds the model group), then the traceback.
+        record = session_log(proxy).split(error_line, 1)[1].split("\n")[:6]
+        assert "Traceback (most recent call last):" in record, record
+
+        for call_id in refused:
+            (line,) = lines_naming(proxy, call_id)
+            assert json.loads(line)["event"] == "refused", line
+
+
 class TestNothingSecretInTheLog:
     def test_no_key_password_or_prompt_reaches_the_proxy_log(self, proxy, client, http, user_id):
         """After calls, refusals and admin requests: no admin or viewer key, no master key

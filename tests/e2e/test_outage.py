@@ -148,6 +148,19 @@ class TestProxyOutage:
             assert response.headers.get("x-should-retry") == "false"
             assert response.json()["error"]["code"] == response.headers["x-solaris-refusal"] == "quota_unavailable"
         assert (admin.status_code, admin.json()["error"]["code"]) == (503, "database_unavailable")
+        # Each 503 is one `database_unavailable` line of ours, and not also LiteLLM's ERROR line
+        # with the traceback of the exception our hook raised to answer it.
+        call_ids = {response.headers["x-litellm-call-id"] for response in responses}
+        wait_for(
+            lambda: call_ids <= {line["call_id"] for line in proxy.events("database_unavailable")},
+            15,
+            what="a database_unavailable line per 503",
+        )
+        log = proxy.process.log()
+        for call_id in call_ids:
+            (line,) = [line for line in log.splitlines() if call_id in line]
+            assert json.loads(line)["event"] == "database_unavailable", line
+        assert "async_pre_call_hook" not in log
 
         # Back up: the same process serves again; count the 503s between restart and recovery.
         refused_after_restart = 0
