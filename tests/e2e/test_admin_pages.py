@@ -198,9 +198,15 @@ def test_resubmitted_add_tokens_form_credits_once(admin_browser, admin, user_id)
         "csrf": hidden(page, "csrf"),
         "idempotency_key": hidden(page, "idempotency_key"),
     }
+    notices = []
     for _ in range(2):
-        assert admin_browser.post("/solaris/admin/users/add-tokens", data=form).status_code == 303
+        answer = admin_browser.post("/solaris/admin/users/add-tokens", data=form)
+        assert answer.status_code == 303
+        notices.append(admin_browser.get(answer.headers["location"]).text)
     assert admin.account(user_id)["credited_tokens"] == 1010 + 77
+    # The second notice says nothing was added, not that 77 tokens were.
+    assert "77 tokens adicionados" in notices[0] and "nada foi creditado de novo" not in notices[0]
+    assert "nada foi creditado de novo" in notices[1] and "77 tokens adicionados" not in notices[1]
 
 
 def test_bad_form_values_give_a_readable_notice(admin_browser, admin, user_id):

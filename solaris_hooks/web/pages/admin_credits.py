@@ -83,6 +83,8 @@ async def add_tokens(context: Context, request: Request) -> Response:
                 # The form's own key: a double click or a resubmitted page credits once.
                 idempotency_key=str(form.get("idempotency_key") or "")[:255] or None,
             )
+        if result.replayed:  # the same form again: nothing was added, and the notice says so
+            return "notice.bulk_repeated", {}
         return "notice.credited", {
             "tokens": format_number(tokens, session.locale),
             "user": user_id,
