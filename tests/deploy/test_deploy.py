@@ -2,7 +2,8 @@
 
 Everything here runs without a Docker engine: the compose file is read with PyYAML and
 checked for pinned images, health checks, volumes, documented variables and secrets without
-defaults; `docker compose config` runs when the client is installed; the scripts pass
+defaults; `docker compose config` runs when the client is installed (the Compose schema,
+which v2 checks, is checked without it in test_compose_schema.py); the scripts pass
 `bash -n` and shellcheck; install.sh runs against a stand-in `docker` that records what it
 is asked to do.
 """
