@@ -66,10 +66,15 @@ class TestLeasedCalls:
         assert reservations[0] == (call_ids[0], "settled")
         [(lease_id, lease_state)] = reservations[1:]
         assert lease_state == "released"  # one lease, returned at close
-        settles = rows(
-            own_database,
-            "SELECT call_id, lease_id, tokens FROM solaris.ledger WHERE user_id = %s AND kind = 'settle' ORDER BY id",
-            user_id,
+        # In the order of the calls, not of the rows: a batch writes its leased calls first,
+        # so the first call's settle (batched too) may come after some of theirs.
+        settles = sorted(
+            rows(
+                own_database,
+                "SELECT call_id, lease_id, tokens FROM solaris.ledger WHERE user_id = %s AND kind = 'settle'",
+                user_id,
+            ),
+            key=lambda row: call_ids.index(row[0]),
         )
         assert settles == [(call_ids[0], None, charged)] + [(call_id, lease_id, charged) for call_id in call_ids[1:]]
         assert account_balances(own_database, user_id) == (100_000, 20 * charged, 0)
