@@ -138,6 +138,21 @@ class StoppablePostgres:
         self.server.cleanup()
 
 
+def terminate(process: subprocess.Popen, timeout_s: float = 10) -> None:
+    """Stop a server process of a test: SIGTERM, then SIGKILL if it has not exited in timeout_s."""
+    if process.poll() is None:
+        process.terminate()
+    wait_or_kill(process, timeout_s)
+
+
+def wait_or_kill(process: subprocess.Popen, timeout_s: float = 10) -> None:
+    try:
+        process.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class ProxyProcess:
     """`solaris run` as a child process on a free port, with its output in a log file."""
 
@@ -178,13 +193,7 @@ class ProxyProcess:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def stop(self, timeout_s: float = 20) -> int:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, timeout_s)
         self._log.close()
         return self.process.returncode
 

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from tests.support.harness import free_port
+from tests.support.harness import free_port, wait_or_kill
 from tests.support.suite import repo_dir
 
 client_dir = repo_dir / "tests" / "librechat_client"
@@ -157,12 +157,8 @@ class LibreChatClient:
 
     def close(self) -> None:
         if self.process.stdin is not None:
-            self.process.stdin.close()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            self.process.stdin.close()  # the client exits at the end of its input
+        wait_or_kill(self.process)
         self._log.close()
 
 

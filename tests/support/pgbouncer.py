@@ -20,7 +20,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
-from tests.support.harness import free_port, wait_for
+from tests.support.harness import free_port, terminate, wait_for
 
 # Prepared statements in transaction mode arrived in 1.21 (max_prepared_statements).
 prepared_statements_since = (1, 21)
@@ -108,13 +108,7 @@ class PgBouncer:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         self._log.close()
 
     def _answers(self) -> bool:
