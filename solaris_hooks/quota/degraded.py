@@ -1,11 +1,13 @@
 """When something we call in LiteLLM fails unexpectedly, serve the call in a degraded way.
 
 LiteLLM's internals change between releases (1.110 made the Redis-backed cache raise
-`NotImplementedError` from `async_increment_cache`), and an exception from one of them
-must not turn every call into a 500. The caller falls back to something of its own
-(rate limits counted in this process, our own token count) and calls `note_degraded`,
-which logs one `litellm_degraded` WARNING per kind of failure and counts every one in
-`solaris_litellm_degraded_total{what, error}`.
+`NotImplementedError` from `async_increment_cache`, so rate limits now count in its Redis
+directly), and an exception from one of them must not turn every call into a 500. The
+caller falls back to something of its own (rate limits counted in this process, our own
+token count) and calls `note_degraded`, which logs one `litellm_degraded` WARNING per kind
+of failure and counts every one in `solaris_litellm_degraded_total{what, error}`. The kinds:
+"rate_limit_cache" (LiteLLM's cache failed to count), "rate_limit_redis" (LiteLLM's Redis,
+reached directly, failed: down, or its client changed) and "token_counter".
 
 The "already logged" memory is module-level on purpose: the failures come from code
 shared by the whole process (the litellm module, the proxy's cache), not from one

@@ -7,10 +7,17 @@ Redis (`litellm_settings.cache` with a Redis `cache_params`, or
 true`. Two real proxies on one scratch database and a real `redis-server` on loopback
 show that the limit then holds for a user whose calls alternate between the replicas,
 and that without Redis each replica counts alone. Figures are appended to test-artifacts/reliability.txt.
+
+LiteLLM 1.110's cache refuses increments once Redis backs it, so the limits count in that
+Redis themselves (quota/rate_limits.py): TestCountedInRedisDirectly drives them with LiteLLM's
+own cache and RedisCache objects on the same redis-server, in-process (two replicas are two
+caches with two counters of their own), to run on any installed LiteLLM (`make compat`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import shutil
 import subprocess
@@ -22,7 +29,14 @@ import psycopg
 import pytest
 import redis
 import yaml
+from litellm.caching.dual_cache import DualCache
+from litellm.caching.redis_cache import RedisCache
+from litellm.proxy.common_utils.user_api_key_cache import UserApiKeyCache
 
+from solaris_hooks.exceptions import RateLimited
+from solaris_hooks.quota import rate_limits
+from solaris_hooks.settings import Settings
+from tests.support.degraded import FailingCache, degraded_lines
 from tests.support.harness import ProxyProcess, free_port, wait_for
 from tests.support.proxy_calls import chat, fresh_window, window_s
 from tests.support.suite import artifacts_dir, credits_email, proxy_env, record_figure, write_proxy_config
@@ -225,3 +239,104 @@ class TestWithoutRedis:
             f"{2 * requests_per_minute} calls in one minute served ({requests_per_minute} per proxy), "
             f"the next one to proxy a refused 429"
         )
+
+
+class Refusing1110Cache(FailingCache):
+    """The shape of LiteLLM 1.110's auth cache with Redis attached, on whatever LiteLLM is installed:
+    `async_increment_cache` raises NotImplementedError, the Redis is its `redis_connection`."""
+
+    def __init__(self, redis_cache: RedisCache) -> None:
+        super().__init__(NotImplementedError("UserApiKeyCache.async_increment_cache is not part of ..."))
+        self.redis_connection = redis_cache
+
+
+def hook_cache(shape: str, port: int, namespace: str | None = None) -> object:
+    """The cache a replica's pre-call hook gets when LiteLLM has the Redis on `port`."""
+    redis_cache = RedisCache(host="127.0.0.1", port=port, namespace=namespace)
+    if shape == "litellm UserApiKeyCache":
+        return UserApiKeyCache(redis_cache=redis_cache)  # as enable_redis_auth_cache attaches it
+    return Refusing1110Cache(redis_cache)
+
+
+class Replica:
+    """What one proxy process keeps for the limits: the hook's cache and counters of its own."""
+
+    def __init__(self, cache: object) -> None:
+        self.cache = cache
+        self.local = rate_limits.LocalWindows()
+        self.shared = rate_limits.SharedCounts()
+
+    async def call(self, user_id: str, settings: Settings, now_s: float) -> int:
+        """200 when the limits let the call through, 429 when they refuse it."""
+        try:
+            await rate_limits.enforce(
+                self.cache, user_id, 10, settings, now_s=now_s, local=self.local, shared=self.shared
+            )
+        except RateLimited:
+            return 429
+        return 200
+
+
+class TestCountedInRedisDirectly:
+    @pytest.mark.parametrize("shape", ["litellm UserApiKeyCache", "1.110 refusing cache"])
+    def test_two_replicas_count_one_users_requests_in_redis(self, shape, redis_server, fresh_degraded, caplog):
+        """4 requests per minute, calls alternating between two replicas whose cache holds LiteLLM's
+        Redis: the 5th and 6th are refused though each replica counted 3; Redis holds 6 under our
+        key, expiring with the window; the cache's own increment is never asked."""
+        user_id = f"rl-direct-{uuid.uuid4().hex[:12]}@example.com"
+        settings = Settings(requests_per_minute=requests_per_minute)
+        replicas_ab = [Replica(hook_cache(shape, redis_server.port)) for _ in "ab"]
+        now_s = time.time()
+        key = f"solaris:requests:{user_id}:{int(now_s // window_s)}"
+
+        async def calls() -> list[int]:
+            return [await replicas_ab[index % 2].call(user_id, settings, now_s) for index in range(6)]
+
+        with caplog.at_level(logging.INFO, logger="solaris_hooks"):
+            statuses = asyncio.run(calls())
+        assert statuses == [200] * requests_per_minute + [429, 429]
+        assert float(redis_server.client.get(key)) == 6
+        assert 0 < redis_server.client.ttl(key) <= 2 * window_s
+        window = int(now_s // window_s)
+        assert [replica.local.increment("requests", user_id, window, 0) for replica in replicas_ab] == [3, 3]
+        assert [getattr(replica.cache, "calls", 0) for replica in replicas_ab] == [0, 0]
+        assert degraded_lines(caplog) == []
+
+    def test_a_replica_on_litellms_own_increment_and_one_counting_directly_share_one_key(self, redis_server):
+        """Replicas of mixed versions during an upgrade: one counts through LiteLLM 1.108's
+        `async_increment_cache` (our code before), one in Redis directly, both under the cache's
+        namespace; 2 calls of the first leave one for the second in a 3-per-minute window."""
+        user_id = f"rl-mixed-{uuid.uuid4().hex[:12]}@example.com"
+        namespace = f"ns{uuid.uuid4().hex[:6]}"
+        now_s = time.time()
+        key = f"solaris:requests:{user_id}:{int(now_s // window_s)}"
+        before = DualCache(redis_cache=RedisCache(host="127.0.0.1", port=redis_server.port, namespace=namespace))
+        after = Replica(hook_cache("1.110 refusing cache", redis_server.port, namespace=namespace))
+        settings = Settings(requests_per_minute=3)
+
+        async def calls() -> list[int]:
+            for _ in range(2):
+                await before.async_increment_cache(key=key, value=1, ttl=2 * window_s)
+            return [await after.call(user_id, settings, now_s) for _ in range(2)]
+
+        assert asyncio.run(calls()) == [200, 429]
+        assert float(redis_server.client.get(f"{namespace}:{key}")) == 4
+        assert redis_server.client.get(key) is None
+
+    def test_an_unreachable_redis_leaves_each_replica_its_own_count_and_one_warning(self, fresh_degraded, caplog):
+        """LiteLLM's Redis refuses connections: a 2-per-minute user gets 2 calls, the 3rd refused by
+        the replica's own count, never a 500, and one litellm_degraded line names rate_limit_redis."""
+        replica = Replica(hook_cache("1.110 refusing cache", free_port()))
+        settings = Settings(requests_per_minute=2)
+        user_id = f"rl-down-{uuid.uuid4().hex[:12]}@example.com"
+
+        now_s = time.time()
+
+        async def calls() -> list[int]:
+            return [await replica.call(user_id, settings, now_s) for _ in range(3)]
+
+        with caplog.at_level(logging.INFO, logger="solaris_hooks"):
+            statuses = asyncio.run(calls())
+        assert statuses == [200, 200, 429]
+        lines = degraded_lines(caplog)
+        assert [line["what"] for line in lines] == ["rate_limit_redis"], lines

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
+
+from solaris_hooks.exceptions import RateLimited
+from solaris_hooks.quota import rate_limits
+from solaris_hooks.settings import Settings
 
 
 class FailingCache:
@@ -23,3 +28,16 @@ class FailingCache:
 def degraded_lines(caplog: pytest.LogCaptureFixture) -> list[dict]:
     lines = [json.loads(record.getMessage()) for record in caplog.records if record.name == "solaris_hooks"]
     return [line for line in lines if line["event"] == "litellm_degraded"]
+
+
+def second_call_of_one_per_minute_is_refused(cache: object) -> None:
+    """A user limited to one request a minute calls twice, a second apart: the first passes,
+    the second is refused, whatever the cache does (this process's own count holds)."""
+    local, settings = rate_limits.LocalWindows(), Settings(requests_per_minute=1)
+
+    async def calls() -> None:
+        await rate_limits.enforce(cache, "ana", 1, settings, now_s=0.0, local=local)  # type: ignore[arg-type]
+        with pytest.raises(RateLimited):
+            await rate_limits.enforce(cache, "ana", 1, settings, now_s=1.0, local=local)  # type: ignore[arg-type]
+
+    asyncio.run(calls())

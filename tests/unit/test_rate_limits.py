@@ -16,7 +16,7 @@ from solaris_hooks.exceptions import RateLimited
 from solaris_hooks.quota import rate_limits
 from solaris_hooks.quota.metrics import Metrics
 from solaris_hooks.settings import Settings
-from tests.support.degraded import FailingCache, degraded_lines
+from tests.support.degraded import FailingCache, degraded_lines, second_call_of_one_per_minute_is_refused
 
 
 class AnswerCache:
@@ -140,15 +140,7 @@ class TestWhenTheCacheFails:
     def test_a_cache_that_cannot_say_the_count_does_not_lift_the_limit(self, answer, fresh_degraded):
         """DualCache answers None when it has no backend left; the 2nd request of a 1-per-minute user
         is refused all the same, and nonsense is a failure like any other."""
-        cache, local = AnswerCache(answer), rate_limits.LocalWindows()
-        settings = Settings(requests_per_minute=1)
-
-        async def calls():
-            await rate_limits.enforce(cache, "ana", 1, settings, now_s=0.0, local=local)
-            with pytest.raises(RateLimited):
-                await rate_limits.enforce(cache, "ana", 1, settings, now_s=1.0, local=local)
-
-        asyncio.run(calls())
+        second_call_of_one_per_minute_is_refused(AnswerCache(answer))
 
     def test_a_shared_count_above_this_processs_own_still_refuses(self):
         """With a working shared cache, calls other replicas made count: the shared count decides."""
