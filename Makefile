@@ -12,7 +12,7 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run-stamp
 DEV_STAMP := $(VENV)/.installed-dev-stamp
 
-.PHONY: install run lint check test bench profile soak lock clean
+.PHONY: install run lint check test compat bench profile soak lock clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "solaris-hooks needs Python 3.11 or newer")'
@@ -59,6 +59,13 @@ $(LIBRECHAT_STAMP): $(LIBRECHAT_CLIENT)/package.json $(LIBRECHAT_CLIENT)/package
 
 test: lint $(LIBRECHAT_STAMP)
 	$(BIN)/python -m pytest
+
+# The test suite against another LiteLLM, in a virtualenv of its own (.venv-compat/<version>):
+# constraints.txt pins the rest, except LiteLLM's own packages and the pins pip names in a
+# conflict, which the output lists (scripts/compat.py). Narrow it with COMPAT_PYTEST_ARGS, e.g.
+#   make compat LITELLM_VERSION=1.110.2 COMPAT_PYTEST_ARGS="tests/e2e/test_rate_limits_redis.py"
+compat: $(LIBRECHAT_STAMP)
+	$(PYTHON) scripts/compat.py "$(LITELLM_VERSION)"
 
 # Several minutes: proxy overhead, ledger and reports figures; rewrites docs/benchmarks.md.
 bench: $(DEV_STAMP)
