@@ -70,10 +70,11 @@ def shown_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
-def cli_database_url(environ: Mapping[str, str] = os.environ) -> str:
+def cli_database_url(environ: Mapping[str, str] = os.environ, *, create: bool = False) -> str:
     """The configured URL, else the embedded Postgres of the data dir (started if the proxy is
-    not running, stopped again when this command exits; created if it does not exist yet, which
-    only `solaris run` may ask for: the other commands call `require_deployment` first)."""
+    not running, stopped again when this command exits). Only `solaris run` passes create: for
+    any other command a data dir without an embedded Postgres is a SettingsError in one line,
+    never an empty database made beside it."""
     source = url_source(environ)
     if source is not None:
         url = database_url(environ)
@@ -81,20 +82,12 @@ def cli_database_url(environ: Mapping[str, str] = os.environ) -> str:
         return url
     embedded_postgres.check_installed()
     directory = embedded_data_dir(environ)
-    print(f"solaris: using the embedded Postgres in {directory}", file=sys.stderr, flush=True)
-    return embedded_postgres.start(directory)
-
-
-def require_deployment(environ: Mapping[str, str] = os.environ) -> None:
-    """SettingsError, in one line, when no URL is set and the data dir holds no embedded Postgres."""
-    if url_source(environ) is not None:
-        return
-    embedded_postgres.check_installed()
-    directory = embedded_data_dir(environ)
-    if not embedded_postgres.exists(directory):
+    if not create and not embedded_postgres.exists(directory):
         raise SettingsError(
             f"no embedded Postgres in {directory} (SOLARIS_DATA_DIR, default ./.solaris): {_where_to_look}"
         )
+    print(f"solaris: using the embedded Postgres in {directory}", file=sys.stderr, flush=True)
+    return embedded_postgres.start(directory)
 
 
 def require_schema(url: str, environ: Mapping[str, str] = os.environ) -> None:
@@ -122,7 +115,6 @@ def require_schema(url: str, environ: Mapping[str, str] = os.environ) -> None:
 def deployment_database_url(environ: Mapping[str, str] = os.environ) -> str:
     """The deployment's database for the commands that read or write the ledger: found as
     `solaris run` finds it, never created, and migrated; else one line saying what to do."""
-    require_deployment(environ)
     url = cli_database_url(environ)
     require_schema(url, environ)
     return url

@@ -26,13 +26,7 @@ import sys
 from collections.abc import MutableMapping
 from pathlib import Path
 
-from solaris_hooks.cli.database import (
-    cli_database_url,
-    data_dir,
-    deployment_database_url,
-    require_deployment,
-    url_source,
-)
+from solaris_hooks.cli.database import cli_database_url, data_dir, deployment_database_url, url_source
 from solaris_hooks.cli.report import add_report_command
 from solaris_hooks.cli.users import add_user_commands
 from solaris_hooks.db.connection import url_variables
@@ -92,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
     # An empty DATABASE_URL makes LiteLLM exit ("unsupported scheme"): treat it as unset.
     environ = {name: value for name, value in os.environ.items() if not (name in url_variables and not value.strip())}
     directory = data_dir()
-    url = cli_database_url(environ)
+    url = cli_database_url(environ, create=True)
     # Only our variable: LiteLLM seeing DATABASE_URL would try to run Prisma migrations.
     environ.setdefault("SOLARIS_DATABASE_URL", url)
 
@@ -152,16 +146,10 @@ def run(args: argparse.Namespace) -> int:
     return 0 if forwarded and code in (0, *(-signum for signum in forwarded)) else code
 
 
-def existing_database_url() -> str:
-    """The deployment's database, migrated or not (for `migrate` and `doctor`), never created."""
-    require_deployment()
-    return cli_database_url()
-
-
 def migrate_command(args: argparse.Namespace) -> int:
     from solaris_hooks.db.migrations import migrate
 
-    applied = migrate(existing_database_url())
+    applied = migrate(cli_database_url())
     print(f"solaris: schema up to date ({len(applied)} migration(s) applied)")
     return 0
 
@@ -169,7 +157,7 @@ def migrate_command(args: argparse.Namespace) -> int:
 def doctor(args: argparse.Namespace) -> int:
     from solaris_hooks.admin.doctor import run_checks
 
-    results = run_checks(existing_database_url, Path(args.config) if args.config else None)
+    results = run_checks(cli_database_url, Path(args.config) if args.config else None)
     for result in results:
         print(f"{'ok  ' if result.ok else 'FAIL'}  {result.name}: {result.detail}")
     failed = sum(not result.ok for result in results)

@@ -32,7 +32,9 @@ def proxy_start(monkeypatch, tmp_path) -> list[dict[str, str]]:
     """`solaris run` up to the proxy's start, with no database and no process; the environments it passes."""
     monkeypatch.setenv("SOLARIS_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("LITELLM_MASTER_KEY", master_key)
-    monkeypatch.setattr(cli_main, "cli_database_url", lambda environ=None: "postgresql://unit.invalid/none")
+    monkeypatch.setattr(
+        cli_main, "cli_database_url", lambda environ=None, create=False: "postgresql://unit.invalid/none"
+    )
     monkeypatch.setattr(solaris_hooks.db.migrations, "migrate", lambda url: [])
     monkeypatch.setattr(cli_main.subprocess, "Popen", RecordedProxy)
     monkeypatch.setattr(cli_main.signal, "signal", lambda signum, handler: None)
