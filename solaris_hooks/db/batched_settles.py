@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from decimal import Decimal
 
 from psycopg import AsyncConnection
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from solaris_hooks.db.ledger import decimal_levels
+from solaris_hooks.db.ledger import decimal_levels, decimal_text
 from solaris_hooks.db.queries import sql
 
 
@@ -31,7 +30,7 @@ class BatchedSettle:
 
     def as_json(self) -> dict[str, object]:
         fields = asdict(self)
-        fields["cost_usd"] = None if self.cost_usd is None else str(Decimal(str(self.cost_usd)))
+        fields["cost_usd"] = decimal_text(self.cost_usd)
         return fields
 
 

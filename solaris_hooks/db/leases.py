@@ -16,7 +16,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import class_row
 from psycopg.types.json import Jsonb
 
-from solaris_hooks.db.ledger import Reservation, decimal_levels
+from solaris_hooks.db.ledger import Reservation, decimal_levels, decimal_text
 from solaris_hooks.db.queries import sql
 
 
@@ -67,8 +67,8 @@ class LeasedCall:
     def as_json(self) -> dict[str, object]:
         fields = asdict(self)
         # Exact decimals, as every factor the ledger multiplies by (see decimal_levels).
-        fields["factor"] = str(Decimal(str(self.factor)))
-        fields["cost_usd"] = None if self.cost_usd is None else str(Decimal(str(self.cost_usd)))
+        fields["factor"] = decimal_text(self.factor)
+        fields["cost_usd"] = decimal_text(self.cost_usd)
         return fields
 
 

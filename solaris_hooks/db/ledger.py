@@ -213,6 +213,12 @@ async def balance(connection: AsyncConnection, user_id: str) -> Balance | None:
     return None if row is None else _balance(row)
 
 
+def decimal_text(value: float | None) -> str | None:
+    """A float as the exact decimal it was written as (0.376, not 0.37599999…), for the ledger's
+    JSON arguments; None stays None."""
+    return None if value is None else str(Decimal(str(value)))
+
+
 def decimal_levels(thresholds: Sequence[float]) -> list[Decimal]:
     """Alert thresholds as exact decimals, so 0.8 × 1000 is 800 in SQL, not 800.0000001."""
     return [Decimal(str(threshold)) for threshold in thresholds]
