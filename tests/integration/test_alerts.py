@@ -13,6 +13,7 @@ import pytest
 from solaris_hooks.db import ledger
 from solaris_hooks.mail.outbox import Outbox, Report, retry_dead
 from solaris_hooks.quota.service import QuotaService
+from tests.support import ledger_calls
 from tests.support.alerts import alert_fields, smtp_for, spend, thresholds
 from tests.support.event_loop import run_with_service
 from tests.support.harness import MailCatcher, free_port, html_part, text_part
@@ -20,17 +21,8 @@ from tests.support.harness import MailCatcher, free_port, html_part, text_part
 
 async def refuse(service: QuotaService, user_id: str, tokens: int) -> str:
     async with service.connection() as connection:
-        reservation = await ledger.reserve(
-            connection,
-            user_id=user_id,
-            call_id=uuid.uuid4().hex,
-            wanted_tokens=tokens,
-            minimum_tokens=tokens,
-            default_tokens=1000,
-            ttl_s=60,
-            model="m",
-            factor=1.0,
-            thresholds=thresholds,
+        reservation = await ledger_calls.reserve(
+            connection, user_id, uuid.uuid4().hex, tokens, minimum_tokens=tokens, factor=1.0, thresholds=thresholds
         )
     return reservation.outcome
 

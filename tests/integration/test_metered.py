@@ -8,6 +8,7 @@ import psycopg
 import pytest
 
 from solaris_hooks.db import ledger
+from tests.support import ledger_calls
 from tests.support.event_loop import run_with_connection
 from tests.support.ledger_sql import account_balances
 
@@ -18,18 +19,7 @@ def user_id() -> str:
 
 
 def reserve_metered(connection, user_id: str, call_id: str, wanted: int):
-    return ledger.reserve(
-        connection,
-        user_id=user_id,
-        call_id=call_id,
-        wanted_tokens=wanted,
-        minimum_tokens=1,
-        default_tokens=1000,
-        ttl_s=60,
-        model="m",
-        factor=0.376,
-        metered=True,
-    )
+    return ledger_calls.reserve(connection, user_id, call_id, wanted, factor=0.376, metered=True)
 
 
 def test_growth_takes_only_what_is_free_and_writes_one_extend_row_each(database_url, user_id):

@@ -22,6 +22,7 @@ from solaris_hooks.exceptions import DatabaseUnavailable
 from solaris_hooks.mail.outbox import Outbox
 from solaris_hooks.mail.smtp import SmtpSettings
 from solaris_hooks.quota.service import QuotaService
+from tests.support import ledger_calls
 from tests.support.event_loop import run_with_service
 from tests.support.harness import MailCatcher, StoppablePostgres, assert_ledger_consistent
 from tests.support.ledger_sql import settle_rows
@@ -38,17 +39,7 @@ from tests.support.suite import (
 
 async def reserve(service: QuotaService, user_id: str, call_id: str, wanted_tokens: int = 50) -> None:
     async with service.connection() as connection:
-        outcome = await ledger.reserve(
-            connection,
-            user_id=user_id,
-            call_id=call_id,
-            wanted_tokens=wanted_tokens,
-            minimum_tokens=1,
-            default_tokens=1000,
-            ttl_s=900,
-            model="m",
-            factor=0.5,
-        )
+        outcome = await ledger_calls.reserve(connection, user_id, call_id, wanted_tokens, ttl_s=900)
     assert outcome.outcome == "reserved"
 
 
@@ -373,18 +364,7 @@ class TestOutboxThroughAnOutage:
         async def scenario(service):
             call_id = uuid.uuid4().hex
             async with service.connection() as connection:
-                await ledger.reserve(
-                    connection,
-                    user_id=user_id,
-                    call_id=call_id,
-                    wanted_tokens=810,
-                    minimum_tokens=1,
-                    default_tokens=1000,
-                    ttl_s=60,
-                    model="m",
-                    factor=1.0,
-                    thresholds=[0.8, 0.95],
-                )
+                await ledger_calls.reserve(connection, user_id, call_id, 810, factor=1.0, thresholds=[0.8, 0.95])
                 await ledger.resolve(connection, call_id=call_id, kind="settle", raw_tokens=810, thresholds=[0.8, 0.95])
             report = await Outbox(service.connection, service.settings, smtp_settings).deliver_due()
             async with service.connection() as connection:

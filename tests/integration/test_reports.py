@@ -24,6 +24,7 @@ from solaris_hooks.settings import Settings
 from solaris_hooks.web.api.reports import router
 from solaris_hooks.web.context import install
 from solaris_hooks.web.mount import service_context
+from tests.support import ledger_calls
 from tests.support.event_loop import run_with_connection
 
 admin_key = "sk-reports-" + uuid.uuid4().hex
@@ -57,14 +58,12 @@ async def call(
 ) -> None:
     """One call reserved and settled (or released) by the real ledger functions, then moved to `when`."""
     call_id = uuid.uuid4().hex
-    reservation = await ledger.reserve(
+    reservation = await ledger_calls.reserve(
         connection,
-        user_id=user_id,
-        call_id=call_id,
-        wanted_tokens=100,
-        minimum_tokens=1,
+        user_id,
+        call_id,
+        100,
         default_tokens=default_tokens,
-        ttl_s=60,
         model=model,
         factor=factor,
         thresholds=thresholds,

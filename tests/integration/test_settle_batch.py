@@ -8,10 +8,10 @@ import uuid
 import psycopg
 import pytest
 
-from solaris_hooks.db import ledger
 from solaris_hooks.db.batched_settles import BatchedSettle, settle_batch
 from solaris_hooks.quota import leasing
 from tests.integration.test_leases import call, lease_settings
+from tests.support import ledger_calls
 from tests.support.event_loop import run_with_callback, run_with_connection
 from tests.support.ledger_sql import account_balances
 
@@ -21,18 +21,9 @@ def user_ids() -> list[str]:
     return [f"batched-{number}-{uuid.uuid4().hex}@example.com" for number in range(3)]
 
 
-async def reserve(connection, user_id: str, call_id: str, wanted_tokens: int = 100) -> None:
-    reservation = await ledger.reserve(
-        connection,
-        user_id=user_id,
-        call_id=call_id,
-        wanted_tokens=wanted_tokens,
-        minimum_tokens=1,
-        default_tokens=1000,
-        ttl_s=60,
-        model="gpt-4o-mini",
-        factor=0.5,
-        thresholds=(0.8, 0.95),
+async def reserve(connection, user_id: str, call_id: str) -> None:
+    reservation = await ledger_calls.reserve(
+        connection, user_id, call_id, 100, model="gpt-4o-mini", thresholds=(0.8, 0.95)
     )
     assert reservation.outcome == "reserved"
 

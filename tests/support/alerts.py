@@ -36,20 +36,12 @@ def smtp_for(catcher_port: int, **overrides) -> SmtpSettings:
 async def spend(service: QuotaService, user_id: str, tokens: int) -> None:
     """One call of `tokens` platform tokens (factor 1), reserved and settled."""
     from solaris_hooks.db import ledger
+    from tests.support import ledger_calls
 
     call_id = uuid.uuid4().hex
     async with service.connection() as connection:
-        reservation = await ledger.reserve(
-            connection,
-            user_id=user_id,
-            call_id=call_id,
-            wanted_tokens=tokens,
-            minimum_tokens=1,
-            default_tokens=1000,
-            ttl_s=60,
-            model="m",
-            factor=1.0,
-            thresholds=thresholds,
+        reservation = await ledger_calls.reserve(
+            connection, user_id, call_id, tokens, factor=1.0, thresholds=thresholds
         )
         assert reservation.outcome == "reserved", reservation
         await ledger.resolve(connection, call_id=call_id, kind="settle", raw_tokens=tokens, thresholds=thresholds)
