@@ -63,6 +63,8 @@ class LeasedCall:
     factor: float
     model: str | None = None
     cost_usd: float | None = None
+    held_tokens: int | None = None  # a stream's: charged at most what it held (migration 0011)
+    running: bool = False  # a stream's line from before its process died: charged what it held
 
     def as_json(self) -> dict[str, object]:
         fields = asdict(self)

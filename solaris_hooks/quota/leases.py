@@ -77,16 +77,28 @@ class Leases:
     def get(self, user_id: str) -> Lease | None:
         return self._by_user.get(user_id)
 
-    def reserve(self, user_id: str, tokens: int) -> Lease | None:
-        """Reserve `tokens` from the user's lease; None when there is none or it has too little."""
+    def reserve(self, user_id: str, tokens: int, worst_case_tokens: int | None = None) -> Lease | None:
+        """Reserve `tokens` from the user's lease; None when there is none or it has less free
+        than the call's worst case (a metered stream reserves less: its first chunk)."""
+        worst_case_tokens = max(tokens, worst_case_tokens or 0)
         lease = self._by_user.get(user_id)
-        if lease is None or lease.given_up or lease.free_tokens < tokens:
+        if lease is None or lease.given_up or lease.free_tokens < worst_case_tokens:
             return None
         lease.free_tokens -= tokens
         lease.calls_in_flight += 1
-        lease.call_tokens = max(lease.call_tokens, tokens)
+        lease.call_tokens = max(lease.call_tokens, worst_case_tokens)
         lease.used_at_s = time.monotonic()
         return lease
+
+    def grow(self, lease: Lease, wanted_tokens: int, minimum_tokens: int) -> int:
+        """Reserve up to wanted_tokens more for a stream reserved from `lease`, at least
+        minimum_tokens; 0 when it has less free (or was given up)."""
+        grown = min(wanted_tokens, lease.free_tokens)
+        if lease.given_up or grown < max(minimum_tokens, 1):
+            return 0
+        lease.free_tokens -= grown
+        lease.used_at_s = time.monotonic()
+        return grown
 
     def may_take(self, user_id: str, idle_s: float) -> bool:
         """Whether to take a lease for this call's user: one who called within idle_s before,

@@ -32,10 +32,15 @@ idle_interval_s = 1.0
 lease_retry_s = 5.0
 
 
-async def reserve_from_lease(state: QuotaState, user_id: str, tokens: int) -> Lease | None:
+async def reserve_from_lease(
+    state: QuotaState, user_id: str, tokens: int, worst_case_tokens: int | None = None
+) -> Lease | None:
     """Reserve `tokens` for a call from the user's lease, taking one if this process holds
-    none; None: reserve this call in Postgres (no lease fits, or the database is down)."""
-    lease = state.leases.reserve(user_id, tokens)
+    none; None: reserve this call in Postgres (no lease fits, or the database is down). A
+    lease serves a call only while it has the call's worst case free (a metered stream
+    reserves less at first: see quota/leased_streams.py)."""
+    worst_case_tokens = max(tokens, worst_case_tokens or 0)
+    lease = state.leases.reserve(user_id, tokens, worst_case_tokens)
     held = lease or state.leases.get(user_id)
     if held is not None and held.needs_top_up():
         # At once, not with the next batch: a busy user would drain the lease between two
@@ -45,19 +50,19 @@ async def reserve_from_lease(state: QuotaState, user_id: str, tokens: int) -> Le
         return lease
     taking = state.lease_takes.get(user_id)
     if taking is None:
-        taking = asyncio.ensure_future(_take(state, user_id, tokens))
+        taking = asyncio.ensure_future(_take(state, user_id, worst_case_tokens))
         state.lease_takes[user_id] = taking
         taking.add_done_callback(lambda _: state.lease_takes.pop(user_id, None))
     # Concurrent first calls of one user wait for one take, then reserve from it.
     await asyncio.shield(taking)
-    return state.leases.reserve(user_id, tokens)
+    return state.leases.reserve(user_id, tokens, worst_case_tokens)
 
 
 async def _take(state: QuotaState, user_id: str, call_tokens: int) -> None:
     lease_id = state.leases.new_lease_id()
     size_tokens = state.settings.lease_calls * call_tokens
     try:
-        taken = await _take_lease(state, user_id, lease_id, size_tokens, minimum_tokens=2 * call_tokens)
+        taken = await take_lease_tokens(state, user_id, lease_id, size_tokens, minimum_tokens=2 * call_tokens)
     except DatabaseUnavailable:
         return  # the call's own reservation meets the outage and answers it
     if taken.outcome != "reserved":
@@ -67,10 +72,11 @@ async def _take(state: QuotaState, user_id: str, call_tokens: int) -> None:
     log_event("lease_taken", user_id=user_id, lease_id=lease_id, tokens=taken.reserved)
 
 
-async def _take_lease(
-    state: QuotaState, user_id: str, lease_id: str, wanted_tokens: int, minimum_tokens: int
+async def take_lease_tokens(
+    state: QuotaState, user_id: str, lease_id: str, wanted_tokens: int, minimum_tokens: int, share: float | None = None
 ) -> ledger.Reservation:
-    """Take the lease `lease_id`, or top it up when the ledger holds it already."""
+    """Take the lease `lease_id`, or top it up when the ledger holds it already; at most
+    `share` (lease_share unless given) of what the user has free."""
     settings = state.settings
     async with state.database.connection() as connection:
         return await take_lease(
@@ -80,7 +86,7 @@ async def _take_lease(
             owner=state.leases.owner,
             wanted_tokens=wanted_tokens,
             minimum_tokens=minimum_tokens,
-            share=settings.lease_share,
+            share=settings.lease_share if share is None else share,
             default_tokens=settings.default_tokens_per_user,
             ttl_s=settings.lease_ttl_s,
         )
@@ -89,19 +95,39 @@ async def _take_lease(
 def leased_call(entry: SpoolEntry) -> LeasedCall:
     """A leased call's charge as the ledger takes it, from its journal line."""
     return LeasedCall(
-        entry.call_id, str(entry.lease_id), entry.raw_tokens, entry.factor or 0.0, entry.model, entry.cost_usd
+        entry.call_id,
+        str(entry.lease_id),
+        entry.raw_tokens,
+        entry.factor or 0.0,
+        entry.model,
+        entry.cost_usd,
+        held_tokens=entry.held_tokens,
+        running=entry.stream == "running",
     )
 
 
 def settle_leased_call(
     state: QuotaState, call_id: str, call: CallInFlight, raw_tokens: int, model: str | None, cost_usd: float | None
 ) -> ledger.Resolution:
-    """Charge a leased call in memory; its journal line now, its ledger row with the next batch."""
+    """Charge a leased call in memory; its journal line now, its ledger row with the next batch.
+    A metered stream is charged at most what it held (its usage was covered first if it could be)."""
     lease = call.lease
     assert lease is not None and call.reserved_tokens is not None
     # As solaris.settle_leased charges it, so the lease's free tokens match the ledger's.
     charged_tokens = platform_tokens(max(raw_tokens, 0), call.factor)
-    entry = SpoolEntry(call_id, raw_tokens, model, cost_usd, call.user_id, call.factor, lease_id=lease.lease_id)
+    held_tokens = call.reserved_tokens if call.meter is not None else None
+    if held_tokens is not None:
+        charged_tokens = min(charged_tokens, held_tokens)
+    entry = SpoolEntry(
+        call_id,
+        raw_tokens,
+        model,
+        cost_usd,
+        user_id=call.user_id,
+        factor=call.factor,
+        lease_id=lease.lease_id,
+        held_tokens=held_tokens,
+    )
     _wait_for_batch(state, leased_call(entry), lease, charged_tokens, entry)
     state.leases.ended(lease, call.reserved_tokens, charged_tokens)
     return ledger.Resolution(state="settled", charged_tokens=charged_tokens)
@@ -177,7 +203,7 @@ async def _write_batches(state: QuotaState) -> int:
         by_id = {waiting.lease.lease_id: waiting.lease for waiting in batch if waiting.lease is not None}
         for lease_state in lease_states:
             if lease_state.lease_state != "pending" or lease_state.status != "active":
-                _give_up(state, by_id[lease_state.lease_id], lease_state.lease_state, lease_state.status)
+                give_up(state, by_id[lease_state.lease_id], lease_state.lease_state, lease_state.status)
     return written
 
 
@@ -196,7 +222,7 @@ async def _keep_leases(state: QuotaState) -> None:
                 held = await ledger.extend_reservation(connection, lease.lease_id, settings.lease_ttl_s)
             lease.renewed_at_s = now_s
             if not held:
-                _give_up(state, lease, "not pending", "unknown")
+                give_up(state, lease, "not pending", "unknown")
     for lease in state.leases.drained():
         # What its calls did not use goes back to the account (nothing if it was no longer held).
         async with state.database.connection() as connection:
@@ -210,7 +236,7 @@ def start_top_up(state: QuotaState, lease: Lease) -> None:
 
 async def _top_up(state: QuotaState, lease: Lease) -> None:
     try:
-        taken = await _take_lease(
+        taken = await take_lease_tokens(
             state,
             lease.user_id,
             lease.lease_id,
@@ -229,10 +255,10 @@ async def _top_up(state: QuotaState, lease: Lease) -> None:
         # Near the edge: the lease serves what it has, calls beyond it reserve per call.
         lease.top_up_after_s = time.monotonic() + lease_retry_s
     else:
-        _give_up(state, lease, taken.outcome, taken.outcome)
+        give_up(state, lease, taken.outcome, taken.outcome)
 
 
-def _give_up(state: QuotaState, lease: Lease, lease_state: str, status: str) -> None:
+def give_up(state: QuotaState, lease: Lease, lease_state: str, status: str) -> None:
     """Reserve nothing more from a lease the ledger no longer holds or whose account cannot
     spend; it is returned once its calls have ended and are written."""
     if not lease.given_up:

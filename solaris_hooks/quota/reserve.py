@@ -30,6 +30,7 @@ from solaris_hooks.quota.calls import CallInFlight, adopt_call_id, keep_our_call
 from solaris_hooks.quota.estimate import plan_call
 from solaris_hooks.quota.identity import resolve_identity
 from solaris_hooks.quota.learned_margins import teaches_margin
+from solaris_hooks.quota.leased_streams import reserve_stream
 from solaris_hooks.quota.leasing import reserve_from_lease
 from solaris_hooks.quota.plan import Plan, platform_tokens
 from solaris_hooks.quota.rate_limits import CountingCache
@@ -122,17 +123,22 @@ async def _reserve_call(
         )
         raise
     chunk_tokens = _stream_chunk_tokens(data, call_type, plan, settings)
-    # A busy user's unstreamed call is reserved in memory from this process's lease, far from
-    # the edge of the allowance; else (near it, a stream, leases off) in the ledger. Streams
-    # keep reservations of their own: one that dies with its process is charged what it held.
+    first_tokens = platform_tokens(plan.prompt_bound_tokens + chunk_tokens, plan.factor) if chunk_tokens else 0
+    # A busy user's call is reserved in memory from this process's lease, far from the edge of
+    # the allowance (an unstreamed call's worst case; a metered stream's first chunk, its
+    # running line journaled); else (near it, other streams, leases off) in the ledger.
     lease = None
-    if settings.leases and not data.get("stream") and plan.wanted_tokens > 0:
+    if settings.leases and plan.wanted_tokens > 0 and not data.get("stream"):
         lease = await reserve_from_lease(state, user_id, plan.wanted_tokens)
+    elif settings.leases and chunk_tokens:
+        lease = await reserve_stream(state, user_id, call_id, model, plan.factor, first_tokens, plan.wanted_tokens)
     try:
         if lease is not None:
-            reservation = ledger.Reservation("reserved", plan.wanted_tokens, 0, 0, 0)
+            # As the ledger answers when the worst case is free (a lease serves no call otherwise).
+            held_tokens = first_tokens or plan.wanted_tokens
+            reservation = ledger.Reservation("reserved", held_tokens, plan.wanted_tokens - held_tokens, 0, 0)
         else:
-            reservation = await _reserve_in_ledger(state, user_id, call_id, model, plan, chunk_tokens)
+            reservation = await _reserve_in_ledger(state, user_id, call_id, model, plan, first_tokens)
     except DatabaseUnavailable as error:
         if settings.fail_mode == "open":
             log_event("fail_open", logging.WARNING, user_id=user_id, call_id=call_id, error=str(error))
@@ -182,7 +188,7 @@ async def _reserve_call(
 
 
 async def _reserve_in_ledger(
-    state: QuotaState, user_id: str, call_id: str, model: str | None, plan: Plan, chunk_tokens: int
+    state: QuotaState, user_id: str, call_id: str, model: str | None, plan: Plan, first_tokens: int
 ) -> ledger.Reservation:
     """The call's own reservation: its worst case, or a metered stream's prompt and first chunk."""
     settings = state.settings
@@ -191,16 +197,14 @@ async def _reserve_in_ledger(
             connection,
             user_id=user_id,
             call_id=call_id,
-            wanted_tokens=plan.wanted_tokens
-            if not chunk_tokens
-            else platform_tokens(plan.prompt_bound_tokens + chunk_tokens, plan.factor),
+            wanted_tokens=first_tokens or plan.wanted_tokens,
             minimum_tokens=plan.minimum_tokens,
             default_tokens=settings.default_tokens_per_user,
             ttl_s=settings.reservation_ttl_s,
             model=model,
             factor=plan.factor,
             thresholds=settings.alert_thresholds,
-            metered=bool(chunk_tokens),
+            metered=bool(first_tokens),
         )
 
 

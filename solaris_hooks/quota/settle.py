@@ -17,6 +17,7 @@ from solaris_hooks.db.leases import settle_leased
 from solaris_hooks.exceptions import DatabaseUnavailable
 from solaris_hooks.logs import log_event
 from solaris_hooks.quota.calls import CallInFlight
+from solaris_hooks.quota.leased_streams import cover_leased_usage, journal_released
 from solaris_hooks.quota.leasing import leased_call, release_leased_call, settle_in_next_batch, settle_leased_call
 from solaris_hooks.quota.plan import platform_tokens
 from solaris_hooks.quota.spool import SpoolEntry
@@ -61,14 +62,18 @@ async def settle_call(
     """Charge a call that succeeded. None: the database is unreachable and the usage
     went to the spool, to be charged by the replay (never lost, never charged twice)."""
     call = state.calls.pop(call_id)
-    # With leases on, a call with a reservation (its lease's or its own) and no stream meter
-    # waits for the next batch; a metered stream settles here, after covering its usage.
-    if call is not None and call.metered and call.meter is None and state.settings.leases:
+    # A call from a lease waits for the next batch (a metered stream once its usage is
+    # covered), and so, with leases on, does one with a reservation of its own and no stream
+    # meter; a metered stream on a reservation of its own settles here, after covering its usage.
+    leased = call is not None and call.lease is not None
+    if call is not None and call.metered and (leased or (call.meter is None and state.settings.leases)):
         if reported_prompt_tokens is not None and state.margins.widens(call, reported_prompt_tokens):
             state.tasks.spawn(_learn_margin(state, call, reported_prompt_tokens))
-        if call.lease is not None:
-            return settle_leased_call(state, call_id, call, raw_tokens, model, cost_usd)
-        return settle_in_next_batch(state, call_id, call, raw_tokens, model, cost_usd)
+        if call.lease is None:
+            return settle_in_next_batch(state, call_id, call, raw_tokens, model, cost_usd)
+        if call.meter is not None:
+            await cover_leased_usage(state, call, call_id, raw_tokens)
+        return settle_leased_call(state, call_id, call, raw_tokens, model, cost_usd)
     entry = SpoolEntry(
         call_id=call_id,
         raw_tokens=raw_tokens,
@@ -210,6 +215,8 @@ async def release_call(state: QuotaState, call_id: str) -> ledger.Resolution:
         return await settle_delivered(state, call_id) or ledger.Resolution(state="unknown", charged_tokens=0)
     state.calls.pop(call_id)
     if call.lease is not None:
+        if call.meter is not None:
+            journal_released(state, call, call_id)
         return release_leased_call(state, call)
     async with state.database.connection() as connection:
         return await ledger.resolve(connection, call_id=call_id, kind="release")

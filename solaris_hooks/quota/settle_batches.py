@@ -38,13 +38,17 @@ class SettleJournal:
     """This process's journal segment: append-only while calls wait, cut once they are written.
 
     Positions are counted in bytes ever appended, so a cut moves the file's start and no
-    waiting call's position."""
+    waiting call's position. The latest line of each stream still running from a lease
+    (quota/leased_streams.py) is written again at the front at each cut: it is what the
+    stream owes if the process dies before it ends, whatever batches were written since."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._segment: int | None = None
         self.appended = 0  # bytes ever appended
         self._cut = 0  # bytes ever cut from the front: the file starts at this position
+        self._running: dict[str, bytes] = {}  # call id -> its latest "running" line
+        self._front = 0  # bytes of running lines written again at the front at the last cut
 
     def append(self, entry: SpoolEntry) -> int:
         """Write one line (not fsync'd: it outlives the process, not the machine); returns the
@@ -52,20 +56,27 @@ class SettleJournal:
         if self._segment is None:
             self._segment, _ = open_segment(self.directory, os.O_RDWR)
         line = entry.to_line()
-        os.pwrite(self._segment, line, self.appended - self._cut)
+        os.pwrite(self._segment, line, self._front + self.appended - self._cut)
         self.appended += len(line)
+        if entry.stream == "running":
+            self._running[entry.call_id] = line
+        else:  # its settle or its release: what the stream owes is that line now
+            self._running.pop(entry.call_id, None)
         return self.appended
 
     def written_up_to(self, end: int) -> None:
-        """The lines before position `end` are in the ledger: keep only those after it. A crash
-        halfway leaves a line or two of written calls, which a replay charges nothing more for."""
+        """The lines before position `end` are in the ledger: keep only those after it, behind
+        the running streams' lines. A crash halfway leaves a line or two of written calls, which
+        a replay charges nothing more for (and older running lines, of which it takes the largest)."""
         if self._segment is None:
             return
-        rest = os.pread(self._segment, self.appended - end, end - self._cut) if self.appended > end else b""
-        if rest:
-            os.pwrite(self._segment, rest, 0)
-        os.ftruncate(self._segment, len(rest))
+        tail_at = self._front + end - self._cut
+        tail = os.pread(self._segment, self.appended - end, tail_at) if self.appended > end else b""
+        front = b"".join(self._running.values())
+        os.pwrite(self._segment, front + tail, 0)
+        os.ftruncate(self._segment, len(front) + len(tail))
         self._cut = end
+        self._front = len(front)
 
     def close(self) -> None:
         """Stop appending; a journal with lines left is replayed like any spool segment."""

@@ -24,7 +24,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -56,9 +56,18 @@ class SpoolEntry:
     # A call a lease covered (solaris_hooks.quota.leases): charged from that lease if it is
     # still held, else late, from the account.
     lease_id: str | None = None
+    # A stream reserved from a lease (quota/leased_streams.py): held_tokens is what it held,
+    # the most it is charged. `stream` is "running" on the lines it journals before each
+    # chunk it pays for (owed if its process dies mid-stream), "released" when it ended
+    # having delivered nothing; its settle line has neither.
+    held_tokens: int | None = None
+    stream: str | None = None
 
     def to_line(self) -> bytes:
         fields = asdict(self)
+        for name in ("held_tokens", "stream"):  # a stream's only: other lines stay as they were
+            if fields[name] is None:
+                del fields[name]
         fields["spooled_at"] = self.spooled_at or datetime.now(UTC).isoformat(timespec="milliseconds")
         return (json.dumps(fields, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
 
@@ -90,6 +99,28 @@ def read_entries(path: Path) -> Iterator[SpoolEntry]:
                 )
                 continue
             yield entry
+
+
+def owed_entries(entries: Iterable[SpoolEntry]) -> list[SpoolEntry]:
+    """The entries a replay charges. A stream from a lease journals a "running" line before
+    each chunk it pays for, then a settle line (or a "released" one) when it ends: a stream
+    that ended owes its settle (nothing if released); one whose process died mid-stream owes
+    what it held at most, its largest running line. Other calls are charged line by line."""
+    entries = list(entries)
+    running: dict[str, SpoolEntry] = {}
+    for entry in entries:
+        kept = running.get(entry.call_id)
+        if entry.stream == "running" and (kept is None or (entry.held_tokens or 0) > (kept.held_tokens or 0)):
+            running[entry.call_id] = entry
+    # In any order: a cut of the journal interrupted by a crash may leave old lines after new ones.
+    ends = {entry.call_id: entry for entry in entries if entry.stream != "running" and entry.call_id in running}
+    owed: list[SpoolEntry] = []
+    for entry in entries:
+        if entry.stream == "released":
+            continue
+        if entry.call_id not in running or entry is ends.get(entry.call_id, running[entry.call_id]):
+            owed.append(entry)
+    return owed
 
 
 class Spool:
@@ -178,7 +209,7 @@ class Spool:
                     return 0  # replayed and deleted between our open and our lock
             except FileNotFoundError:
                 return 0
-            for entry in read_entries(path):
+            for entry in owed_entries(read_entries(path)):
                 try:
                     await charge(entry)
                 except DatabaseUnavailable:

@@ -28,6 +28,7 @@ from solaris_hooks.db import ledger
 from solaris_hooks.exceptions import DatabaseUnavailable
 from solaris_hooks.logs import log_event
 from solaris_hooks.quota.calls import CallInFlight
+from solaris_hooks.quota.leased_streams import grow_from_lease
 from solaris_hooks.quota.settle import settle_delivered
 from solaris_hooks.quota.state import QuotaState
 from solaris_hooks.quota.usage import chunk_text
@@ -56,7 +57,8 @@ async def meter_stream(state: QuotaState, stream: AsyncIterator[object], call_id
                 meter.delivered(chunk_tokens)
             if text:
                 call.delivered.append(text)
-            if time.monotonic() - call.renewed_at_s > renew_every_s:
+            # A lease in use is renewed by the batch loop (quota/leasing.py).
+            if call.lease is None and time.monotonic() - call.renewed_at_s > renew_every_s:
                 call.renewed_at_s = time.monotonic()
                 state.tasks.spawn(_extend(state, call_id))
             yield chunk
@@ -81,7 +83,10 @@ async def _paid_ahead(state: QuotaState, call: CallInFlight, call_id: str, chunk
         return True
     # Shielded: a client that leaves while a growth is in flight does not cut the statement
     # short; the settle its leaving starts then finds the reservation as the database has it.
-    grown = await asyncio.shield(_grow(state, call_id, growth.wanted_tokens, growth.minimum_tokens))
+    if call.lease is not None:  # in memory, or a top-up of the lease (quota/leased_streams.py)
+        grown = await asyncio.shield(grow_from_lease(state, call, call_id, growth))
+    else:
+        grown = await asyncio.shield(_grow(state, call_id, growth.wanted_tokens, growth.minimum_tokens))
     if grown <= 0:
         return False
     call.meter.grown(grown)

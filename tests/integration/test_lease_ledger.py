@@ -110,6 +110,34 @@ class TestSettleLeased:
         assert state.charged_tokens == 0
         assert account_balances(own_database, user_id) == (1000, 500, 400)
 
+    def test_a_stream_is_charged_at_most_what_it_held_of_the_lease(self, own_database, user_id):
+        """Migration 0011: a metered stream's usage past what it held (its provider counted more
+        than its chunks, and nothing more was free) is charged up to what it held, no further."""
+        stream = LeasedCall(f"stream-{user_id}", "lease-s", raw_tokens=1000, factor=0.5, held_tokens=300)
+
+        async def scenario(connection):
+            await take(connection, user_id, "lease-s", wanted=900)
+            return await leases.settle_leased(connection, [stream], ttl_s=60)
+
+        [state] = run_with_connection(own_database, scenario)
+        assert (state.charged_tokens, state.lease_tokens) == (300, 600)
+        assert account_balances(own_database, user_id) == (1000, 300, 600)
+
+    def test_a_stream_whose_process_died_is_charged_what_it_held_and_the_ledger_says_why(self, own_database, user_id):
+        running = LeasedCall(f"stream-{user_id}", "lease-r", 600, factor=0.5, held_tokens=250, running=True)
+
+        async def scenario(connection):
+            await take(connection, user_id, "lease-r", wanted=900)
+            return await leases.settle_leased(connection, [running], ttl_s=60)
+
+        [state] = run_with_connection(own_database, scenario)
+        assert state.charged_tokens == 250
+        with psycopg.connect(own_database) as connection:
+            [(tokens, reason)] = connection.execute(
+                "SELECT tokens, reason FROM solaris.ledger WHERE call_id = %s", (running.call_id,)
+            ).fetchall()
+        assert tokens == 250 and "mid-stream" in reason
+
     def test_a_call_whose_lease_was_returned_is_charged_late_from_the_account(self, own_database, user_id):
         """The replay of a dead process's spool after its lease expired: owed all the same."""
         call = LeasedCall(f"call-{user_id}", "lease-g", raw_tokens=1000, factor=0.5)
