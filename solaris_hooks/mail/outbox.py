@@ -5,6 +5,8 @@ claim is a lease (`claimed_until`), so a sender that crashed between claim and s
 its rows taken over once the lease runs out. Delivery is therefore at least once, and
 the stable Message-ID lets a mail system drop the rare duplicate. Failures are retried
 with exponential backoff and jitter, then marked `dead` for an admin to look at.
+The alert webhooks ride the same outbox with the same rules (solaris_hooks.mail.webhook_outbox):
+the worker runs their sender next to the mailer, and an admin's retry re-queues both.
 """
 
 from __future__ import annotations
@@ -12,14 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import smtplib
 import socket
 import time
 import uuid
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
 
 from psycopg import AsyncConnection
 from psycopg.rows import class_row, dict_row
@@ -30,13 +28,12 @@ from solaris_hooks.db.queries import sql
 from solaris_hooks.exceptions import Conflict, DatabaseUnavailable, NotFound
 from solaris_hooks.logs import log_event
 from solaris_hooks.mail import emails, smtp
+from solaris_hooks.mail.delivery import Connect, Report, backoff_s, claim_batch_size_max, record, record_until
 from solaris_hooks.mail.emails import Alert
 from solaris_hooks.mail.smtp import SmtpSettings
+from solaris_hooks.mail.webhook_outbox import WebhookOutbox
 from solaris_hooks.settings import Settings
 
-claim_batch_size_max = 50
-# How often a worker retries recording an outcome while the database is down.
-record_retry_s = 0.5
 error_length_max = 500
 
 
@@ -59,36 +56,25 @@ def _alert_fields(alert: Alert) -> dict[str, object]:
     return {"user_id": alert.user_id, "alert_id": alert.id, "kind": alert.template, "threshold": threshold}
 
 
-def backoff_s(attempts: int, settings: Settings) -> float:
-    """Exponential in the attempts made, capped, with jitter so failed senders spread out."""
-    ceiling = min(settings.mail_backoff_max_s, settings.mail_backoff_base_s * 2 ** max(0, attempts - 1))
-    return ceiling * random.uniform(0.5, 1.0)
-
-
-@dataclass
-class Report:
-    sent: int = 0
-    failed: int = 0
-    dead: int = 0
-    no_address: int = 0
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def handled(self) -> int:
-        return self.sent + self.failed + self.dead + self.no_address
-
-
-Connect = Callable[[], AbstractAsyncContextManager[AsyncConnection]]
-
-
 class Outbox:
     def __init__(
         self, connect: Connect, settings: Settings, smtp_settings: SmtpSettings, worker_id: str | None = None
     ) -> None:
         self._connect = connect
-        self.settings = settings
         self.smtp = smtp_settings
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.webhooks = WebhookOutbox(connect, settings, self.worker_id)
+        self.settings = settings
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: Settings) -> None:
+        # A reload (QuotaService.on_reload sets this) reaches the webhook sender too.
+        self._settings = settings
+        self.webhooks.settings = settings
 
     async def claim(self, limit: int = claim_batch_size_max) -> list[Alert]:
         async with self._connect() as connection, connection.cursor(row_factory=class_row(Alert)) as cursor:
@@ -157,21 +143,10 @@ class Outbox:
 
     async def _record(self, statement: str, **params: object) -> str | None:
         """Run the outcome statement db/queries/<statement>.sql for one claimed alert."""
-        async with self._connect() as connection:
-            cursor = await connection.execute(sql(statement), {"worker": self.worker_id, **params})
-            row = await cursor.fetchone() if cursor.description else None
-        return row[0] if row else None
+        return await record(self._connect, self.worker_id, statement, **params)
 
     async def _record_until(self, claim_ends_at_s: float, statement: str, **params: object) -> str | None:
-        """_record, retried through a database outage while the claim lasts (with a margin
-        for the statement itself): the message is already out, and only this worker knows."""
-        while True:
-            try:
-                return await self._record(statement, **params)
-            except DatabaseUnavailable:
-                if time.monotonic() + record_retry_s + self.settings.db_timeout_s >= claim_ends_at_s:
-                    raise
-                await asyncio.sleep(record_retry_s)
+        return await record_until(self._connect, self.worker_id, self.settings, claim_ends_at_s, statement, **params)
 
     async def deliver_due(self, limit: int = claim_batch_size_max) -> Report:
         """One pass: claim what is due (up to limit) and send it, in claim order."""
@@ -182,18 +157,22 @@ class Outbox:
         return report
 
     async def flush(self, rounds_max: int = 1000) -> Report:
-        """Send until nothing is due (mail that failed waits for its next attempt)."""
+        """Send until nothing is due (what failed waits for its next attempt), e-mails and
+        then webhooks, in one report."""
         total = Report()
         for _ in range(rounds_max):
             report = await self.deliver_due()
-            for name in ("sent", "failed", "dead", "no_address"):
-                setattr(total, name, getattr(total, name) + getattr(report, name))
-            total.errors += report.errors
+            total.add(report)
             if report.handled < claim_batch_size_max:
                 break
+        total.add(await self.webhooks.flush(rounds_max))
         return total
 
     async def run_forever(self) -> None:
+        # Side by side: a receiver that times out must not hold the e-mails back, nor SMTP the webhooks.
+        await asyncio.gather(self._mail_forever(), self.webhooks.run_forever())
+
+    async def _mail_forever(self) -> None:
         while True:
             try:
                 report = await self.deliver_due()
@@ -215,11 +194,19 @@ statuses = ("pending", "sending", "sent", "failed", "dead", "no_address", "cover
 async def list_alerts(
     connection: AsyncConnection, *, status: str | None, user_id: str | None, limit: int, offset: int
 ) -> tuple[list[dict], int]:
-    """A page of alerts, newest first, and how many match in all."""
+    """A page of alerts, newest first, and how many match in all. Each alert carries its
+    webhook deliveries (`webhooks`: channel, status, attempts, last error), none without webhooks."""
     params = {"status": status, "user": user_id, "limit": limit, "offset": offset}
-    return await fetch_page(
+    rows, total = await fetch_page(
         connection, columns="mail/alert_columns", rows="mail/alerts_rows", order_by="db/newest_first", params=params
     )
+    deliveries: dict[int, list[dict]] = {row["id"]: [] for row in rows}
+    if rows:
+        async with connection.cursor(row_factory=dict_row) as cursor:
+            await cursor.execute(sql("mail/webhook_deliveries_of_alerts"), {"alert_ids": list(deliveries)})
+            for delivery in await cursor.fetchall():
+                deliveries[delivery.pop("alert_id")].append(delivery)
+    return [{**row, "webhooks": deliveries[row["id"]]} for row in rows], total
 
 
 async def retry_dead(connection: AsyncConnection, alert_id: int) -> tuple[dict | None, str | None]:
@@ -232,17 +219,25 @@ async def retry_dead(connection: AsyncConnection, alert_id: int) -> tuple[dict |
     return row, row.pop("previous_status")
 
 
+async def retry_dead_webhooks(connection: AsyncConnection, alert_id: int) -> list[str]:
+    """Re-queue the dead webhook deliveries of an alert; returns their channels."""
+    cursor = await connection.execute(sql("mail/retry_dead_webhooks"), {"id": alert_id})
+    return sorted(channel for (channel,) in await cursor.fetchall())
+
+
 async def requeue_dead(connection: AsyncConnection, alert_id: int, actor: str) -> dict:
-    """An admin's retry of a dead alert, with its audit row, in one transaction; NotFound
-    for an unknown id, Conflict for an alert that is not dead."""
+    """An admin's retry of a dead alert (its e-mail, its webhook deliveries, or both), with its
+    audit row, in one transaction; NotFound for an unknown id, Conflict when nothing of it is dead."""
     async with connection.transaction():
         row, previous = await retry_dead(connection, alert_id)
         if row is None:
             raise NotFound(f"no alert with id {alert_id}", "alert_not_found")
-        if previous != "dead":
+        channels = await retry_dead_webhooks(connection, alert_id)
+        if previous != "dead" and not channels:
             raise Conflict(f"only dead alerts can be retried; alert {alert_id} is {previous}", "alert_not_dead")
-        await audit.record(
-            connection, actor=actor, action="alert.retry", user_id=row["user_id"], details={"alert_id": alert_id}
-        )
-    log_event("alert_requeued", alert_id=alert_id, user_id=row["user_id"], actor=actor)
+        details: dict[str, object] = {"alert_id": alert_id}
+        if channels:
+            details["webhooks"] = channels
+        await audit.record(connection, actor=actor, action="alert.retry", user_id=row["user_id"], details=details)
+    log_event("alert_requeued", alert_id=alert_id, user_id=row["user_id"], actor=actor, webhooks=channels)
     return row

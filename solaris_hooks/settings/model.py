@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from solaris_hooks.settings.alert_webhooks import AlertWebhook, unique_channels
 from solaris_hooks.settings.environment import Environment
 from solaris_hooks.settings.input_part_bounds import InputPartBounds
 from solaris_hooks.settings.model_prices import ModelPrice
@@ -154,6 +155,16 @@ class Settings(BaseModel):
     mail_attempts_max: int = Field(8, ge=1, le=100)
     mail_backoff_base_s: float = Field(30, gt=0, le=86_400)
     mail_backoff_max_s: float = Field(3600, gt=0, le=7 * 86_400)
+    # Alert webhooks (Slack, Teams, or a signed JSON POST): each usage alert the outbox
+    # e-mails is also delivered to every one of them, through the same outbox and with the
+    # same retries (see solaris_hooks.settings.alert_webhooks and solaris_hooks.mail.webhooks).
+    alert_webhooks: list[AlertWebhook] = Field(default_factory=list, max_length=20)
+
+    @field_validator("alert_webhooks")
+    @classmethod
+    def _one_channel_each(cls, webhooks: list[AlertWebhook]) -> list[AlertWebhook]:
+        return unique_channels(webhooks)
+
     # Where people reach the proxy (e.g. https://ia.example.com): the base of the personal
     # usage links in alert e-mails. Unset: e-mails carry no link (we cannot guess the host).
     public_url: Annotated[str, Field(pattern=r"^https?://[^\s/]+(/[^\s]*)?$", max_length=300)] | None = None
