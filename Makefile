@@ -71,10 +71,11 @@ compat: $(LIBRECHAT_STAMP)
 bench: $(DEV_STAMP)
 	$(BIN)/python -m bench.run
 
-# Where a proxy's CPU goes per call, ours against a no-op callback's (py-spy, about a minute).
+# Where a proxy's CPU goes per call, ours against a no-op callback's (py-spy, about a minute);
+# PROFILE_ARGS=--stream for streamed calls.
 profile: $(DEV_STAMP)
 	$(BIN)/python -m pip install -q "py-spy>=0.3,<1"
-	$(BIN)/python -m bench.profile_proxy
+	$(BIN)/python -m bench.profile_proxy $(PROFILE_ARGS)
 
 # Five minutes of load on two proxies while Postgres stops every minute and one proxy is
 # killed; checks the ledger, mail and logs after. Not in `make test`: too long.

@@ -2,10 +2,11 @@
 
     make profile            # installs py-spy into .venv, then runs this
 
-Both proxies serve the same unstreamed load at concurrency 1 (one hot user, leases on for
-ours) while py-spy samples their event loop. The report lists, per call, the samples that
-differ most between the two (inclusive: a function and what it calls), and the functions of
-ours with what they spend outside the proxy's own request handling. Samples, not seconds:
+Both proxies serve the same load at concurrency 1 (one hot user, leases on for ours;
+unstreamed calls, or streamed with --stream) while py-spy samples their event loop. The
+report lists, per call, the samples that differ most between the two (inclusive: a function
+and what it calls), and the functions of ours with what they spend outside the proxy's own
+request handling. Samples, not seconds:
 py-spy slows both proxies alike, so compare the two columns, not either with `make bench`.
 """
 
@@ -63,7 +64,7 @@ def ours_per_call(path: Path, calls: int) -> dict[str, float]:
     return {frame: count / calls for frame, count in samples.items()}
 
 
-async def profile(work: Path, duration_s: float) -> dict[str, tuple[Path, int]]:
+async def profile(work: Path, duration_s: float, stream: bool = False) -> dict[str, tuple[Path, int]]:
     import pgserver
 
     server = pgserver.get_server(work / "pg", cleanup_mode="delete")
@@ -80,7 +81,7 @@ async def profile(work: Path, duration_s: float) -> dict[str, tuple[Path, int]]:
         for proxy in proxies.values():
             proxy.wait_ready()
         for variant, proxy in proxies.items():
-            await drive(proxy.base_url, Scenario(16, False, "hot"), 3.0, 1)
+            await drive(proxy.base_url, Scenario(16, stream, "hot"), 3.0, 1)
             # The LiteLLM process under `solaris run` serves the calls.
             served_by = (psutil.Process(proxy.process.pid).children(recursive=True) or [proxy.process])[-1].pid
             output = work / f"{variant}.txt"
@@ -92,7 +93,7 @@ async def profile(work: Path, duration_s: float) -> dict[str, tuple[Path, int]]:
                 stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
             await asyncio.sleep(0.5)
-            tally = await drive(proxy.base_url, Scenario(1, False, "hot"), duration_s, 1)
+            tally = await drive(proxy.base_url, Scenario(1, stream, "hot"), duration_s, 1)
             _, errors = await spy.communicate()
             if spy.returncode != 0:
                 raise RuntimeError(f"py-spy failed: {errors.decode(errors='replace')}")
@@ -130,13 +131,14 @@ def report(profiles: dict[str, tuple[Path, int]], lines_max: int = 30) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration-s", type=float, default=14.0)
+    parser.add_argument("--stream", action="store_true", help="streamed calls (metered streams)")
     arguments = parser.parse_args()
     # The raw samples are kept (py-spy's "raw" format: a stack and its count per line).
     kept = Path(__file__).resolve().parent / "results" / "profile"
     shutil.rmtree(kept, ignore_errors=True)
     kept.mkdir(parents=True)
     with tempfile.TemporaryDirectory() as work:
-        profiles = asyncio.run(profile(Path(work), arguments.duration_s))
+        profiles = asyncio.run(profile(Path(work), arguments.duration_s, arguments.stream))
         for variant, (path, calls) in profiles.items():
             profiles[variant] = (Path(shutil.copy(path, kept / path.name)), calls)
     print(report(profiles))

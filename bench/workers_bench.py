@@ -29,7 +29,7 @@ workers_count = 2
 proxies_measured = {
     "noop 1": ("noop", 1, "no-op, 1 worker"),
     "noop 2": ("noop", workers_count, "no-op, 2 workers"),
-    "solaris 2": ("solaris", workers_count, "solaris_hooks, 2 workers"),
+    "solaris 2": ("solaris", workers_count, "solaris_hooks, leases off, 2 workers"),
     "leased 2": ("leased", workers_count, "solaris_hooks, leases on, 2 workers"),
 }
 # The smoke mode the test suite runs starts two of them: a proxy of two workers takes a
