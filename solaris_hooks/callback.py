@@ -21,6 +21,7 @@ from solaris_hooks.litellm_proxy import quiet_errors_raised_in
 from solaris_hooks.logs import log_event, logger
 from solaris_hooks.mail.outbox import Outbox
 from solaris_hooks.mail.smtp import smtp_settings_from_env
+from solaris_hooks.mail.webhook_outbox import WebhookOutbox
 from solaris_hooks.quota.service import QuotaService
 from solaris_hooks.settings import Environment, load_settings
 from solaris_hooks.web.mount import mount_routes
@@ -53,6 +54,12 @@ def build_callback() -> SolarisCallback:
         outbox = Outbox(service.database.connection, settings, smtp_settings)
         service.on_reload(partial(setattr, outbox, "settings"))
         service.run_in_background(outbox.run_forever)
+    else:
+        # No SMTP: the e-mails wait in the outbox, but the webhooks go out, their sender on its
+        # own. Started even with no webhook configured, so that a reload adding some reaches it.
+        webhooks = WebhookOutbox(service.database.connection, settings)
+        service.on_reload(partial(setattr, webhooks, "settings"))
+        service.run_in_background(webhooks.run_forever)
     mount_routes(service)
     _start_soon(service)
     log_event(
@@ -61,7 +68,8 @@ def build_callback() -> SolarisCallback:
         factor=settings.conversion_factor,
         default_tokens_per_user=settings.default_tokens_per_user,
         fail_mode=settings.fail_mode,
-        mail="on" if smtp_settings else "off (SMTP_HOST unset: alerts wait in the outbox)",
+        mail="on" if smtp_settings else "off (SMTP_HOST unset: e-mails wait in the outbox)",
+        webhooks=len(settings.alert_webhooks),
     )
     return SolarisCallback(service)
 

@@ -19,6 +19,7 @@ import psycopg
 from solaris_hooks.db import migrations
 from solaris_hooks.db.connection import one_command_prepare_threshold
 from solaris_hooks.db.queries import sql
+from solaris_hooks.mail import webhook_outbox
 
 # Accounts a report names, and calls it names for each: enough to start looking, bounded
 # however many accounts are over.
@@ -149,7 +150,7 @@ def diagnose(url: str) -> list[Finding]:
         return [finding for finding in invariant_rows(connection) if finding.rows]
 
 
-# Outbox rows waiting longer than this mean mail is not going out.
+# Outbox rows (e-mails, webhook deliveries) waiting longer than this mean alerts are not going out.
 outbox_backlog_age_max_s = 3600
 
 
@@ -206,19 +207,23 @@ def _database_checks(connection: psycopg.Connection) -> list[CheckResult]:
     statuses: dict[str, int] = dict(
         connection.execute(sql("admin/outbox_backlog"), {"backlog_age_max_s": outbox_backlog_age_max_s}).fetchall()
     )
+    results.append(_backlog_check("outbox", "alert(s)", statuses))
+    webhooks = webhook_outbox.webhook_backlog(connection, outbox_backlog_age_max_s)
+    results.append(_backlog_check("webhooks", "webhook delivery(ies)", webhooks))
+    return results
+
+
+def _backlog_check(name: str, what: str, statuses: dict[str, int]) -> CheckResult:
+    """The outbox's rows, e-mails or webhook deliveries, waiting too long or dead, by status."""
     waiting = statuses.get("pending", 0) + statuses.get("failed", 0)
     dead = statuses.get("dead", 0)
-    results.append(
-        CheckResult(
-            "outbox",
-            not waiting and not dead,
-            f"{waiting} alert(s) waiting over {outbox_backlog_age_max_s // 60} min, {dead} dead "
-            "(see GET /solaris/alerts)"
-            if waiting or dead
-            else "no backlog, no dead letters",
-        )
+    return CheckResult(
+        name,
+        not waiting and not dead,
+        f"{waiting} {what} waiting over {outbox_backlog_age_max_s // 60} min, {dead} dead (see GET /solaris/alerts)"
+        if waiting or dead
+        else "no backlog, no dead letters",
     )
-    return results
 
 
 def _check_migrations(connection: psycopg.Connection) -> CheckResult:

@@ -20,7 +20,7 @@ import uuid
 
 import httpx
 import psycopg
-from psycopg.rows import class_row
+from psycopg.rows import class_row, dict_row
 
 from solaris_hooks.db.queries import sql
 from solaris_hooks.exceptions import DatabaseUnavailable
@@ -180,3 +180,11 @@ def webhook_backlog(connection: psycopg.Connection, backlog_age_max_s: float) ->
     what `solaris doctor` reports for the e-mails (admin/outbox_backlog), for the webhooks."""
     rows = connection.execute(sql("mail/webhook_backlog"), {"backlog_age_max_s": backlog_age_max_s}).fetchall()
     return dict(rows)
+
+
+async def deliveries_of_alert(connection: psycopg.AsyncConnection, alert_id: int) -> list[dict]:
+    """One alert's webhook deliveries (channel, status, attempts, last error…), by channel:
+    what an admin sees of it next to its e-mail (outbox.list_alerts does the same for a page)."""
+    async with connection.cursor(row_factory=dict_row) as cursor:
+        await cursor.execute(sql("mail/webhook_deliveries_of_alerts"), {"alert_ids": [alert_id]})
+        return [{key: value for key, value in row.items() if key != "alert_id"} for row in await cursor.fetchall()]

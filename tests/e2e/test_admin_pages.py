@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from html import unescape
 from urllib.parse import quote
 
@@ -363,3 +364,48 @@ def test_retrying_a_dead_alert_from_the_page_requeues_and_audits_it(
             "SELECT actor FROM solaris.audit WHERE action = 'alert.retry' AND user_id = %s", (user_id,)
         ).fetchall()
     assert audited == [("ana",)]
+
+
+def alert_row(html: str, alert_id: int) -> str:
+    """The alerts page's row of one alert."""
+    match = re.search(rf'<tr data-alert="{alert_id}">(.*?)</tr>', html, re.S)
+    assert match, f"no row for alert {alert_id}"
+    return match.group(1)
+
+
+def test_a_dead_webhook_delivery_is_shown_and_retried_from_the_page(admin_browser, admin, database_url, user_id):
+    """An alert whose e-mail went out but whose webhook delivery is dead (a 410) shows the channel,
+    "Falha", its attempts and the receiver's answer, and a retry button; the retry puts the
+    delivery back in the queue with fresh attempts, and the page then shows it pending."""
+    import psycopg
+
+    channel = f"page-{uuid.uuid4().hex[:12]}"
+    admin.add_tokens(user_id, 10)  # a credit receipt: one alert
+    # The session's proxy has no webhook: the channel is inactive, so no other alert fans out to it.
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute("INSERT INTO solaris.alert_channels (channel, active) VALUES (%s, false)", (channel,))
+        alert_id = connection.execute(
+            "INSERT INTO solaris.webhook_deliveries (alert_id, channel, status, attempts, last_error, response_status)"
+            " SELECT id, %s, 'dead', 1, 'HTTP 410: gone', 410 FROM solaris.alerts WHERE user_id = %s"
+            " RETURNING alert_id",
+            (channel, user_id),
+        ).fetchone()[0]
+    try:
+        row = alert_row(admin_browser.get("/solaris/admin/alerts").text, alert_id)
+        assert f'data-channel="{channel}"' in row and "HTTP 410: gone" in row and "1 tentativa(s)" in row
+        assert '<span class="badge dead">Falha</span>' in row and 'action="/solaris/admin/alerts/retry"' in row
+        csrf = csrf_of(admin_browser, "/solaris/admin/alerts")
+        answer = admin_browser.post("/solaris/admin/alerts/retry", data={"alert_id": str(alert_id), "csrf": csrf})
+        assert f"Alerta {alert_id} recolocado na fila" in admin_browser.get(answer.headers["location"]).text
+        with psycopg.connect(database_url) as connection:
+            delivery = connection.execute(
+                "SELECT status, attempts, last_error FROM solaris.webhook_deliveries WHERE channel = %s", (channel,)
+            ).fetchone()
+        assert delivery == ("pending", 0, None)
+        row = alert_row(admin_browser.get("/solaris/admin/alerts").text, alert_id)
+        assert '<span class="badge pending">Pendente</span>' in row and "0 tentativa(s)" in row
+        assert "alerts/retry" not in row  # nothing of it is dead any more
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as connection:
+            connection.execute("DELETE FROM solaris.webhook_deliveries WHERE channel = %s", (channel,))
+            connection.execute("DELETE FROM solaris.alert_channels WHERE channel = %s", (channel,))

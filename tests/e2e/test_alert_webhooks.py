@@ -1,10 +1,12 @@
 """Alert webhooks end to end: a user driven through the real proxy past 80 % and 95 % makes
 real HTTP receivers on loopback get exactly one alert per crossing, signed (json) or in
-Slack's and Teams' formats, through a receiver that is down or answers 503 in between."""
+Slack's and Teams' formats, through a receiver that is down or answers 503 in between; and
+a proxy without SMTP sends its webhooks all the same, with the webhooks a reload adds."""
 
 from __future__ import annotations
 
 import uuid
+from decimal import Decimal
 
 import openai
 import psycopg
@@ -57,6 +59,28 @@ def webhook_proxy(database_url, fake_provider, mail_catcher, json_receiver, chat
             yield process.wait_ready()
         finally:
             process.stop()
+
+
+@pytest.fixture(scope="module")
+def proxy_without_smtp(database_url, fake_provider, json_receiver, tmp_path_factory):
+    """A proxy with no SMTP_HOST (its e-mails wait in the outbox) and one json webhook, on a
+    scratch database of its own; `config` is its YAML, for a reload to change."""
+    settings = {**proxy_settings, **retries, "alert_webhooks": [no_smtp_webhook(json_receiver)]}
+    work = tmp_path_factory.mktemp("webhook-proxy-no-smtp")
+    with scratch_database(database_url) as url:
+        config = write_proxy_config(work / "litellm-config.yaml", fake_provider.base_url, settings)
+        env = {**proxy_env(url, work), "SMTP_HOST": None}
+        process = ProxyProcess(config, env, artifacts_dir / "proxy-webhooks-no-smtp.log")
+        process.database_url = url  # type: ignore[attr-defined]
+        process.config = config  # type: ignore[attr-defined]
+        try:
+            yield process.wait_ready()
+        finally:
+            process.stop()
+
+
+def no_smtp_webhook(receiver: WebhookReceiver) -> dict:
+    return {"url": receiver.url("/no-smtp"), "format": "json", "secret": secret, "name": "no-smtp-json"}
 
 
 @pytest.fixture
@@ -166,6 +190,56 @@ class TestSignedJsonAlerts:
         assert len(of_user(json_receiver.accepted("/alerts"), user_id)) == 1
 
 
+class TestAdminApi:
+    def test_alerts_carry_each_webhook_delivery_without_its_url_or_secret(self, webhook_proxy, client, json_receiver):
+        """GET /solaris/alerts lists the alert's three deliveries by channel (the json one dead on a
+        410, with the receiver's status and answer); the retry's answer shows it pending again.
+        Neither answer holds a webhook's URL or secret."""
+        user_id = f"wh-{uuid.uuid4().hex[:10]}@example.com"
+        json_receiver.answer = 410
+        try:
+            cross_80(client, user_id)
+            wait_for(lambda: "dead" in {r[1] for r in deliveries(webhook_proxy, user_id, "ops-json")}, 30)
+        finally:
+            json_receiver.answer = 200
+        wait_for(lambda: [r[1] for r in deliveries(webhook_proxy, user_id)].count("sent") == 2, 30)
+        with api_client(webhook_proxy.base_url, master_key) as http:
+            listed = http.get("/solaris/alerts", params={"user_id": user_id})
+            (alert,) = listed.json()["alerts"]
+            retried = http.post(f"/solaris/alerts/{alert['id']}/retry")
+        dead, slack, teams = alert["webhooks"]
+        assert (dead["channel"], dead["status"], dead["attempts"], dead["response_status"]) == (
+            "ops-json",
+            "dead",
+            1,
+            410,
+        )
+        assert dead["last_error"] == "HTTP 410: unavailable" and dead["sent_at"] is None
+        assert [slack["channel"][:6], teams["channel"][:6]] == ["slack-", "teams-"]
+        assert [(each["status"], each["response_status"]) for each in (slack, teams)] == [("sent", 200)] * 2
+        assert set(dead) == {
+            "id",
+            "channel",
+            "status",
+            "attempts",
+            "last_error",
+            "response_status",
+            "next_attempt_at",
+            "sent_at",
+        }
+        assert retried.status_code == 200
+        again = {each["channel"]: (each["status"], each["attempts"]) for each in retried.json()["webhooks"]}
+        assert again["ops-json"] == ("pending", 0) and list(again) == [
+            dead["channel"],
+            slack["channel"],
+            teams["channel"],
+        ]
+        for answer in (listed.text, retried.text):
+            assert secret not in answer and slack_path not in answer and teams_path not in answer
+            assert json_receiver.url("/alerts") not in answer
+        all_sent(webhook_proxy, user_id, 3)
+
+
 class TestChatFormats:
     def test_slack_and_teams_get_their_own_formats(self, webhook_proxy, client, chat_receiver):
         """Slack gets text and blocks in pt-BR; Teams an Adaptive Card in English (its locale)."""
@@ -191,3 +265,40 @@ class TestSecretsStayHidden:
         assert "alert_webhooks" in settings and "webhook_sent" in webhook_proxy.log()
         for shown in (settings, webhook_proxy.log()):
             assert secret not in shown and slack_path not in shown and teams_path not in shown
+
+
+class TestWithoutSmtp:
+    def test_the_80_percent_alert_reaches_the_webhook_while_its_email_waits(self, proxy_without_smtp, json_receiver):
+        """No SMTP_HOST: the 80 % alert is posted, signed, to the json webhook; its e-mail stays pending."""
+        user_id = f"wh-{uuid.uuid4().hex[:10]}@example.com"
+        cross_80(openai.OpenAI(base_url=f"{proxy_without_smtp.base_url}/v1", api_key=master_key), user_id)
+        (post,) = wait_for(lambda: of_user(json_receiver.accepted("/no-smtp"), user_id), 30, what="the 80 % alert")
+        assert verify_signature(secret, post) and post.json()["threshold"] == 0.8
+        assert all_sent(proxy_without_smtp, user_id, 1) == [(Decimal("0.8"), "sent", 1)]
+        with api_client(proxy_without_smtp.base_url, master_key) as http:
+            (alert,) = http.get("/solaris/alerts", params={"user_id": user_id}).json()["alerts"]
+        assert alert["status"] == "pending" and alert["sent_at"] is None
+
+    def test_a_webhook_added_by_a_reload_gets_the_next_alert(
+        self, proxy_without_smtp, fake_provider, json_receiver, chat_receiver
+    ):
+        """A Slack webhook added to the YAML and POST /solaris/settings/reload: once its channel is
+        active, the next crossing reaches it as well as the json webhook."""
+        slack = {"url": chat_receiver.url("/no-smtp-slack"), "format": "slack", "name": "no-smtp-slack"}
+        settings = {**proxy_settings, **retries, "alert_webhooks": [no_smtp_webhook(json_receiver), slack]}
+        write_proxy_config(proxy_without_smtp.config, fake_provider.base_url, settings)  # type: ignore[attr-defined]
+        with api_client(proxy_without_smtp.base_url, master_key) as http:
+            assert http.post("/solaris/settings/reload").status_code == 200
+        wait_for(lambda: channel_active(proxy_without_smtp, "no-smtp-slack"), 30, what="the Slack channel active")
+        user_id = f"wh-{uuid.uuid4().hex[:10]}@example.com"
+        cross_80(openai.OpenAI(base_url=f"{proxy_without_smtp.base_url}/v1", api_key=master_key), user_id)
+        all_sent(proxy_without_smtp, user_id, 2)
+        (post,) = of_user(chat_receiver.accepted("/no-smtp-slack"), user_id)
+        assert "80%" in post.json()["text"]
+        assert len(of_user(json_receiver.accepted("/no-smtp"), user_id)) == 1
+
+
+def channel_active(proxy: ProxyProcess, channel: str) -> bool:
+    with psycopg.connect(proxy.database_url, autocommit=True) as connection:  # type: ignore[attr-defined]
+        row = connection.execute("SELECT active FROM solaris.alert_channels WHERE channel = %s", (channel,)).fetchone()
+    return bool(row and row[0])

@@ -1,4 +1,4 @@
-"""`/solaris/alerts`: the e-mail outbox as admins see it."""
+"""`/solaris/alerts`: the outbox as admins see it, each alert's e-mail and webhook deliveries."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Literal
 from fastapi import Depends, Path, Query
 from pydantic import BaseModel, Field
 
-from solaris_hooks.mail import outbox
+from solaris_hooks.mail import outbox, webhook_outbox
 from solaris_hooks.quota.identity import identity_length_max
 from solaris_hooks.web.api.base import authorize, errors, line_pattern, new_router
 from solaris_hooks.web.auth import Actor
@@ -18,6 +18,20 @@ page_size_max = 500
 
 # A Literal built from the outbox's statuses at run time, for the schema's enum; mypy cannot check one.
 AlertStatus = Literal[outbox.statuses]  # type: ignore[valid-type]
+
+
+class WebhookDeliveryOut(BaseModel):
+    """One alert's delivery to one webhook. The channel names the webhook (its `name`, or its
+    format, host and a hash of its URL): never its URL's path nor its secret."""
+
+    id: int
+    channel: str
+    status: Literal["pending", "sending", "sent", "failed", "dead"]
+    attempts: int
+    last_error: str | None
+    response_status: int | None = Field(description="The receiver's last HTTP status; none when it never answered.")
+    next_attempt_at: datetime
+    sent_at: datetime | None
 
 
 class AlertOut(BaseModel):
@@ -35,6 +49,7 @@ class AlertOut(BaseModel):
     created_at: datetime
     next_attempt_at: datetime
     sent_at: datetime | None
+    webhooks: list[WebhookDeliveryOut] = Field(description="Its delivery to each alert webhook, by channel.")
 
 
 class AlertPage(BaseModel):
@@ -47,7 +62,7 @@ class AlertPage(BaseModel):
 router = new_router()
 
 
-@router.get("/alerts", response_model=AlertPage, summary="List alert e-mails")
+@router.get("/alerts", response_model=AlertPage, summary="List alerts, with their e-mail and webhook deliveries")
 async def alerts(
     context: Context,
     status: AlertStatus | None = None,
@@ -62,10 +77,16 @@ async def alerts(
 
 
 @router.post(
-    "/alerts/{alert_id}/retry", response_model=AlertOut, summary="Re-queue a dead alert", responses=errors(404, 409)
+    "/alerts/{alert_id}/retry",
+    response_model=AlertOut,
+    summary="Re-queue a dead alert (its e-mail, its dead webhook deliveries, or both)",
+    responses=errors(404, 409),
 )
 async def retry_alert(
     context: Context, alert_id: int = Path(ge=1, le=2**63 - 1), actor: Actor = Depends(authorize)
 ) -> AlertOut:
-    async with context.database.connection() as connection:
-        return AlertOut(**await outbox.requeue_dead(connection, alert_id, actor.name))
+    # One transaction: the answer shows the deliveries as the retry left them, before a sender claims them.
+    async with context.database.connection() as connection, connection.transaction():
+        row = await outbox.requeue_dead(connection, alert_id, actor.name)
+        webhooks = await webhook_outbox.deliveries_of_alert(connection, alert_id)
+    return AlertOut(**row, webhooks=[WebhookDeliveryOut(**delivery) for delivery in webhooks])

@@ -1,4 +1,5 @@
-"""`/solaris/admin/alerts`: the e-mail outbox, and the form that sends a dead alert again."""
+"""`/solaris/admin/alerts`: the outbox (each alert's e-mail and webhook deliveries), and the form that
+sends a dead alert again (its e-mail, its dead webhook deliveries, or both)."""
 
 from __future__ import annotations
 
