@@ -20,8 +20,11 @@ from solaris_hooks.web.api import users as api_users
 from solaris_hooks.web.context import WebContext, install, installed
 from solaris_hooks.web.pages import (
     admin_alerts,
+    admin_audit,
     admin_credits,
+    admin_exports,
     admin_overview,
+    admin_profile,
     admin_user_detail,
     admin_users,
     login,
@@ -46,6 +49,9 @@ routers: tuple[APIRouter, ...] = (
     admin_users.router,
     admin_credits.router,
     admin_user_detail.router,
+    admin_profile.router,
+    admin_exports.router,
+    admin_audit.router,
     admin_alerts.router,
     me.router,
 )

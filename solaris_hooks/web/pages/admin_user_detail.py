@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime, time, timedelta
+from urllib.parse import urlencode
 
 from fastapi import Request
 from starlette.responses import Response
@@ -14,10 +15,12 @@ from solaris_hooks.db import audit
 from solaris_hooks.exceptions import InvalidInput
 from solaris_hooks.mail import links as web_signing
 from solaris_hooks.mail import outbox
+from solaris_hooks.messages import locales
 from solaris_hooks.settings.refill import next_refill_at
 from solaris_hooks.web.context import Context
 from solaris_hooks.web.pages.base import (
     PageError,
+    home,
     new_page_router,
     page_links,
     parse_day,
@@ -67,6 +70,7 @@ async def user_detail(
         )
         actions, actions_total = await audit.page(connection, user_id=id, action=None, limit=detail_list_size, offset=0)
     base = (settings.public_url or str(request.base_url)).rstrip("/")
+    csv_filters = {"id": id, "kind": kind, "start": start_day or "", "end": end_day or ""}
     return show(
         request,
         session,
@@ -86,6 +90,8 @@ async def user_detail(
         next_refill=next_refill_at(settings.refill) if settings.refill else None,
         usage_link=base + web_signing.usage_path(id, settings),
         here=this_page(request),
+        ledger_csv=f"{home}/user/ledger.csv?{urlencode(csv_filters)}",
+        locales=locales,
         kinds=user_ledger.ledger_kinds,
         statuses=accounts.statuses,
         idempotency_key=secrets.token_urlsafe(16),

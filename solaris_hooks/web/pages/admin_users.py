@@ -12,6 +12,7 @@ from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
 from solaris_hooks.admin import accounts, csv_import
+from solaris_hooks.admin.last_active import last_active
 from solaris_hooks.exceptions import AdminError
 from solaris_hooks.messages import normalise_locale
 from solaris_hooks.web.context import Context
@@ -63,6 +64,7 @@ async def users(
             limit=users_page_size,
             offset=(number - 1) * users_page_size,
         )
+        last_calls = await last_active(connection, [row["user_id"] for row in rows])
 
     def sort_link(column: str) -> str:
         flipped = "asc" if sort == column and direction == "desc" else "desc"
@@ -75,6 +77,8 @@ async def users(
         "users.html",
         "users",
         rows=rows,
+        last_calls=last_calls,
+        users_csv=f"{home}/users.csv?{urlencode({'q': q, 'status': status, 'sort': sort, 'order': direction})}",
         q=q,
         status=status,
         sort=sort,
