@@ -32,7 +32,7 @@ from solaris_hooks.quota.identity import LocalPartCase, identity_length_max, nor
 statuses = ("active", "blocked", "disabled")
 # How a listing can be sorted: each names db/queries/admin/accounts_sort_<name>.sql.
 sort_orders = ("usage", "remaining", "used", "created", "user_id")
-_directions = {"asc": SQL("ASC"), "desc": SQL("DESC")}
+sort_directions = {"asc": SQL("ASC"), "desc": SQL("DESC")}
 _profile_fields = ("email", "name", "locale", "status")
 
 user_id_rules = (
@@ -128,6 +128,14 @@ async def require(connection: AsyncConnection, user_id: str) -> dict:
     return found
 
 
+def search_pattern(search: str | None) -> str | None:
+    """What a search of id, e-mail and name matches: the text typed, literally (`%` and `_`
+    typed by an admin are not wildcards)."""
+    if not search:
+        return None
+    return "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
 async def page(
     connection: AsyncConnection,
     *,
@@ -141,13 +149,9 @@ async def page(
     """A page of accounts and how many match; search looks in id, e-mail and name."""
     if sort not in sort_orders:
         raise InvalidInput(f"sort: must be one of {', '.join(sort_orders)}")
-    pattern = None
-    if search:
-        # Searched literally: % and _ typed by an admin are not wildcards.
-        pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    params = {"status": status, "pattern": pattern, "limit": limit, "offset": offset}
+    params = {"status": status, "pattern": search_pattern(search), "limit": limit, "offset": offset}
     order_by = fragment("admin/accounts_order").format(
-        key=fragment(f"admin/accounts_sort_{sort}"), direction=_directions["asc" if order == "asc" else "desc"]
+        key=fragment(f"admin/accounts_sort_{sort}"), direction=sort_directions["asc" if order == "asc" else "desc"]
     )
     return await fetch_page(
         connection, columns="admin/account_columns", rows="admin/accounts_rows", order_by=order_by, params=params

@@ -17,12 +17,10 @@ from psycopg import AsyncConnection
 from psycopg.sql import SQL, Composed
 
 from solaris_hooks.admin import reports
-from solaris_hooks.admin.accounts import sort_orders
+from solaris_hooks.admin.accounts import search_pattern, sort_directions, sort_orders
 from solaris_hooks.db.pages import fragment
 from solaris_hooks.db.queries import sql
 from solaris_hooks.exceptions import InvalidInput
-
-_directions = {"asc": SQL("ASC"), "desc": SQL("DESC")}
 
 
 def safe_cell(value: object) -> str:
@@ -38,13 +36,6 @@ def safe_cell(value: object) -> str:
     if isinstance(value, str) and text.startswith(reports.formula_prefixes):
         return "'" + text
     return text
-
-
-def _search_pattern(search: str | None) -> str | None:
-    """As admin.accounts.page searches: literally, `%` and `_` typed by an admin are not wildcards."""
-    if not search:
-        return None
-    return "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
 def _listing(columns: str, rows: str, order_by: SQL | Composed) -> Composed:
@@ -87,10 +78,10 @@ async def write_users_csv(
     if sort not in sort_orders:
         raise InvalidInput(f"sort: must be one of {', '.join(sort_orders)}")
     order_by = fragment("admin/accounts_order").format(
-        key=fragment(f"admin/accounts_sort_{sort}"), direction=_directions[order]
+        key=fragment(f"admin/accounts_sort_{sort}"), direction=sort_directions[order]
     )
     query = _listing("admin/users_csv_columns", "admin/accounts_rows", order_by)
-    params = {"status": status, "pattern": _search_pattern(search)}
+    params = {"status": status, "pattern": search_pattern(search)}
     return await write_query(connection, out, query, params, rows_max)
 
 

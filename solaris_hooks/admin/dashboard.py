@@ -6,9 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
 
-from solaris_hooks.admin import reports
 from solaris_hooks.db.queries import sql
 
 chart_days = 30
@@ -31,20 +29,6 @@ def chart_range(now: datetime) -> tuple[datetime, datetime, list[date]]:
 def fill_days(days: list[date], tokens_by_day: dict[date, int]) -> list[DayUsage]:
     """One entry per day, zero where nothing was charged, so the chart's gaps show."""
     return [DayUsage(day, int(tokens_by_day.get(day, 0))) for day in days]
-
-
-async def overview(
-    connection: AsyncConnection, now: datetime, today_start: datetime, month_start: datetime
-) -> tuple[dict, reports.Stats, list[DayUsage]]:
-    """The headline counts, the last 30 days' stats (top users, models) and tokens per day."""
-    async with connection.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(sql("admin/overview_counts"), {"now": now, "today": today_start, "month": month_start})
-        counts = await cursor.fetchone()
-    assert counts is not None  # counts: always one row
-    start, end, days = chart_range(now)
-    stats = await reports.stats(connection, start, end, "day")
-    per_day = fill_days(days, {period.period_start: period.tokens_charged for period in stats.series})
-    return counts, stats, per_day
 
 
 async def user_days(connection: AsyncConnection, user_id: str, now: datetime) -> list[DayUsage]:

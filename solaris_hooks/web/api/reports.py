@@ -76,10 +76,10 @@ async def usage_csv(
     if capped:
         headers["X-Solaris-Truncated"] = f"only the first {written} rows; narrow the range or group by week or month"
         log_event("usage_report_truncated", rows=written, start=start, end=end, group_by=group_by)
-    return StreamingResponse(_chunks(spool), media_type="text/csv; charset=utf-8", headers=headers)
+    return StreamingResponse(spooled_chunks(spool), media_type="text/csv; charset=utf-8", headers=headers)
 
 
-def _chunks(spool: IO[str]) -> Iterator[bytes]:
+def spooled_chunks(spool: IO[str]) -> Iterator[bytes]:
     """The spooled CSV as bytes; Starlette reads a plain iterator in a thread, off the event loop."""
     try:
         while chunk := spool.read(csv_chunk_chars):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import IO, Literal
 
@@ -52,15 +52,7 @@ async def csv_download(name: str, write: Callable[[IO[str]], Awaitable[tuple[int
     if capped:
         headers["X-Solaris-Truncated"] = f"only the first {written} rows"
     headers["Cache-Control"] = "no-store"
-    return StreamingResponse(_chunks(spool), media_type="text/csv; charset=utf-8", headers=headers)
-
-
-def _chunks(spool: IO[str]) -> Iterator[bytes]:
-    try:
-        while chunk := spool.read(api_reports.csv_chunk_chars):
-            yield chunk.encode("utf-8")
-    finally:
-        spool.close()
+    return StreamingResponse(api_reports.spooled_chunks(spool), media_type="text/csv; charset=utf-8", headers=headers)
 
 
 @router.get("/users.csv")
