@@ -40,6 +40,15 @@ class DatabaseUnavailable(SolarisError):
     """The ledger database could not be reached in time."""
 
 
+class Regrouped(SolarisError):
+    """The ledger says the user's group is not the one the call was priced for (an admin
+    changed it, or this process had not seen the user yet): the call is priced again."""
+
+    def __init__(self, group: str | None) -> None:
+        super().__init__(f"the user's group is {group!r}")
+        self.group = group
+
+
 class MigrationError(SolarisError):
     """A schema migration failed."""
 

@@ -12,7 +12,7 @@ away (the account it went into), then the normalised id. New accounts get the no
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from functools import cache
 from typing import Literal
 
@@ -28,12 +28,13 @@ from solaris_hooks.logs import log_event
 from solaris_hooks.mail.emails import is_email_address
 from solaris_hooks.messages import locales
 from solaris_hooks.quota.identity import LocalPartCase, identity_length_max, normalise_identity, validate_identity
+from solaris_hooks.settings.groups import group_name
 
 statuses = ("active", "blocked", "disabled")
 # How a listing can be sorted: each names db/queries/admin/accounts_sort_<name>.sql.
 sort_orders = ("usage", "remaining", "used", "created", "user_id")
 sort_directions = {"asc": SQL("ASC"), "desc": SQL("DESC")}
-_profile_fields = ("email", "name", "locale", "status")
+_profile_fields = ("email", "name", "locale", "status", "group")
 
 user_id_rules = (
     f"user_id must be 1 to {identity_length_max} characters of plain text, without '{{{{' or control "
@@ -128,6 +129,15 @@ async def require(connection: AsyncConnection, user_id: str) -> dict:
     return found
 
 
+def configured_group(typed: object, groups: Collection[str]) -> str:
+    """A group an admin typed (`Students`: `students`), if it is configured; else InvalidInput."""
+    name = group_name(typed)
+    if name is None or name not in groups:
+        configured = ", ".join(sorted(groups)) or "none (solaris_settings.groups is empty)"
+        raise InvalidInput(f"group: {str(typed)[:64]!r} is not a configured group; configured: {configured}")
+    return name
+
+
 def search_pattern(search: str | None) -> str | None:
     """What a search of id, e-mail and name matches: the text typed, literally (`%` and `_`
     typed by an admin are not wildcards)."""
@@ -191,16 +201,25 @@ async def create(
 
 
 async def update(
-    connection: AsyncConnection, user_id: str, changes: dict, actor: str, *, local_part_case: LocalPartCase
+    connection: AsyncConnection,
+    user_id: str,
+    changes: dict,
+    actor: str,
+    *,
+    local_part_case: LocalPartCase,
+    groups: Collection[str] = (),
 ) -> dict:
-    """Change e-mail, name, locale or status; an empty string clears e-mail or name."""
+    """Change e-mail, name, locale, status or group (one of `groups`, the configured ones);
+    an empty string or null clears e-mail, name or group (calls' headers may then set it)."""
     unknown = set(changes) - set(_profile_fields)
     if unknown:
         raise InvalidInput(f"unknown field(s): {', '.join(sorted(unknown))}")
     check_profile(changes.get("email"), changes.get("locale"), changes.get("name"))
     if "status" in changes and changes["status"] not in statuses:
         raise InvalidInput(f"status: must be one of {', '.join(statuses)}")
-    values = {key: (value or None) if key in ("email", "name") else value for key, value in changes.items()}
+    values = {key: (value or None) if key in ("email", "name", "group") else value for key, value in changes.items()}
+    if values.get("group") is not None:
+        values["group"] = configured_group(values["group"], groups)
     async with connection.transaction():
         before = await find(connection, user_id, local_part_case)
         user_id = before["user_id"]

@@ -132,6 +132,27 @@ def users_set_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def users_set_group(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    group = None if args.none else args.group
+    updated = run_with_connection(
+        lambda connection: accounts.update(
+            connection,
+            args.user_id,
+            {"group": group},
+            actor(),
+            local_part_case=settings.identity_local_part_case,
+            groups=settings.groups,
+        )
+    )
+    print(
+        f"{updated['user_id']} is now in group {updated['group']}"
+        if updated["group"]
+        else f"{updated['user_id']} is in no group"
+    )
+    return 0
+
+
 def credits_add(args: argparse.Namespace) -> int:
     settings = load_settings()
     credit = run_with_connection(
@@ -221,6 +242,16 @@ def add_user_commands(commands: argparse._SubParsersAction) -> None:
     status.add_argument("user_id")
     status.add_argument("status", choices=accounts.statuses)
     status.set_defaults(handler=users_set_status)
+
+    group = user_commands.add_parser(
+        "set-group",
+        help="put a user in a group of solaris_settings.groups (wins over calls' group header)",
+    )
+    group.add_argument("user_id")
+    chosen = group.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("group", nargs="?", help="a configured group")
+    chosen.add_argument("--none", action="store_true", help="no group chosen by an admin (calls' header may set one)")
+    group.set_defaults(handler=users_set_group)
 
     merge = user_commands.add_parser(
         "merge",

@@ -65,6 +65,7 @@ class LeasedCall:
     cost_usd: float | None = None
     held_tokens: int | None = None  # a stream's: charged at most what it held (migration 0011)
     running: bool = False  # a stream's line from before its process died: charged what it held
+    group_name: str | None = None  # the group its factor is (migration 0013)
 
     def as_json(self) -> dict[str, object]:
         fields = asdict(self)
@@ -86,6 +87,8 @@ class LeaseState:
     debited_tokens: int
     reserved_tokens: int
     charged_tokens: int  # what this batch charged the account
+    group_name: str | None = None  # the account's group now (a lease of a user moved is given up)
+    group_source: str | None = None  # who chose it: admin | header
 
 
 async def settle_leased(

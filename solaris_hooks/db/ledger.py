@@ -42,15 +42,26 @@ class Balance:
 
 @dataclass(frozen=True)
 class Reservation:
-    outcome: str  # reserved | duplicate | exhausted | blocked | disabled
+    outcome: str  # reserved | duplicate | exhausted | blocked | disabled | regroup (see GroupCheck)
     reserved: int
     credited_tokens: int
     debited_tokens: int
     reserved_tokens: int
+    group_name: str | None = None  # with a GroupCheck: the account's group…
+    group_source: str | None = None  # …and who chose it: admin | header
 
     @property
     def remaining_tokens(self) -> int:
         return self.credited_tokens - self.debited_tokens - self.reserved_tokens
+
+
+@dataclass(frozen=True)
+class GroupCheck:
+    """With groups configured: the group a call was priced for, and the one its header names.
+    A reserve answers 'regroup' (reserving nothing) when the account's group is another."""
+
+    assumed: str | None
+    from_header: str | None
 
 
 async def reserve(
@@ -66,13 +77,16 @@ async def reserve(
     factor: float,
     thresholds: Sequence[float] = (),
     metered: bool = False,
+    group: GroupCheck | None = None,
 ) -> Reservation:
     """Reserve a call; a metered one (a stream) is grown by grow_reservation as it delivers,
     and is charged what it holds if it expires."""
+    query = "db/reserve_in_group" if group else "db/reserve_metered" if metered else "db/reserve"
     async with connection.cursor(row_factory=class_row(Reservation)) as cursor:
         await cursor.execute(
-            sql("db/reserve_metered" if metered else "db/reserve"),
+            sql(query),
             {
+                **({"group": group.assumed, "header_group": group.from_header, "metered": metered} if group else {}),
                 "user_id": user_id,
                 "call_id": call_id,
                 "wanted_tokens": wanted_tokens,

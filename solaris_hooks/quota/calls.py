@@ -72,6 +72,7 @@ class CallInFlight:
     meter: StreamMeter | None = None
     # Reserved in memory from this lease (solaris_hooks.quota.leasing), not in the ledger.
     lease: Lease | None = None
+    group: str | None = None  # the group the call was priced for (settings.groups)
 
     def count_tokens(self, text: str) -> int:
         """Raw tokens of text by the tokenizer we count this call's model with."""

@@ -26,7 +26,7 @@ from solaris_hooks.logs import log_event
 from solaris_hooks.quota.calls import CallInFlight
 from solaris_hooks.quota.leases import Lease
 from solaris_hooks.quota.leasing import give_up, reserve_from_lease, start_top_up, take_lease_tokens
-from solaris_hooks.quota.plan import platform_tokens
+from solaris_hooks.quota.plan import Plan, platform_tokens
 from solaris_hooks.quota.spool import SpoolEntry
 from solaris_hooks.quota.state import QuotaState
 from solaris_hooks.quota.stream_meter import Growth
@@ -37,20 +37,14 @@ stream_top_up_share = 1.0
 
 
 async def reserve_stream(
-    state: QuotaState,
-    user_id: str,
-    call_id: str,
-    model: str | None,
-    factor: float,
-    first_tokens: int,
-    worst_case_tokens: int,
+    state: QuotaState, user_id: str, call_id: str, model: str | None, plan: Plan, first_tokens: int, group: str | None
 ) -> Lease | None:
     """Reserve a metered stream's first chunk from the user's lease, its running line journaled;
     None: reserve it in the ledger (no lease has its worst case free, or no journal)."""
-    lease = await reserve_from_lease(state, user_id, first_tokens, worst_case_tokens)
+    lease = await reserve_from_lease(state, user_id, first_tokens, plan.wanted_tokens, group)
     if lease is None:
         return None
-    running = _line(call_id, user_id, lease, model, factor, first_tokens, "running")
+    running = _line(call_id, user_id, lease, model, plan.factor, first_tokens, "running")
     try:
         state.settle_batches.journal.append(running)
     except OSError as error:
@@ -145,4 +139,5 @@ def _line(
         lease_id=lease.lease_id,
         held_tokens=held_tokens,
         stream=stream,
+        group_name=lease.group,
     )

@@ -28,6 +28,7 @@ class Lease:
     size_tokens: int  # what a full lease holds: topped up towards it when half is used
     free_tokens: int  # what calls may still be reserved from
     call_tokens: int  # the largest worst case reserved from it: the smallest top-up worth taking
+    group: str | None = None  # the group its calls are priced for: given up when the user's changes
     calls_in_flight: int = 0
     unwritten_calls: int = 0  # ended, charged in memory, not yet in the ledger
     used_at_s: float = field(default_factory=time.monotonic)

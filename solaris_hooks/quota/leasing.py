@@ -20,10 +20,7 @@ from solaris_hooks.db.batched_settles import BatchedSettle, settle_batch
 from solaris_hooks.db.leases import LeasedCall, settle_leased, take_lease
 from solaris_hooks.exceptions import DatabaseUnavailable
 from solaris_hooks.logs import log_event
-from solaris_hooks.quota.calls import CallInFlight
 from solaris_hooks.quota.leases import Lease
-from solaris_hooks.quota.plan import platform_tokens
-from solaris_hooks.quota.spool import SpoolEntry
 from solaris_hooks.quota.state import QuotaState
 
 # How often the batch loop looks for work while leases are off.
@@ -33,13 +30,18 @@ lease_retry_s = 5.0
 
 
 async def reserve_from_lease(
-    state: QuotaState, user_id: str, tokens: int, worst_case_tokens: int | None = None
+    state: QuotaState, user_id: str, tokens: int, worst_case_tokens: int | None = None, group: str | None = None
 ) -> Lease | None:
     """Reserve `tokens` for a call from the user's lease, taking one if this process holds
     none; None: reserve this call in Postgres (no lease fits, or the database is down). A
     lease serves a call only while it has the call's worst case free (a metered stream
-    reserves less at first: see quota/leased_streams.py)."""
+    reserves less at first: see quota/leased_streams.py), and only calls priced for the
+    group it was taken for (the call's own reservation checks a new group in the ledger)."""
     worst_case_tokens = max(tokens, worst_case_tokens or 0)
+    held = state.leases.get(user_id)
+    if held is not None and held.group != group:
+        give_up(state, held, "pending", "regrouped")
+        return None
     lease = state.leases.reserve(user_id, tokens, worst_case_tokens)
     held = lease or state.leases.get(user_id)
     if held is not None and held.needs_top_up():
@@ -50,7 +52,7 @@ async def reserve_from_lease(
         return lease
     taking = state.lease_takes.get(user_id)
     if taking is None:
-        taking = asyncio.ensure_future(_take(state, user_id, worst_case_tokens))
+        taking = asyncio.ensure_future(_take(state, user_id, worst_case_tokens, group))
         state.lease_takes[user_id] = taking
         taking.add_done_callback(lambda _: state.lease_takes.pop(user_id, None))
     # Concurrent first calls of one user wait for one take, then reserve from it.
@@ -58,7 +60,7 @@ async def reserve_from_lease(
     return state.leases.reserve(user_id, tokens, worst_case_tokens)
 
 
-async def _take(state: QuotaState, user_id: str, call_tokens: int) -> None:
+async def _take(state: QuotaState, user_id: str, call_tokens: int, group: str | None) -> None:
     lease_id = state.leases.new_lease_id()
     size_tokens = state.settings.lease_calls * call_tokens
     try:
@@ -68,7 +70,9 @@ async def _take(state: QuotaState, user_id: str, call_tokens: int) -> None:
     if taken.outcome != "reserved":
         state.leases.refused(user_id, lease_retry_s)
         return
-    state.leases.held(Lease(lease_id, user_id, size_tokens, free_tokens=taken.reserved, call_tokens=call_tokens))
+    state.leases.held(
+        Lease(lease_id, user_id, size_tokens, free_tokens=taken.reserved, call_tokens=call_tokens, group=group)
+    )
     log_event("lease_taken", user_id=user_id, lease_id=lease_id, tokens=taken.reserved)
 
 
@@ -90,78 +94,6 @@ async def take_lease_tokens(
             default_tokens=settings.default_tokens_per_user,
             ttl_s=settings.lease_ttl_s,
         )
-
-
-def leased_call(entry: SpoolEntry) -> LeasedCall:
-    """A leased call's charge as the ledger takes it, from its journal line."""
-    return LeasedCall(
-        entry.call_id,
-        str(entry.lease_id),
-        entry.raw_tokens,
-        entry.factor or 0.0,
-        entry.model,
-        entry.cost_usd,
-        held_tokens=entry.held_tokens,
-        running=entry.stream == "running",
-    )
-
-
-def settle_leased_call(
-    state: QuotaState, call_id: str, call: CallInFlight, raw_tokens: int, model: str | None, cost_usd: float | None
-) -> ledger.Resolution:
-    """Charge a leased call in memory; its journal line now, its ledger row with the next batch.
-    A metered stream is charged at most what it held (its usage was covered first if it could be)."""
-    lease = call.lease
-    assert lease is not None and call.reserved_tokens is not None
-    # As solaris.settle_leased charges it, so the lease's free tokens match the ledger's.
-    charged_tokens = platform_tokens(max(raw_tokens, 0), call.factor)
-    held_tokens = call.reserved_tokens if call.meter is not None else None
-    if held_tokens is not None:
-        charged_tokens = min(charged_tokens, held_tokens)
-    entry = SpoolEntry(
-        call_id,
-        raw_tokens,
-        model,
-        cost_usd,
-        user_id=call.user_id,
-        factor=call.factor,
-        lease_id=lease.lease_id,
-        held_tokens=held_tokens,
-    )
-    _wait_for_batch(state, leased_call(entry), lease, charged_tokens, entry)
-    state.leases.ended(lease, call.reserved_tokens, charged_tokens)
-    return ledger.Resolution(state="settled", charged_tokens=charged_tokens)
-
-
-def settle_in_next_batch(
-    state: QuotaState, call_id: str, call: CallInFlight, raw_tokens: int, model: str | None, cost_usd: float | None
-) -> ledger.Resolution:
-    """With leases on, a call on a reservation of its own is settled by the next batch too:
-    its journal line now, its ledger row (solaris.resolve's) within settle_batch_interval_ms.
-    Until then its reservation holds its whole worst case, so nothing more can be spent."""
-    charged_tokens = platform_tokens(max(raw_tokens, 0), call.factor)
-    entry = SpoolEntry(call_id, raw_tokens, model, cost_usd, call.user_id, call.factor)
-    _wait_for_batch(state, BatchedSettle(call_id, raw_tokens, model, cost_usd), None, charged_tokens, entry)
-    return ledger.Resolution(state="settled", charged_tokens=charged_tokens)
-
-
-def _wait_for_batch(
-    state: QuotaState, call: LeasedCall | BatchedSettle, lease: Lease | None, charged_tokens: int, entry: SpoolEntry
-) -> None:
-    try:
-        state.settle_batches.add(call, lease, charged_tokens, entry)
-    except OSError as error:
-        # No journal (a full or read-only disk): the batch still writes it, unless the
-        # process dies first. Said loudly, as the spool says usage it cannot keep.
-        log_event("journal_unwritable", logging.ERROR, call_id=entry.call_id, user_id=entry.user_id, error=str(error))
-        state.settle_batches.add_unjournaled(call, lease, charged_tokens)
-
-
-def release_leased_call(state: QuotaState, call: CallInFlight) -> ledger.Resolution:
-    """A leased call that failed before delivering anything: its worst case is free again."""
-    assert call.lease is not None and call.reserved_tokens is not None
-    state.leases.ended(call.lease, call.reserved_tokens, None)
-    return ledger.Resolution(state="released", charged_tokens=0)
 
 
 async def flush_once(state: QuotaState) -> int:
@@ -202,8 +134,12 @@ async def _write_batches(state: QuotaState) -> int:
                 log_event("settle_ignored", logging.WARNING, call_id=result.call_id, state=result.state)
         by_id = {waiting.lease.lease_id: waiting.lease for waiting in batch if waiting.lease is not None}
         for lease_state in lease_states:
+            lease = by_id[lease_state.lease_id]
             if lease_state.lease_state != "pending" or lease_state.status != "active":
-                give_up(state, by_id[lease_state.lease_id], lease_state.lease_state, lease_state.status)
+                give_up(state, lease, lease_state.lease_state, lease_state.status)
+            elif lease_state.group_name != lease.group:  # an admin moved the user: priced anew
+                state.groups.learned(lease.user_id, lease_state.group_name, lease_state.group_source)
+                give_up(state, lease, lease_state.lease_state, "regrouped")
     return written
 
 

@@ -14,24 +14,25 @@ import time
 from solaris_hooks.db import ledger
 from solaris_hooks.db.margins import PromptMargin
 from solaris_hooks.exceptions import (
-    AccountInactive,
     CallConflict,
     CallUnbounded,
     DatabaseUnavailable,
     IdentityRefused,
-    QuotaExhausted,
     RateLimited,
     Refusal,
+    Regrouped,
     RouteClosed,
 )
 from solaris_hooks.logs import log_event
 from solaris_hooks.quota import rate_limits
 from solaris_hooks.quota.calls import CallInFlight, adopt_call_id, keep_our_callback_on, new_call_id
 from solaris_hooks.quota.estimate import plan_call
+from solaris_hooks.quota.groups import header_group
 from solaris_hooks.quota.identity import resolve_identity
 from solaris_hooks.quota.learned_margins import teaches_margin
 from solaris_hooks.quota.leased_streams import reserve_stream
 from solaris_hooks.quota.leasing import reserve_from_lease
+from solaris_hooks.quota.outcome import apply_outcome
 from solaris_hooks.quota.plan import Plan, platform_tokens
 from solaris_hooks.quota.rate_limits import CountingCache
 from solaris_hooks.quota.state import QuotaState
@@ -52,7 +53,14 @@ async def reserve_call(
     adopt_call_id(data, new_call_id())
     keep_our_callback_on(data)
     try:
-        return await _reserve_call(state, data, call_type, key, cache)
+        try:
+            return await _reserve_call(state, data, call_type, key, cache)
+        except Regrouped:
+            # Priced again for the group the ledger named, once: its rate limits were counted.
+            return await _reserve_call(state, data, call_type, key, None)
+    except Regrouped as regrouped:  # the group changed again meanwhile: rare enough to say so
+        log_event("regrouped_twice", logging.WARNING, call_id=str(data.get("litellm_call_id")), group=regrouped.group)
+        raise CallConflict() from None
     except Refusal as refusal:
         state.metrics.refusals.labels(reason=refusal.reason).inc()
         if isinstance(refusal, IdentityRefused):
@@ -75,7 +83,8 @@ async def reserve_call(
 async def _reserve_call(
     state: QuotaState, data: dict, call_type: str, key: object, cache: CountingCache | None
 ) -> str | None:
-    """`key` is LiteLLM's UserAPIKeyAuth: its user_id, token (key hash) and key_alias."""
+    """`key` is LiteLLM's UserAPIKeyAuth: its user_id, token (key hash) and key_alias.
+    `cache` None: rate limits are not counted (a call priced again after a 'regroup')."""
     settings = state.settings
     # Normalised, named only by a key allowed to (else a 403), never a shared default account.
     user_id = resolve_identity(
@@ -86,6 +95,12 @@ async def _reserve_call(
         anonymous_calls=settings.anonymous_calls,
         trusted_keys=settings.trusted_keys,
     )
+    # With groups configured, the call is priced for the user's group (quota/groups.py),
+    # which the reserve checks in the ledger.
+    from_header = header_group(data, key, settings)
+    group = state.groups.assumed(user_id, from_header) if settings.groups else None
+    checked = ledger.GroupCheck(group, from_header) if settings.groups else None
+    settings = state.groups.settings_for(settings, group)
     call_id = str(data["litellm_call_id"])
     model = str(data.get("model") or "") or None
     margin = state.margins.for_model(model).widened(PromptMargin(ratio=settings.prompt_margin_for(model)))
@@ -111,7 +126,8 @@ async def _reserve_call(
         log_event("free_route", user_id=user_id, call_id=call_id, route=plan.route)
         return user_id
     try:
-        await rate_limits.enforce(cache, user_id, plan.wanted_tokens, settings)
+        if cache is not None or not checked:
+            await rate_limits.enforce(cache, user_id, plan.wanted_tokens, settings)
     except RateLimited as refusal:
         log_event(
             "refused",
@@ -129,16 +145,18 @@ async def _reserve_call(
     # running line journaled); else (near it, other streams, leases off) in the ledger.
     lease = None
     if settings.leases and plan.wanted_tokens > 0 and not data.get("stream"):
-        lease = await reserve_from_lease(state, user_id, plan.wanted_tokens)
+        lease = await reserve_from_lease(state, user_id, plan.wanted_tokens, group=group)
     elif settings.leases and chunk_tokens:
-        lease = await reserve_stream(state, user_id, call_id, model, plan.factor, first_tokens, plan.wanted_tokens)
+        lease = await reserve_stream(state, user_id, call_id, model, plan, first_tokens, group)
     try:
         if lease is not None:
             # As the ledger answers when the worst case is free (a lease serves no call otherwise).
             held_tokens = first_tokens or plan.wanted_tokens
             reservation = ledger.Reservation("reserved", held_tokens, plan.wanted_tokens - held_tokens, 0, 0)
         else:
-            reservation = await _reserve_in_ledger(state, user_id, call_id, model, plan, first_tokens)
+            reservation = await _reserve_in_ledger(
+                state, settings, user_id, call_id, model, plan, first_tokens, checked
+            )
     except DatabaseUnavailable as error:
         if settings.fail_mode == "open":
             log_event("fail_open", logging.WARNING, user_id=user_id, call_id=call_id, error=str(error))
@@ -158,7 +176,7 @@ async def _reserve_call(
             return None
         log_event("database_unavailable", logging.ERROR, user_id=user_id, call_id=call_id, error=str(error))
         raise
-    _apply(reservation, plan, data, user_id, call_id, settings, metered_stream=bool(chunk_tokens))
+    apply_outcome(reservation, plan, data, user_id, call_id, settings, metered_stream=bool(chunk_tokens))
     meter = None
     if chunk_tokens and reservation.outcome == "reserved":
         meter = StreamMeter(
@@ -182,18 +200,26 @@ async def _reserve_call(
             charge_raw_tokens=plan.settle_raw_tokens(reservation.reserved),
             meter=meter,
             lease=lease,
+            group=group,
         ),
     )
     return user_id
 
 
 async def _reserve_in_ledger(
-    state: QuotaState, user_id: str, call_id: str, model: str | None, plan: Plan, first_tokens: int
+    state: QuotaState,
+    settings: Settings,
+    user_id: str,
+    call_id: str,
+    model: str | None,
+    plan: Plan,
+    first_tokens: int,
+    checked: ledger.GroupCheck | None,
 ) -> ledger.Reservation:
-    """The call's own reservation: its worst case, or a metered stream's prompt and first chunk."""
-    settings = state.settings
+    """The call's own reservation: its worst case, or a metered stream's prompt and first
+    chunk. Raises Regrouped when the ledger says the user's group is not checked.assumed."""
     async with state.database.connection() as connection:
-        return await ledger.reserve(
+        reservation = await ledger.reserve(
             connection,
             user_id=user_id,
             call_id=call_id,
@@ -205,7 +231,13 @@ async def _reserve_in_ledger(
             factor=plan.factor,
             thresholds=settings.alert_thresholds,
             metered=bool(first_tokens),
+            group=checked,
         )
+    if checked is not None:
+        state.groups.learned(user_id, reservation.group_name, reservation.group_source)
+        if reservation.outcome == "regroup":
+            raise Regrouped(reservation.group_name)
+    return reservation
 
 
 def _stream_chunk_tokens(data: dict, call_type: str, plan: Plan, settings: Settings) -> int:
@@ -233,64 +265,3 @@ def _plan(data: dict, call_type: str, factor: float, margin: PromptMargin, setti
     if margin.excess_tokens and plan.prompt_tokens:
         plan = dataclasses.replace(plan, prompt_margin=margin.multiplier(plan.prompt_tokens))
     return plan
-
-
-def _apply(
-    reservation: ledger.Reservation,
-    plan: Plan,
-    data: dict,
-    user_id: str,
-    call_id: str,
-    settings: Settings,
-    metered_stream: bool = False,
-) -> None:
-    """Bound the call's completion to what was reserved, or raise the refusal the outcome means.
-
-    A metered stream holds only a first chunk: its completion is bounded by what the user had
-    free when it started (the outer bound), and the stream grows the reservation up to it."""
-    if reservation.outcome == "reserved":
-        free_at_start = reservation.reserved + max(0, reservation.remaining_tokens)
-        plan.write_bound(data, free_at_start if metered_stream else reservation.reserved)
-        return
-    if reservation.outcome == "duplicate":
-        # Our keys are fresh per request, so this means something reused one: never let a
-        # call ride on another call's reservation.
-        log_event("refused", logging.ERROR, user_id=user_id, call_id=call_id, reason="duplicate_call_id")
-        raise CallConflict()
-    fields: dict[str, object] = {
-        "credited_tokens": reservation.credited_tokens,
-        "used_tokens": reservation.debited_tokens,
-        "reserved_tokens": reservation.reserved_tokens,
-        "credits_email": settings.credits_email,
-    }
-    log_event(
-        "refused",
-        user_id=user_id,
-        call_id=call_id,
-        reason=reservation.outcome,
-        wanted_tokens=plan.wanted_tokens,
-        remaining_tokens=reservation.remaining_tokens,
-    )
-    if reservation.outcome == "exhausted":
-        # Other answers still in progress hold what this call needs: it fits once they end,
-        # so the person is told to wait, not to shorten the message or ask for credits.
-        free_of_calls_in_flight = reservation.credited_tokens - reservation.debited_tokens
-        if reservation.reserved_tokens > 0 and free_of_calls_in_flight >= plan.minimum_tokens:
-            raise QuotaExhausted(
-                "quota_held",
-                needed_tokens=plan.minimum_tokens,
-                remaining_tokens=max(0, reservation.remaining_tokens),
-                **fields,
-            )
-        # Past the last warning it is "used up" (and the block e-mail goes out, see
-        # solaris.reserve); before it, only this call is too big for what is left.
-        last_warning = max(settings.alert_thresholds, default=1.0)
-        if reservation.debited_tokens >= reservation.credited_tokens * last_warning:
-            raise QuotaExhausted(QuotaExhausted.message_key, **fields)
-        raise QuotaExhausted(
-            "quota_insufficient",
-            needed_tokens=plan.minimum_tokens,
-            remaining_tokens=max(0, reservation.remaining_tokens),
-            **fields,
-        )
-    raise AccountInactive(f"account_{reservation.outcome}", **fields)

@@ -9,6 +9,7 @@ lazily in the proxy's event loop, and its first use starts the background loops.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import AbstractAsyncContextManager
@@ -44,6 +45,11 @@ class QuotaService(QuotaState):
         self.settings = settings
         for listener in self._settings_listeners:
             listener(settings)
+        # Reloaded by the admin API, in the proxy's loop: the groups are written at once
+        # (without a running loop, by the next sweep).
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop()
+            self.tasks.spawn(self._sync_groups_quietly())
 
     def on_reload(self, listener: Callable[[Settings], None]) -> None:
         self._settings_listeners.append(listener)
@@ -61,6 +67,12 @@ class QuotaService(QuotaState):
     async def _start_background(self) -> None:
         self.tasks.start()
         self.tasks.spawn(self._load_margins_quietly())
+        self.tasks.spawn(self._sync_groups_quietly())
+
+    async def _sync_groups_quietly(self) -> None:
+        # The sweeper writes them once the database answers.
+        with contextlib.suppress(DatabaseUnavailable):
+            await sweeper.sync_groups(self)
 
     async def _load_margins_quietly(self) -> None:
         # The sweeper loads them once the database answers.

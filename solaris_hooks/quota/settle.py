@@ -16,9 +16,9 @@ from solaris_hooks.db import ledger
 from solaris_hooks.db.leases import settle_leased
 from solaris_hooks.exceptions import DatabaseUnavailable
 from solaris_hooks.logs import log_event
+from solaris_hooks.quota.batch_charges import leased_call, release_leased_call, settle_in_next_batch, settle_leased_call
 from solaris_hooks.quota.calls import CallInFlight
 from solaris_hooks.quota.leased_streams import cover_leased_usage, journal_released
-from solaris_hooks.quota.leasing import leased_call, release_leased_call, settle_in_next_batch, settle_leased_call
 from solaris_hooks.quota.plan import platform_tokens
 from solaris_hooks.quota.spool import SpoolEntry
 from solaris_hooks.quota.state import QuotaState

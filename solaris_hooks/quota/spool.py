@@ -62,10 +62,11 @@ class SpoolEntry:
     # having delivered nothing; its settle line has neither.
     held_tokens: int | None = None
     stream: str | None = None
+    group_name: str | None = None  # the group the call was priced for (settings.groups)
 
     def to_line(self) -> bytes:
         fields = asdict(self)
-        for name in ("held_tokens", "stream"):  # a stream's only: other lines stay as they were
+        for name in ("held_tokens", "stream", "group_name"):  # only when set: other lines stay as they were
             if fields[name] is None:
                 del fields[name]
         fields["spooled_at"] = self.spooled_at or datetime.now(UTC).isoformat(timespec="milliseconds")

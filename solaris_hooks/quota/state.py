@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from solaris_hooks.db.database import Database
 from solaris_hooks.quota.calls import CallsInFlight
+from solaris_hooks.quota.groups import UserGroups
 from solaris_hooks.quota.learned_margins import LearnedMargins
 from solaris_hooks.quota.leases import Leases
 from solaris_hooks.quota.metrics import Metrics
@@ -36,3 +37,4 @@ class QuotaState:
     leases: Leases = field(default_factory=Leases)  # slices of users' allowances this process holds
     lease_takes: dict[str, asyncio.Future] = field(default_factory=dict)  # a user's lease being taken
     flush_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one batch at a time
+    groups: UserGroups = field(default_factory=UserGroups)  # users' groups as the ledger last said

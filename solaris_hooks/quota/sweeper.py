@@ -13,6 +13,7 @@ import logging
 from functools import partial
 
 from solaris_hooks.db import ledger
+from solaris_hooks.db.groups import write_groups
 from solaris_hooks.exceptions import DatabaseUnavailable
 from solaris_hooks.logs import log_event
 from solaris_hooks.quota.settle import charge_spooled
@@ -52,7 +53,19 @@ async def replay_forever(state: QuotaState) -> None:
             log_event("replay_failed", logging.ERROR, error=repr(error))
 
 
+async def sync_groups(state: QuotaState) -> None:
+    """Write the configured groups' alert thresholds where the ledger's SQL reads them
+    (solaris.groups), when they changed: at start, after a reload, else with each sweep."""
+    configured = {name: group.alert_thresholds for name, group in state.settings.groups.items()}
+    if configured == state.groups.synced:
+        return
+    async with state.database.connection() as connection:
+        await write_groups(connection, configured)
+    state.groups.synced = configured
+
+
 async def sweep_once(state: QuotaState) -> int:
+    await sync_groups(state)
     # Replay first, so a settle that waited in the spool finds its reservation still
     # pending instead of expired (a late settle is charged right either way).
     await replay_once(state)

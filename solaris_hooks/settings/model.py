@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from solaris_hooks.settings.alert_webhooks import AlertWebhook, unique_channels
 from solaris_hooks.settings.environment import Environment
+from solaris_hooks.settings.groups import Group, GroupName
 from solaris_hooks.settings.input_part_bounds import InputPartBounds
 from solaris_hooks.settings.model_prices import ModelPrice
 from solaris_hooks.settings.refill import RefillSettings
@@ -145,6 +146,13 @@ class Settings(BaseModel):
     title_prompt_tokens_max: int = Field(4000, ge=1, le=1_000_000)
     # Periodic renewal of every allowance; none when absent.
     refill: RefillSettings | None = None
+    # Groups of users with settings of their own (solaris_hooks.settings.groups); a user
+    # in none, or in a group no longer configured, has the top-level settings.
+    groups: dict[GroupName, Group] = Field(default_factory=dict, max_length=100)
+    # A header naming the caller's group on each call (e.g. `x-solaris-group` sent by
+    # LibreChat as "{{LIBRECHAT_USER_ROLE}}"), honoured only from keys allowed to name end
+    # users; a group an admin chose wins over it. Unset: groups are only set by admins.
+    group_header: str | None = Field(None, min_length=1, max_length=100)
     # Usage fractions that warn by e-mail; the block at 1.0 is always added.
     alert_thresholds: list[Threshold] = Field(default_factory=lambda: [0.8, 0.95], max_length=10)
     brand_name: str = Field("IA SOLARIS", min_length=1, max_length=100)
@@ -214,6 +222,23 @@ class Settings(BaseModel):
 
     def factor_for(self, model: str | None) -> float:
         return self.model_factors.get(model or "", self.conversion_factor)
+
+    def for_group(self, name: str | None) -> Settings:
+        """These settings as they apply to a member of group `name` (itself for no group, or
+        one not configured): each key the group sets replaces the top-level one."""
+        group = self.groups.get(name or "")
+        if group is None:
+            return self
+        update = group.overrides()
+        # A group's own factors come first, then its conversion_factor, which (when set)
+        # prices the models the group does not name, top-level model_factors included.
+        base = {} if group.conversion_factor is not None else self.model_factors
+        update["model_factors"] = {**base, **group.model_factors}
+        return self.model_copy(update=update)
+
+    def group_default_tokens(self) -> dict[str, int]:
+        """Each configured group's first grant for a new member."""
+        return {name: self.for_group(name).default_tokens_per_user for name in self.groups}
 
     def spool_path(self, environ: Mapping[str, str] = os.environ) -> Path:
         """The spool directory: spool_dir, else `spool` under SOLARIS_DATA_DIR (./.solaris)."""

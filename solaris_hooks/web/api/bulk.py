@@ -81,5 +81,6 @@ async def import_users(
             actor=actor.name,
             default_tokens=settings.default_tokens_per_user,
             local_part_case=settings.identity_local_part_case,
+            group_default_tokens=settings.group_default_tokens(),
         )
     return ImportOut(created=report.created, updated=report.updated)

@@ -24,6 +24,11 @@ class UpdateUserIn(Strict):
     # Left out: unchanged. Not nullable: a user always has a status, and a locale once set.
     locale: Literal["pt-BR", "en"] = None  # type: ignore[assignment]
     status: Literal["active", "blocked", "disabled"] = None  # type: ignore[assignment]
+    group: str | None = Field(
+        None,
+        max_length=64,
+        description="One of solaris_settings.groups; null or an empty string: none (calls' group header may set it).",
+    )
 
 
 router = new_router()
@@ -43,12 +48,17 @@ async def get_user(context: Context, user_id: UserId) -> dict:
 @router.patch(
     "/users/{user_id:solaris_user}",
     response_model=AccountOut,
-    summary="Change e-mail, name, locale or status",
+    summary="Change e-mail, name, locale, status or group",
     responses={**body_errors, **errors(404)},
 )
 async def update_user(context: Context, user_id: UserId, body: UpdateUserIn, actor: Actor = Depends(authorize)) -> dict:
     changes = body.model_dump(exclude_unset=True)
     async with context.database.connection() as connection:
         return await accounts.update(
-            connection, user_id, changes, actor.name, local_part_case=context.settings.identity_local_part_case
+            connection,
+            user_id,
+            changes,
+            actor.name,
+            local_part_case=context.settings.identity_local_part_case,
+            groups=context.settings.groups,
         )

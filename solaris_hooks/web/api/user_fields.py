@@ -42,6 +42,8 @@ class AccountOut(BaseModel):
     reserved_tokens: int
     remaining_tokens: int
     period: str | None = None
+    group: str | None = None  # settings.groups: what prices the user's calls (none: the top-level settings)
+    group_source: Literal["admin", "header"] | None = None  # who chose it: an admin wins over calls' header
     created_at: datetime | None = None
     updated_at: datetime | None = None
 

@@ -141,6 +141,7 @@ async def import_users(context: Context, request: Request) -> Response:
                 actor=session.actor.name,
                 default_tokens=settings.default_tokens_per_user,
                 local_part_case=settings.identity_local_part_case,
+                group_default_tokens=settings.group_default_tokens(),
             )
         return "notice.imported", {"created": report.created, "updated": report.updated}
 
