@@ -18,6 +18,7 @@ import time
 from solaris_hooks.db import ledger
 from solaris_hooks.db.batched_settles import BatchedSettle, settle_batch
 from solaris_hooks.db.leases import LeasedCall, settle_leased, take_lease
+from solaris_hooks.db.refusals import count_refusals
 from solaris_hooks.exceptions import DatabaseUnavailable
 from solaris_hooks.logs import log_event
 from solaris_hooks.quota.leases import Lease
@@ -58,6 +59,28 @@ async def reserve_from_lease(
     # Concurrent first calls of one user wait for one take, then reserve from it.
     await asyncio.shield(taking)
     return state.leases.reserve(user_id, tokens, worst_case_tokens)
+
+
+def held_here(reservation: ledger.Reservation) -> bool:
+    """A refusal for tokens other calls hold, which this process may be holding itself."""
+    return reservation.outcome == "exhausted" and reservation.reserved_tokens > 0
+
+
+async def release_held(state: QuotaState, user_id: str) -> bool:
+    """Near the edge a call may be refused for tokens this process holds: charges that wait
+    for the next batch (their reservations hold each call's worst case until then) and the
+    user's lease. Write the batch now and return the user's lease (once its calls are
+    written); True when there was something to release. The database down: False."""
+    lease = state.leases.get(user_id)
+    if lease is None and not len(state.settle_batches):
+        return False
+    if lease is not None:
+        give_up(state, lease, "pending", "returned for a call near the edge")
+    try:
+        await flush_once(state)
+    except DatabaseUnavailable:
+        return False
+    return True
 
 
 async def _take(state: QuotaState, user_id: str, call_tokens: int, group: str | None) -> None:
@@ -102,7 +125,20 @@ async def flush_once(state: QuotaState) -> int:
     async with state.flush_lock:
         written = await _write_batches(state)
         await _keep_leases(state)
+        await _write_refusal_counts(state)
     return written
+
+
+async def _write_refusal_counts(state: QuotaState) -> None:
+    counts = state.refusal_counts.take()
+    if not counts:
+        return
+    try:
+        async with state.database.connection() as connection:
+            await count_refusals(connection, counts)
+    except DatabaseUnavailable:
+        state.refusal_counts.give_back(counts)
+        raise
 
 
 async def _write_batches(state: QuotaState) -> int:

@@ -31,7 +31,7 @@ from solaris_hooks.quota.groups import header_group
 from solaris_hooks.quota.identity import resolve_identity
 from solaris_hooks.quota.learned_margins import teaches_margin
 from solaris_hooks.quota.leased_streams import reserve_stream
-from solaris_hooks.quota.leasing import reserve_from_lease
+from solaris_hooks.quota.leasing import held_here, release_held, reserve_from_lease
 from solaris_hooks.quota.outcome import apply_outcome
 from solaris_hooks.quota.plan import Plan, platform_tokens
 from solaris_hooks.quota.rate_limits import CountingCache
@@ -52,17 +52,31 @@ async def reserve_call(
     started = time.perf_counter()
     adopt_call_id(data, new_call_id())
     keep_our_callback_on(data)
+    user_id = None
     try:
+        # Normalised, named only by a key allowed to (else a 403), never a shared default account.
+        settings = state.settings
+        user_id = resolve_identity(
+            data,
+            key,
+            header_name=settings.identity_header,
+            local_part_case=settings.identity_local_part_case,
+            anonymous_calls=settings.anonymous_calls,
+            trusted_keys=settings.trusted_keys,
+        )
         try:
-            return await _reserve_call(state, data, call_type, key, cache)
+            return await _reserve_call(state, data, call_type, key, cache, user_id)
         except Regrouped:
-            # Priced again for the group the ledger named, once: its rate limits were counted.
-            return await _reserve_call(state, data, call_type, key, None)
-    except Regrouped as regrouped:  # the group changed again meanwhile: rare enough to say so
-        log_event("regrouped_twice", logging.WARNING, call_id=str(data.get("litellm_call_id")), group=regrouped.group)
-        raise CallConflict() from None
+            try:
+                # Priced again for the group the ledger named, once: its rate limits were counted.
+                return await _reserve_call(state, data, call_type, key, None, user_id)
+            except Regrouped as regrouped:  # the group changed again meanwhile: rare enough to say so
+                log_event("regrouped_twice", logging.WARNING, user_id=user_id, group=regrouped.group)
+                raise CallConflict() from None
     except Refusal as refusal:
         state.metrics.refusals.labels(reason=refusal.reason).inc()
+        if user_id is not None:  # counted per user for the admin pages, written with the next batch
+            state.refusal_counts.add(user_id)
         if isinstance(refusal, IdentityRefused):
             # No user to name: the identity itself may be what was wrong (never logged).
             log_event(
@@ -81,20 +95,11 @@ async def reserve_call(
 
 
 async def _reserve_call(
-    state: QuotaState, data: dict, call_type: str, key: object, cache: CountingCache | None
+    state: QuotaState, data: dict, call_type: str, key: object, cache: CountingCache | None, user_id: str
 ) -> str | None:
     """`key` is LiteLLM's UserAPIKeyAuth: its user_id, token (key hash) and key_alias.
     `cache` None: rate limits are not counted (a call priced again after a 'regroup')."""
     settings = state.settings
-    # Normalised, named only by a key allowed to (else a 403), never a shared default account.
-    user_id = resolve_identity(
-        data,
-        key,
-        header_name=settings.identity_header,
-        local_part_case=settings.identity_local_part_case,
-        anonymous_calls=settings.anonymous_calls,
-        trusted_keys=settings.trusted_keys,
-    )
     # With groups configured, the call is priced for the user's group (quota/groups.py),
     # which the reserve checks in the ledger.
     from_header = header_group(data, key, settings)
@@ -157,6 +162,12 @@ async def _reserve_call(
             reservation = await _reserve_in_ledger(
                 state, settings, user_id, call_id, model, plan, first_tokens, checked
             )
+            # Refused for tokens this process holds itself (charges waiting for the next batch,
+            # the user's lease): those are written and returned now, and the call asked again.
+            if held_here(reservation) and await release_held(state, user_id):
+                reservation = await _reserve_in_ledger(
+                    state, settings, user_id, call_id, model, plan, first_tokens, checked
+                )
     except DatabaseUnavailable as error:
         if settings.fail_mode == "open":
             log_event("fail_open", logging.WARNING, user_id=user_id, call_id=call_id, error=str(error))

@@ -17,6 +17,7 @@ from solaris_hooks.quota.groups import UserGroups
 from solaris_hooks.quota.learned_margins import LearnedMargins
 from solaris_hooks.quota.leases import Leases
 from solaris_hooks.quota.metrics import Metrics
+from solaris_hooks.quota.refusal_counts import RefusalCounts
 from solaris_hooks.quota.settle_batches import SettleBatches
 from solaris_hooks.quota.spool import Spool
 from solaris_hooks.quota.tasks import BackgroundTasks
@@ -38,3 +39,4 @@ class QuotaState:
     lease_takes: dict[str, asyncio.Future] = field(default_factory=dict)  # a user's lease being taken
     flush_lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one batch at a time
     groups: UserGroups = field(default_factory=UserGroups)  # users' groups as the ledger last said
+    refusal_counts: RefusalCounts = field(default_factory=RefusalCounts)  # written with the next batch

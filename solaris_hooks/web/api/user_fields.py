@@ -44,6 +44,8 @@ class AccountOut(BaseModel):
     period: str | None = None
     group: str | None = None  # settings.groups: what prices the user's calls (none: the top-level settings)
     group_source: Literal["admin", "header"] | None = None  # who chose it: an admin wins over calls' header
+    refused_calls: int = 0  # calls refused by quota, status or rate limits (counted within a second or so)
+    last_refused_at: datetime | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
