@@ -34,8 +34,13 @@ from tests.support.harness import ProxyProcess, free_port, scratch_database
 
 title = "Metered streams (metered / worst-case reservation)"
 variants = ("metered", "worst")
-# The metered proxy runs the shipped defaults; the other only turns metering off.
-variant_settings: dict[str, dict] = {"metered": {}, "worst": {"stream_chunk_tokens": 0}}
+# Per-call reservations on both (leases off), so the ledgers compare what metering itself
+# writes and holds; the other proxy only turns metering off. Leased streams are measured
+# by bench.proxy_bench.
+variant_settings: dict[str, dict] = {
+    "metered": {"leases": False},
+    "worst": {"leases": False, "stream_chunk_tokens": 0},
+}
 concurrencies = (1, 16)
 
 

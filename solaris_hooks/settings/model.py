@@ -60,7 +60,7 @@ class Settings(BaseModel):
     # the edge of an allowance (no lease of two worst cases fits) calls are reserved one by
     # one in Postgres, as with leases off, but their settles wait for the same batches. A
     # lease unused for lease_idle_s is returned; one whose process died expires after lease_ttl_s.
-    leases: bool = False
+    leases: bool = True
     lease_calls: int = Field(32, ge=2, le=10_000)
     lease_share: float = Field(0.25, gt=0, le=1)
     lease_ttl_s: int = Field(60, ge=5, le=3600)

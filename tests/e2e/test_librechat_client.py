@@ -189,6 +189,7 @@ class TestServedCalls:
         ]
         assert result["shown"] == answer(8) and result["title"] == answer(8)
         errors.admin.settled_account(email)
+        errors.admin.settles(email, 2)  # the free title call reserved nothing: charged by the next batch
         chat_raw = count_prompt_tokens(sent[0]["body"]["messages"]) + 8
         title_raw = count_prompt_tokens(title_body["messages"]) + 8
         assert settles(errors, email) == [charge(chat_raw), (0, title_raw)]
@@ -300,6 +301,7 @@ class TestPerMinuteLimits:
         assert rate_limited_notice().fullmatch(result["shown"]), result["shown"]
         assert [part["type"] for part in result["parts"]] == ["text"]
         messages.admin.settled_account(email)
+        messages.admin.settles(email, 2)  # the free title call reserved nothing: charged by the next batch
         assert len(settles(messages, email)) == 2
 
     def test_with_refusal_style_error_langchain_waits_out_retry_after_and_retries_once(
@@ -319,4 +321,5 @@ class TestPerMinuteLimits:
         assert sent[3]["body"] == refused["body"]
         assert result["shown"] == answer(5) and result["error"] is None
         errors.admin.settled_account(email)
+        errors.admin.settles(email, 3)  # the free title call reserved nothing: charged by the next batch
         assert len(settles(errors, email)) == 3

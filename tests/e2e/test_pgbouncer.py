@@ -181,6 +181,8 @@ class TestProxyThroughPgBouncer:
         connection it had: the calls after that fail on `prepared statement "_pg3_…" does
         not exist` (or `already exists`)."""
         settings = {key: value for key, value in prepares_off.items() if key != "db_prepare_threshold"}
+        # Leases off: every call runs the ledger's statements itself (leased calls run none).
+        settings["leases"] = False
         users = [new_user("prepared") for _ in range(5)]
         with proxy_through(
             pgbouncer, database_url, fake_provider.base_url, tmp_path, settings, "pgbouncer-prepared-proxy.log"

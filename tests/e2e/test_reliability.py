@@ -26,7 +26,7 @@ import psycopg
 
 from solaris_hooks.db.migrations import available_migrations
 from solaris_hooks.settings.refill import RefillSettings, local_today, period_key
-from tests.support.harness import MailCatcher, ProxyProcess, assert_ledger_consistent, wait_for
+from tests.support.harness import AdminClient, MailCatcher, ProxyProcess, assert_ledger_consistent, wait_for
 from tests.support.suite import (
     artifacts_dir,
     charged,
@@ -183,11 +183,19 @@ def solaris_cli(*args: str, database_url: str) -> subprocess.CompletedProcess:
 
 
 class TestConcurrency:
-    def test_200_concurrent_calls_spend_the_allowance_and_not_a_token_more(self, proxy, admin, database_url, user_id):
+    def test_200_concurrent_calls_spend_the_allowance_and_not_a_token_more(
+        self, own_database, fake_provider, tmp_path, user_id
+    ):
         """200 calls at once from one user whose allowance covers 50: about 50 served, the rest 429."""
-        outcomes = asyncio.run(burst([proxy.base_url], user_id, 200))
-        served, refused = split(outcomes)
-        account = admin.settled_account(user_id, timeout_s=60)
+        # Leases off: one reserve row per served call (tests/e2e/test_leases.py bursts with leases).
+        proxy = own_proxy("burst", own_database, fake_provider.base_url, {"leases": False}, tmp_path)
+        try:
+            proxy.wait_ready()
+            outcomes = asyncio.run(burst([proxy.base_url], user_id, 200))
+            served, refused = split(outcomes)
+            account = AdminClient(proxy.base_url, master_key).settled_account(user_id, timeout_s=60)
+        finally:
+            stop(proxy)
 
         assert_readable_refusals(refused)
         assert account["credited_tokens"] == allowance
@@ -197,7 +205,7 @@ class TestConcurrency:
         # The allowance is spent, not left on the table: less than one call's worth remains.
         assert account["remaining_tokens"] < cost_per_call
         assert abs(len(served) - allowance // cost_per_call) <= 2, (len(served), len(refused))
-        kinds = ledger_kinds(database_url, user_id)
+        kinds = ledger_kinds(own_database, user_id)
         assert kinds == {"grant": 1, "reserve": len(served), "settle": len(served)}
         record_figure(
             f"burst: 200 concurrent calls, 1 user, 1 proxy: {len(served)} served, {len(refused)} refused (429); "
@@ -219,7 +227,8 @@ class TestCrash:
             "crash-first",
             own_database,
             fake_provider.base_url,
-            {"reservation_ttl_s": 2, "sweep_interval_s": 3600},
+            # Leases off: per-call reservations stranded (tests/e2e/test_leases.py kills a leased proxy).
+            {"reservation_ttl_s": 2, "sweep_interval_s": 3600, "leases": False},
             tmp_path / "first",
         )
         trees: list[psutil.Process] = []
@@ -269,7 +278,7 @@ class TestCrash:
                 "crash-second",
                 own_database,
                 fake_provider.base_url,
-                {"reservation_ttl_s": 2, "sweep_interval_s": 0.5},
+                {"reservation_ttl_s": 2, "sweep_interval_s": 0.5, "leases": False},
                 tmp_path / "second",
             )
             try:
@@ -326,7 +335,8 @@ class TestReplicas:
         one refill grant per period, and each alert e-mailed once."""
         user_id = f"replica-{uuid.uuid4().hex[:12]}@example.com"
         refill = {"every": "day", "mode": "reset_to", "amount": allowance, "check_interval_s": 0.5}
-        settings = {"sweep_interval_s": 0.5, "mail_poll_interval_s": 0.2, "refill": refill}
+        # Leases off: the burst spends the allowance to the last call (a replica's lease would hold some back).
+        settings = {"sweep_interval_s": 0.5, "mail_poll_interval_s": 0.2, "refill": refill, "leases": False}
         catcher = MailCatcher().start()
         mail_env = {
             "SMTP_HOST": "127.0.0.1",

@@ -11,7 +11,7 @@ from fastapi import HTTPException
 from litellm.proxy._types import UserAPIKeyAuth
 
 from solaris_hooks.quota.service import QuotaService
-from tests.support.event_loop import run_with_callback
+from tests.support.event_loop import run_with_callback, settles_written
 from tests.support.payloads import hooks_model, request_data
 
 
@@ -28,8 +28,10 @@ def model_response(prompt_tokens: int, completion_tokens: int) -> litellm.ModelR
 
 
 async def balance(service: QuotaService, user_id: str):
+    """The user's balance once the settles waiting for a batch are written (leases on)."""
     from solaris_hooks.db import ledger
 
+    await settles_written(service)
     async with service.connection() as connection:
         return await ledger.balance(connection, user_id)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -27,6 +28,16 @@ def run_with_service(database_url: str, scenario: Callable[[QuotaService], Await
             await service.close()
 
     return asyncio.run(main())
+
+
+async def settles_written(service: QuotaService, timeout_s: float = 10) -> None:
+    """Once the batch loop has written every settle waiting in `service` (with leases on, a
+    call's charge goes to the ledger with the next batch, not when its success event ends)."""
+    deadline = time.monotonic() + timeout_s
+    while len(service.settle_batches):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{len(service.settle_batches)} settle(s) not written within {timeout_s} s")
+        await asyncio.sleep(0.01)
 
 
 def run_with_connection(database_url: str, scenario: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:

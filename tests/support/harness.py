@@ -97,14 +97,28 @@ class AdminClient:
         response.raise_for_status()
         return response.json()
 
-    def settled_account(self, user_id: str, timeout_s: float = 15) -> dict:
-        """The account once no call of the user is in flight (success logging is async)."""
+    def settled_account(self, user_id: str, timeout_s: float = 30) -> dict:
+        """The account once no call of the user is in flight (success logging is async) and,
+        with leases on, their lease returned (lease_idle_s after their last call)."""
 
         def settled() -> dict | None:
             account = self.account(user_id)
             return account if account is not None and account["reserved_tokens"] == 0 else None
 
         return wait_for(settled, timeout_s, what=f"no pending reservation for {user_id}")
+
+    def settles(self, user_id: str, calls: int, timeout_s: float = 15) -> list[dict]:
+        """The user's settle rows (newest first) once at least `calls` are in the ledger. With
+        leases on, a call's charge is written by the batch after its answer: a call that held
+        no reservation (a free title call) or one reserved from a lease is charged only then."""
+
+        def written() -> list[dict] | None:
+            response = self.http.get(f"/solaris/users/{user_id}/ledger", params={"kind": "settle", "limit": 500})
+            response.raise_for_status()
+            rows = response.json()["rows"]
+            return rows if len(rows) >= calls else None
+
+        return wait_for(written, timeout_s, what=f"{calls} settled call(s) of {user_id} in the ledger")
 
 
 def free_port() -> int:
