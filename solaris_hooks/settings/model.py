@@ -55,7 +55,8 @@ class Settings(BaseModel):
     stream_chunk_tokens_max: int = Field(2048, ge=1, le=1_000_000)
     # Leases: a proxy process holds a slice of a busy user's allowance (lease_calls worst cases
     # of the call that took it, at most lease_share of what the user has free) and reserves
-    # their unstreamed calls from it in memory, with no database round trip; the settles are
+    # their calls from it in memory (unstreamed calls, and metered streams as they grow:
+    # quota/leased_streams.py), with no database round trip; the settles are
     # written in batches every settle_batch_interval_ms, kept in the spool until then. Near
     # the edge of an allowance (no lease of two worst cases fits) calls are reserved one by
     # one in Postgres, as with leases off, but their settles wait for the same batches. A
