@@ -13,12 +13,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from datetime import time as day_start
 
 from psycopg import AsyncConnection
 
 from solaris_hooks.admin import dashboard, reports
+from solaris_hooks.admin.overview_range import overview_between
 from solaris_hooks.web.api.reports import csv_memory_bytes_max
 
 from .ledger_bench import scratch_database
@@ -174,7 +175,15 @@ async def run(database_url: str, quick: bool) -> dict:
             now = datetime.now(UTC)
             today = datetime.combine(now.date(), day_start(0), tzinfo=UTC)
             overview_ms = await _timings_ms(
-                lambda: dashboard.overview(connection, now, today, today.replace(day=1)),
+                # The page's default range: the last chart_days UTC days, today included.
+                lambda: overview_between(
+                    connection,
+                    now,
+                    today,
+                    today.replace(day=1),
+                    now.date() - timedelta(days=dashboard.chart_days - 1),
+                    now.date(),
+                ),
                 calls_measured,
                 warm_up=not quick,
             )

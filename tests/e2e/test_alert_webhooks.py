@@ -176,12 +176,7 @@ class TestSignedJsonAlerts:
     def test_a_dead_delivery_is_retried_by_the_admin_api(self, webhook_proxy, client, json_receiver):
         """A 410 is dead at once; POST /solaris/alerts/{id}/retry sends it again, and it arrives."""
         user_id = f"wh-{uuid.uuid4().hex[:10]}@example.com"
-        json_receiver.answer = 410
-        try:
-            cross_80(client, user_id)
-            wait_for(lambda: "dead" in {r[1] for r in deliveries(webhook_proxy, user_id, "ops-json")}, 30)
-        finally:
-            json_receiver.answer = 200
+        cross_80_refused_with_410(webhook_proxy, client, json_receiver, user_id)
         assert len(of_user(json_receiver.refused("/alerts"), user_id)) == 1
         with api_client(webhook_proxy.base_url, master_key) as http:
             (alert,) = http.get("/solaris/alerts", params={"user_id": user_id}).json()["alerts"]
@@ -190,18 +185,23 @@ class TestSignedJsonAlerts:
         assert len(of_user(json_receiver.accepted("/alerts"), user_id)) == 1
 
 
+def cross_80_refused_with_410(webhook_proxy, client, json_receiver, user_id: str) -> None:
+    """The user crosses 80 % while the json receiver answers 410: its delivery is dead at once."""
+    json_receiver.answer = 410
+    try:
+        cross_80(client, user_id)
+        wait_for(lambda: "dead" in {r[1] for r in deliveries(webhook_proxy, user_id, "ops-json")}, 30)
+    finally:
+        json_receiver.answer = 200
+
+
 class TestAdminApi:
     def test_alerts_carry_each_webhook_delivery_without_its_url_or_secret(self, webhook_proxy, client, json_receiver):
         """GET /solaris/alerts lists the alert's three deliveries by channel (the json one dead on a
         410, with the receiver's status and answer); the retry's answer shows it pending again.
         Neither answer holds a webhook's URL or secret."""
         user_id = f"wh-{uuid.uuid4().hex[:10]}@example.com"
-        json_receiver.answer = 410
-        try:
-            cross_80(client, user_id)
-            wait_for(lambda: "dead" in {r[1] for r in deliveries(webhook_proxy, user_id, "ops-json")}, 30)
-        finally:
-            json_receiver.answer = 200
+        cross_80_refused_with_410(webhook_proxy, client, json_receiver, user_id)
         wait_for(lambda: [r[1] for r in deliveries(webhook_proxy, user_id)].count("sent") == 2, 30)
         with api_client(webhook_proxy.base_url, master_key) as http:
             listed = http.get("/solaris/alerts", params={"user_id": user_id})

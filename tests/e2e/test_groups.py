@@ -110,12 +110,7 @@ def test_an_admins_group_wins_over_the_header_from_the_next_call_and_is_audited(
     base_url, url = grouped.base_url, grouped.database_url
     for _ in range(3):  # busy: with leases on, the later calls come from a lease priced for "user"
         chat(base_url, user_id, "USER")
-    moved = httpx.patch(
-        f"{base_url}/solaris/users/{user_id}",
-        json={"group": "Admin"},
-        headers={"Authorization": f"Bearer {master_key}"},
-        timeout=30,
-    )
+    moved = admin.update_user(user_id, group="Admin")
     assert moved.status_code == 200, moved.text
     assert (moved.json()["group"], moved.json()["group_source"]) == ("admin", "admin")
     # The header still says "user". A process holding a lease for the user learns of the
@@ -132,12 +127,7 @@ def test_an_admins_group_wins_over_the_header_from_the_next_call_and_is_audited(
         ).fetchall()
     assert (before, after) == ("user", "admin")
     # Cleared by the admin: the header's group again, from the next call.
-    cleared = httpx.patch(
-        f"{base_url}/solaris/users/{user_id}",
-        json={"group": None},
-        headers={"Authorization": f"Bearer {master_key}"},
-        timeout=30,
-    )
+    cleared = admin.update_user(user_id, group=None)
     assert cleared.json()["group"] is None
     chat(base_url, user_id, "USER")
     chat(base_url, user_id, "USER")
@@ -146,12 +136,7 @@ def test_an_admins_group_wins_over_the_header_from_the_next_call_and_is_audited(
 
 def test_a_group_an_admin_names_must_be_configured(grouped, user_id):
     chat(grouped.base_url, user_id, None)  # the user exists now
-    response = httpx.patch(
-        f"{grouped.base_url}/solaris/users/{user_id}",
-        json={"group": "interns"},
-        headers={"Authorization": f"Bearer {master_key}"},
-        timeout=30,
-    )
+    response = AdminClient(grouped.base_url, master_key).update_user(user_id, group="interns")
     assert response.status_code == 422, response.text  # the API's answer to a value it cannot take
     message = response.json()["error"]["message"]
     assert "interns" in message and "admin, user" in message
@@ -207,12 +192,7 @@ def test_without_leases_an_admins_group_prices_the_very_next_call(per_call, user
     first call after the change is priced again for the new group (one more round trip)."""
     for _ in range(2):
         chat(per_call.base_url, user_id, "user")
-    moved = httpx.patch(
-        f"{per_call.base_url}/solaris/users/{user_id}",
-        json={"group": "admin"},
-        headers={"Authorization": f"Bearer {master_key}"},
-        timeout=30,
-    )
+    moved = AdminClient(per_call.base_url, master_key).update_user(user_id, group="admin")
     assert moved.status_code == 200, moved.text
     answer = chat(per_call.base_url, user_id, "user")
     rows = settled_calls(per_call.database_url, user_id, 3)

@@ -40,12 +40,7 @@ def test_each_refused_call_is_counted_on_its_account_whatever_refused_it(proxy):
     )
     assert account["last_refused_at"] is not None
     admin.add_tokens(user_id, 10_000)
-    blocked = httpx.patch(
-        f"{proxy.base_url}/solaris/users/{user_id}",
-        json={"status": "blocked"},
-        headers={"Authorization": f"Bearer {master_key}"},
-        timeout=30,
-    )
+    blocked = admin.update_user(user_id, status="blocked")
     assert blocked.status_code == 200, blocked.text
     # A blocked account's calls are refused, and counted too.
     for _ in range(2):

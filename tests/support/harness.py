@@ -97,6 +97,10 @@ class AdminClient:
         response.raise_for_status()
         return response.json()
 
+    def update_user(self, user_id: str, **changes: object) -> httpx.Response:
+        """PATCH /solaris/users/{id}: the answer, whatever its status, for the test to check."""
+        return self.http.patch(f"/solaris/users/{user_id}", json=changes)
+
     def settled_account(self, user_id: str, timeout_s: float = 30) -> dict:
         """The account once no call of the user is in flight (success logging is async) and,
         with leases on, their lease returned (lease_idle_s after their last call)."""
