@@ -34,6 +34,8 @@ statuses = ("active", "blocked", "disabled")
 # How a listing can be sorted: each names db/queries/admin/accounts_sort_<name>.sql.
 sort_orders = ("usage", "remaining", "used", "created", "user_id")
 sort_directions = {"asc": SQL("ASC"), "desc": SQL("DESC")}
+# The group filter of a listing that keeps the users in no group (a group's name keeps its members).
+in_no_group = ""
 _profile_fields = ("email", "name", "locale", "status", "group")
 
 user_id_rules = (
@@ -151,15 +153,17 @@ async def page(
     *,
     search: str | None = None,
     status: str | None = None,
+    group: str | None = None,
     sort: str = "created",
     order: Literal["asc", "desc"] = "desc",
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[dict], int]:
-    """A page of accounts and how many match; search looks in id, e-mail and name."""
+    """A page of accounts and how many match; search looks in id, e-mail and name; group
+    keeps that group's members (in_no_group: the users in none; None: everyone)."""
     if sort not in sort_orders:
         raise InvalidInput(f"sort: must be one of {', '.join(sort_orders)}")
-    params = {"status": status, "pattern": search_pattern(search), "limit": limit, "offset": offset}
+    params = {"status": status, "pattern": search_pattern(search), "group": group, "limit": limit, "offset": offset}
     order_by = fragment("admin/accounts_order").format(
         key=fragment(f"admin/accounts_sort_{sort}"), direction=sort_directions["asc" if order == "asc" else "desc"]
     )

@@ -70,18 +70,20 @@ async def write_users_csv(
     *,
     search: str | None,
     status: str | None,
+    group: str | None,
     sort: str,
     order: Literal["asc", "desc"],
     rows_max: int,
 ) -> tuple[int, bool]:
-    """The users list as the page filters and sorts it, every page, with each user's last settled call."""
+    """The users list as the page filters and sorts it (group as admin.accounts.page takes
+    it), every page, with each user's last settled call, group and refused calls."""
     if sort not in sort_orders:
         raise InvalidInput(f"sort: must be one of {', '.join(sort_orders)}")
     order_by = fragment("admin/accounts_order").format(
         key=fragment(f"admin/accounts_sort_{sort}"), direction=sort_directions[order]
     )
     query = _listing("admin/users_csv_columns", "admin/accounts_rows", order_by)
-    params = {"status": status, "pattern": search_pattern(search)}
+    params = {"status": status, "pattern": search_pattern(search), "group": group}
     return await write_query(connection, out, query, params, rows_max)
 
 

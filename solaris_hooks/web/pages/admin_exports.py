@@ -24,6 +24,7 @@ from solaris_hooks.admin.overview_range import utc_start
 from solaris_hooks.exceptions import InvalidInput
 from solaris_hooks.web.api import reports as api_reports
 from solaris_hooks.web.context import Context
+from solaris_hooks.web.pages.admin_users import listed_group
 from solaris_hooks.web.pages.base import PageError, new_page_router, signed_in
 from solaris_hooks.web.pages.day_range import checked, day_range, typed_day
 
@@ -57,12 +58,19 @@ async def csv_download(name: str, write: Callable[[IO[str]], Awaitable[tuple[int
 
 @router.get("/users.csv")
 async def users_csv(
-    context: Context, request: Request, q: str = "", status: str = "", sort: str = "created", order: str = "desc"
+    context: Context,
+    request: Request,
+    q: str = "",
+    status: str = "",
+    group: str = "",
+    sort: str = "created",
+    order: str = "desc",
 ) -> Response:
     signed_in(request)
     # The list's own filters, read as the users page reads them.
     search = q.strip()[:320] or None
     chosen_status = status if status in accounts.statuses else None
+    chosen_group = listed_group(group, context.settings.groups)
     chosen_sort = sort if sort in accounts.sort_orders else "created"
     direction: Literal["asc", "desc"] = "asc" if order == "asc" else "desc"
 
@@ -73,6 +81,7 @@ async def users_csv(
                 out,
                 search=search,
                 status=chosen_status,
+                group=chosen_group,
                 sort=chosen_sort,
                 order=direction,
                 rows_max=reports.usage_rows_max,

@@ -1,6 +1,7 @@
-"""`POST /solaris/admin/users/profile`: the user page's form that changes a user's e-mail,
-name and language, through the use case `PATCH /solaris/users/{id}` uses
-(admin.accounts.update: the same rules, one audit row `user.update` with before and after).
+"""The user page's forms that edit an account, through the use case `PATCH /solaris/users/{id}`
+uses (admin.accounts.update: the same rules, one audit row `user.update` with before and
+after): `POST /solaris/admin/users/profile` changes e-mail, name and language,
+`POST /solaris/admin/users/group` the user's group (one of solaris_settings.groups, or none).
 
 Each field is checked here first, so a mistake is explained in the admin's language.
 """
@@ -8,6 +9,7 @@ Each field is checked here first, so a mistake is explained in the admin's langu
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from urllib.parse import urlencode
 
 from fastapi import Request
@@ -17,6 +19,7 @@ from solaris_hooks.admin import accounts
 from solaris_hooks.exceptions import AdminError
 from solaris_hooks.mail.emails import is_email_address
 from solaris_hooks.messages import locales
+from solaris_hooks.settings.groups import group_name
 from solaris_hooks.web.api.base import line_pattern
 from solaris_hooks.web.context import Context
 from solaris_hooks.web.pages.base import Notice, act, home, new_page_router, posted, safe_next
@@ -68,5 +71,47 @@ async def edit_profile(context: Context, request: Request) -> Response:
                 local_part_case=context.settings.identity_local_part_case,
             )
         return "notice.profile_saved", {"user": user_id}
+
+    return await act(request, target, session, change)
+
+
+def chosen_group(typed: object, groups: Collection[str], locale: str) -> str | None:
+    """The group the form names (None: no group, an empty choice), if it is configured; an
+    AdminError in the admin's language otherwise."""
+    if not isinstance(typed, str):  # no choice at all, or a file in its place
+        raise AdminError(translate(locale, "notice.choose_group"), "invalid_request")
+    if typed == "":
+        return None
+    name = group_name(typed)
+    if name is None or name not in groups:
+        shown = typed[:64]
+        if not groups:
+            raise AdminError(translate(locale, "notice.no_groups", group=shown), "invalid_request")
+        configured = ", ".join(sorted(groups))
+        raise AdminError(translate(locale, "notice.bad_group", group=shown, groups=configured), "invalid_request")
+    return name
+
+
+@router.post("/users/group")
+async def set_group(context: Context, request: Request) -> Response:
+    session, form = await posted(request)
+    user_id = str(form.get("user_id") or "")
+    target = safe_next(form.get("next"), f"{home}/user?{urlencode({'id': user_id})}")
+
+    async def change() -> Notice:
+        groups = context.settings.groups
+        group = chosen_group(form.get("group"), groups, session.locale)
+        async with context.database.connection() as connection:
+            await accounts.update(
+                connection,
+                user_id,
+                {"group": group},
+                session.actor.name,
+                local_part_case=context.settings.identity_local_part_case,
+                groups=groups,
+            )
+        if group is None:
+            return "notice.group_cleared", {"user": user_id}
+        return "notice.group_set", {"user": user_id, "group": group}
 
     return await act(request, target, session, change)

@@ -94,5 +94,6 @@ async def user_detail(
         locales=locales,
         kinds=user_ledger.ledger_kinds,
         statuses=accounts.statuses,
+        groups=sorted(settings.groups),
         idempotency_key=secrets.token_urlsafe(16),
     )

@@ -4,6 +4,7 @@ block or unblock them."""
 from __future__ import annotations
 
 import secrets
+from collections.abc import Collection
 from typing import Literal
 from urllib.parse import urlencode
 
@@ -15,6 +16,7 @@ from solaris_hooks.admin import accounts, csv_import
 from solaris_hooks.admin.last_active import last_active
 from solaris_hooks.exceptions import AdminError
 from solaris_hooks.messages import normalise_locale
+from solaris_hooks.settings.groups import group_name
 from solaris_hooks.web.context import Context
 from solaris_hooks.web.pages.base import (
     Notice,
@@ -34,8 +36,19 @@ from solaris_hooks.web.pages.base import (
 from solaris_hooks.web.pages.render import translate
 
 users_page_size = 25
+# The group filter's choice for the users in no group: never a group's name (those start with a letter or digit).
+no_group_choice = "-"
 
 router = new_page_router()
+
+
+def listed_group(typed: str, groups: Collection[str]) -> str | None:
+    """The group filter as the list's URL writes it, for admin.accounts.page: a configured
+    group, or no_group_choice for the users in none; anything else lists every user."""
+    if typed == no_group_choice:
+        return accounts.in_no_group
+    name = group_name(typed)
+    return name if name in groups else None
 
 
 @router.get("/users")
@@ -44,6 +57,7 @@ async def users(
     request: Request,
     q: str = "",
     status: str = "",
+    group: str = "",
     sort: str = "created",
     order: str = "desc",
     page: str = "1",
@@ -51,6 +65,9 @@ async def users(
     session = signed_in(request)
     q = q.strip()[:320]
     status = status if status in accounts.statuses else ""
+    chosen_group = listed_group(group, context.settings.groups)
+    # As the URL writes it: the select shows it chosen, and the links keep it.
+    group = "" if chosen_group is None else (chosen_group or no_group_choice)
     sort = sort if sort in accounts.sort_orders else "created"
     direction: Literal["asc", "desc"] = "asc" if order == "asc" else "desc"
     number = parse_int(page, 1, low=1)
@@ -59,6 +76,7 @@ async def users(
             connection,
             search=q or None,
             status=status or None,
+            group=chosen_group,
             sort=sort,
             order=direction,
             limit=users_page_size,
@@ -66,9 +84,11 @@ async def users(
         )
         last_calls = await last_active(connection, [row["user_id"] for row in rows])
 
+    filters = {"q": q, "status": status, "group": group}
+
     def sort_link(column: str) -> str:
         flipped = "asc" if sort == column and direction == "desc" else "desc"
-        return f"{home}/users?{urlencode({'q': q, 'status': status, 'sort': column, 'order': flipped})}"
+        return f"{home}/users?{urlencode({**filters, 'sort': column, 'order': flipped})}"
 
     return show(
         request,
@@ -78,9 +98,14 @@ async def users(
         "users",
         rows=rows,
         last_calls=last_calls,
-        users_csv=f"{home}/users.csv?{urlencode({'q': q, 'status': status, 'sort': sort, 'order': direction})}",
+        users_csv=f"{home}/users.csv?{urlencode({**filters, 'sort': sort, 'order': direction})}",
         q=q,
         status=status,
+        group=group,
+        groups=sorted(context.settings.groups),
+        no_group_choice=no_group_choice,
+        # A group column while groups are configured, or while a listed user still has one.
+        show_groups=bool(context.settings.groups) or any(row["group"] for row in rows),
         sort=sort,
         order=direction,
         sort_link=sort_link,
