@@ -49,7 +49,7 @@ def build_callback() -> SolarisCallback:
     service = QuotaService(settings, url)
     service.run_in_background(service.sweep_forever)
     service.run_in_background(service.replay_forever)
-    service.run_in_background(partial(refill_forever, service.database.connection, lambda: service.settings.refill))
+    service.run_in_background(partial(refill_forever, service.database.connection, lambda: service.settings))
     if smtp_settings is not None:
         outbox = Outbox(service.database.connection, settings, smtp_settings)
         service.on_reload(partial(setattr, outbox, "settings"))

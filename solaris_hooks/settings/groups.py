@@ -7,6 +7,11 @@ users; an admin's choice wins. Every key of a group is optional: what a group do
 is the top-level setting. A model's factor is the group's model_factors entry, else the
 group's conversion_factor, else the top-level model_factors entry, else conversion_factor:
 a group that sets only conversion_factor prices every model it does not name at that factor.
+
+A group's `refill` is a whole rule of its own (schedule, mode, amount, time zone), not merged
+with the top-level one: its members are refilled by it alone, everyone else by the top-level
+`refill` (solaris_hooks.db.refill). A member moved in keeps their balance until the group's
+next period (migration 0015).
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ import re
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from solaris_hooks.settings.refill import RefillSettings
 
 # Lower case, so a LibreChat role (`USER`, `ADMIN`) sent in a header names the group `user`.
 group_name_pattern = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
@@ -32,6 +39,7 @@ class Group(BaseModel):
     requests_per_minute: int | None = Field(None, ge=1, le=1_000_000)
     tokens_per_minute: int | None = Field(None, ge=1, le=10**12)
     alert_thresholds: list[Threshold] | None = Field(None, max_length=10)
+    refill: RefillSettings | None = None
 
     @field_validator("alert_thresholds")
     @classmethod
@@ -46,6 +54,7 @@ class Group(BaseModel):
             "requests_per_minute": self.requests_per_minute,
             "tokens_per_minute": self.tokens_per_minute,
             "alert_thresholds": self.alert_thresholds,
+            "refill": self.refill,
         }
         return {name: value for name, value in named.items() if value is not None}
 

@@ -8,10 +8,12 @@ from types import SimpleNamespace
 import pytest
 from pydantic import ValidationError
 
+from solaris_hooks.db.refill import RefillRule, check_interval_s, idle_check_interval_s, refill_rules
 from solaris_hooks.quota.groups import UserGroups, header_group
 from solaris_hooks.quota.identity import master_key_token
 from solaris_hooks.settings import Settings
 from solaris_hooks.settings.groups import group_name
+from solaris_hooks.settings.refill import RefillSettings
 
 settings = Settings(
     conversion_factor=0.376,
@@ -96,3 +98,32 @@ class TestUserGroups:
         assert groups.settings_for(settings, "staff") is groups.settings_for(settings, "staff")
         reloaded = settings.model_copy()
         assert groups.settings_for(reloaded, "staff") is not groups.settings_for(settings, "staff")
+
+
+class TestGroupRefills:
+    top_level = {"every": "month", "amount": 1000, "check_interval_s": 60}
+    weekly = {"every": "week", "mode": "add", "amount": 50, "timezone": "America/Sao_Paulo", "check_interval_s": 5}
+    refilled = Settings(refill=top_level, groups={"students": {"refill": weekly}, "staff": {"default_tokens": 9}})
+
+    def test_a_groups_refill_is_its_members_rule_and_the_others_keep_the_top_level_one(self):
+        assert self.refilled.for_group("students").refill == RefillSettings(**self.weekly)
+        assert self.refilled.for_group("staff").refill == self.refilled.for_group(None).refill == self.refilled.refill
+
+    def test_a_groups_refill_is_a_whole_rule_not_merged_with_the_top_level_one(self):
+        students = Settings(refill=self.top_level, groups={"students": {"refill": {"every": "day", "amount": 5}}})
+        assert students.for_group("students").refill == RefillSettings(every="day", amount=5)
+
+    def test_the_refill_task_runs_the_top_level_rule_for_users_without_one_and_each_groups_own(self):
+        assert refill_rules(self.refilled) == [
+            RefillRule(RefillSettings(**self.top_level), None, ("students",)),
+            RefillRule(RefillSettings(**self.weekly), "students", ("students",)),
+        ]
+
+    def test_groups_refill_without_a_top_level_rule(self):
+        alone = Settings(groups={"students": {"refill": self.weekly}})
+        assert [rule.group for rule in refill_rules(alone)] == ["students"]
+        assert refill_rules(Settings(groups={"staff": {}})) == []
+
+    def test_the_task_checks_as_often_as_its_most_frequent_rule_asks(self):
+        assert check_interval_s(refill_rules(self.refilled)) == 5
+        assert check_interval_s([]) == idle_check_interval_s
