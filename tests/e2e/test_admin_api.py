@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from solaris_hooks.web.auth import key_fingerprint
-from tests.support.harness import api_client
+from tests.support.harness import api_client, wait_for
 from tests.support.proxy_calls import ask
 from tests.support.suite import admin_key_ana, admin_key_anonymous, proxy_settings, viewer_key
 
@@ -74,8 +74,17 @@ class TestUsers:
         with pytest.raises(openai.PermissionDeniedError) as refused:
             ask(client, user["user_id"], "de novo")
         assert "desativada" in refused.value.body["message"]
-        ledger = http.get(f"/solaris/users/{user['user_id']}/ledger").json()
-        assert {row["kind"] for row in ledger["rows"]} >= {"grant", "reserve", "settle"}
+        # The served call's settle is written by the next batch (leases on): waited for, not assumed.
+        rows = wait_for(
+            lambda: (
+                (got := http.get(f"/solaris/users/{user['user_id']}/ledger").json()["rows"])
+                and {row["kind"] for row in got} >= {"grant", "reserve", "settle"}
+                and got
+            ),
+            15,
+            what="the served call's settle",
+        )
+        assert len([row for row in rows if row["kind"] == "settle"]) == 1
 
 
 class TestCredits:
