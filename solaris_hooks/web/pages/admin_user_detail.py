@@ -87,7 +87,7 @@ async def user_detail(
         alerts_total=alerts_total,
         actions=actions,
         actions_total=actions_total,
-        next_refill=next_refill_at(settings.refill) if settings.refill else None,
+        next_refill=next_refill_at(refill) if (refill := settings.for_group(account.get("group")).refill) else None,
         usage_link=base + web_signing.usage_path(id, settings),
         here=this_page(request),
         ledger_csv=f"{home}/user/ledger.csv?{urlencode(csv_filters)}",

@@ -20,7 +20,7 @@ from solaris_hooks.logs import log_event
 from solaris_hooks.mail import links as web_signing
 from solaris_hooks.messages import normalise_locale
 from solaris_hooks.settings import Settings
-from solaris_hooks.settings.refill import next_refill_at
+from solaris_hooks.settings.refill import RefillSettings, next_refill_at
 from solaris_hooks.web.context import Context
 from solaris_hooks.web.pages.charts import tokens_per_day_chart
 from solaris_hooks.web.pages.render import render_page
@@ -68,7 +68,12 @@ async def usage_page(context: Context, request: Request, token: str, lang: str |
         account=account,
         chart=chart,
         settings=settings,
-        renewal=next_refill_at(settings.refill) if settings.refill else None,
+        renewal=_renewal(settings.for_group(account.get("group")).refill),
         used_share=min(1.0, account["used_tokens"] / account["credited_tokens"]) if account["credited_tokens"] else 1.0,
         path=request.url.path,
     )
+
+
+def _renewal(refill: RefillSettings | None) -> datetime | None:
+    """When the user's allowance renews: their group's rule, else the top-level one."""
+    return next_refill_at(refill) if refill else None
