@@ -41,6 +41,7 @@ class Alert:
     email: str | None
     name: str | None
     locale: str | None
+    group_name: str | None = None  # the user's group: its refill rule says when the allowance renews
 
     @property
     def template(self) -> str:
@@ -125,7 +126,7 @@ def renewal_date(settings: Settings, locale: str) -> str | None:
 def render(alert: Alert, settings: Settings, **extra: str | None) -> tuple[str, str, str]:
     """(subject, text, html) in the user's locale, else the configured one."""
     locale = normalise_locale(alert.locale or settings.locale)
-    extra.setdefault("renewal_date", renewal_date(settings, locale))
+    extra.setdefault("renewal_date", renewal_date(settings.for_group(alert.group_name), locale))
     # The personal usage page, when public_url says where people reach the proxy.
     extra.setdefault("usage_url", usage_url(alert.user_id, settings))
     values = context(alert, settings, **extra)

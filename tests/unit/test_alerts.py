@@ -40,6 +40,19 @@ class TestEmails:
         _, text, _ = emails.render(alert(), alert_settings())
         assert "renovada" not in text
 
+    def test_a_group_members_renewal_date_is_their_groups(self):
+        """A group with a refill rule of its own (weekly here, monthly at the top level)."""
+        from solaris_hooks.settings.refill import RefillSettings, next_refill_at
+
+        weekly = RefillSettings(every="week", amount=300)
+        settings = alert_settings(
+            refill=RefillSettings(every="month", amount=1000), groups={"students": {"refill": weekly}}
+        )
+        _, text, _ = emails.render(alert(group_name="students"), settings)
+        assert f"Sua cota será renovada em {next_refill_at(weekly).strftime('%d/%m/%Y')}." in text
+        _, text, _ = emails.render(alert(group_name=None), settings)
+        assert f"Sua cota será renovada em {next_refill_at(settings.refill).strftime('%d/%m/%Y')}." in text
+
     def test_the_brand_name_is_a_setting(self):
         """brand_name changes subject and body."""
         subject, text, _ = emails.render(alert(), alert_settings(brand_name="Acme IA"))

@@ -14,6 +14,6 @@ WITH claimed AS (
     RETURNING a.*
 )
 SELECT c.id, c.user_id, c.kind, c.threshold, c.credited_tokens, c.used_tokens, c.tokens, c.attempts,
-       acc.email, acc.name, acc.locale
+       acc.email, acc.name, acc.locale, acc.group_name
   FROM claimed c JOIN solaris.accounts acc USING (user_id)
  ORDER BY c.id
